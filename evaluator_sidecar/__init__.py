@@ -1,0 +1,58 @@
+"""The evaluator library both sides share, and the evaluator sidecar.
+
+It owns the policy engines (native declarative rules compiled at load; OPA
+policies compiled to WebAssembly and run in wasmtime), ``PKGEvaluator`` (one
+loaded snapshot behind one ``evaluate()``), the PostgreSQL client
+(``PKGClient``), the Redis protocol shared with the operator, the hot-swap
+manager (``PKGManager``), the sidecar's HTTP API and heartbeats, and the
+offline ``pkg`` CLI. It never imports the operator.
+
+Public names are imported lazily so that ``import evaluator_sidecar`` stays
+cheap and a process that only needs the evaluator does not load asyncpg,
+redis or wasmtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
+    from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
+    from evaluator_sidecar.evaluator import PKGEvaluator
+    from evaluator_sidecar.model import PKGSnapshotData
+
+__all__ = [
+    "ENGINE_REGISTRY",
+    "EvaluationError",
+    "PKGEvaluator",
+    "PKGSnapshotData",
+    "PolicyEngine",
+    "SnapshotLoadError",
+    "register_engine",
+]
+
+# name -> module that defines it. Later parts of the library add their names here.
+_LAZY: dict[str, str] = {
+    "ENGINE_REGISTRY": "evaluator_sidecar.engines.base",
+    "PolicyEngine": "evaluator_sidecar.engines.base",
+    "register_engine": "evaluator_sidecar.engines.base",
+    "EvaluationError": "evaluator_sidecar.errors",
+    "SnapshotLoadError": "evaluator_sidecar.errors",
+    "PKGEvaluator": "evaluator_sidecar.evaluator",
+    "PKGSnapshotData": "evaluator_sidecar.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evaluator_sidecar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
