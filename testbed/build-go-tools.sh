@@ -75,7 +75,6 @@ GO
       cd "$work"
       go mod init pkg-testbed/k8s >/dev/null 2>&1
       # Every k8s.io/* module that k8s.io/kubernetes replaces with a local staging path.
-      # Every k8s.io/* module that k8s.io/kubernetes replaces with a local staging path.
       local gomod mods
       gomod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
       mods=$(awk '/=> \.\/staging/ {print $1}' "$gomod" | sort -u)
