@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from pkg_testbed.binaries import ensure
+from pkg_testbed.kube import KubeControlPlane
 from pkg_testbed.postgres import PostgresServer
 from pkg_testbed.redis import RedisServer
 
-__all__ = ["postgres_server", "redis_server", "testbed_dir"]
+__all__ = ["helm_bin", "kube", "opa_bin", "postgres_server", "redis_server", "testbed_dir"]
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,22 @@ def redis_server(testbed_dir: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(testbed_dir: Path) -> Iterator[KubeControlPlane]:
+    """etcd + kube-apiserver; ``kube.kubeconfig`` for clients, ``kube.kubectl_bin`` for kubectl."""
+    plane = KubeControlPlane(testbed_dir / "kube")
+    plane.start()
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def opa_bin() -> Path:
+    return ensure("opa")
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    return ensure("helm")

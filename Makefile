@@ -1,0 +1,64 @@
+# The PKG operator's commands. `make help` lists them.
+# Two do all the set-up on a fresh machine: `make demo` and `make test`.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TESTBED := PYTHONPATH=testbed $(PY) -m pkg_testbed
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## create .venv and install the project with its dev tools
+
+.PHONY: testbed-bins
+testbed-bins: $(STAMP) ## find or build etcd, kube-apiserver, kubectl, opa, helm (cached in ~/.cache/pkg-operator); install PostgreSQL and Redis
+	$(TESTBED) build
+
+.PHONY: test
+test: testbed-bins ## run every test (unit, integration, end-to-end) on the real test bed
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5), nothing failed"; rc=0; fi; \
+	exit $$rc
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## run the pure unit tests only (no servers)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff, mypy --strict, squawk on the migrations
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(MAKE) --no-print-directory lint-sql
+
+.PHONY: format
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: stack
+stack: testbed-bins ## start PostgreSQL, Redis, etcd and kube-apiserver and print how to reach them (Ctrl-C stops)
+	$(TESTBED) up
+
+.PHONY: demo
+demo: testbed-bins ## the whole path on a local stack
+	$(TESTBED) up
+
+.PHONY: clean
+clean: ## remove the virtualenv and caches in the work tree (not the binary cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

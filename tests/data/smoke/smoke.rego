@@ -1,0 +1,5 @@
+package smoke
+
+default allow := false
+
+allow if input.user == "admin"
