@@ -39,11 +39,13 @@ class SnapshotLoadError(EvaluatorError):
         self.version = version
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"snapshot {version!r} cannot be loaded ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(
+            f"snapshot {version!r} cannot be loaded ({len(self.problems)} problem(s)):\n{lines}"
+        )
 
 
 class EvaluationError(EvaluatorError):
-    """One evaluation failed (bad task facts, a policy trap or timeout); the evaluator stays usable."""
+    """One evaluation failed (bad task facts, a trap, a timeout); the evaluator stays usable."""
 
 
 class EngineUnavailableError(EvaluatorError):

@@ -1,8 +1,8 @@
 """``python -m pkg_testbed``: build the test bed's binaries, or run the stack for a person.
 
-    python -m pkg_testbed build [TOOL ...]   find or build etcd, kube-apiserver, kubectl, opa, helm
-    python -m pkg_testbed which TOOL         print the path of a tool (building it if needed)
-    python -m pkg_testbed up [--no-kube]     start the stack, print its environment, wait for Ctrl-C
+python -m pkg_testbed build [TOOL ...]   find or build etcd, kube-apiserver, kubectl, opa, helm
+python -m pkg_testbed which TOOL         print the path of a tool (building it if needed)
+python -m pkg_testbed up [--no-kube]     start the stack, print its environment, wait for Ctrl-C
 """
 
 from __future__ import annotations
@@ -23,11 +23,18 @@ from pkg_testbed.system import postgres_bindir, redis_server
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pkg_testbed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pkg_testbed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="find or build the tools (and install PostgreSQL and Redis)")
-    build.add_argument("tools", nargs="*", metavar="TOOL", help=f"any of {sorted(TOOLS)}; default all")
+    build = sub.add_parser(
+        "build", help="find or build the tools (and install PostgreSQL and Redis)"
+    )
+    build.add_argument(
+        "tools", nargs="*", metavar="TOOL", help=f"any of {sorted(TOOLS)}; default all"
+    )
     which = sub.add_parser("which", help="print a tool's path")
     which.add_argument("tool", choices=list(TOOLS))
     up = sub.add_parser("up", help="start the stack and wait")
@@ -62,7 +69,9 @@ def _up(*, no_kube: bool, env_file: Path | None) -> int:
         lines = [f"export {key}={shlex.quote(value)}" for key, value in stack.env().items()]
         if env_file is not None:
             env_file.write_text("\n".join(lines) + "\n")
-        print(f"# test bed up in {time.monotonic() - started:.1f}s; data and logs in {stack.workdir}")
+        print(
+            f"# test bed up in {time.monotonic() - started:.1f}s; data and logs in {stack.workdir}"
+        )
         print("# paste these lines into a shell to use it; Ctrl-C stops everything")
         print("\n".join(lines), flush=True)
         while not stopping.wait(0.5):

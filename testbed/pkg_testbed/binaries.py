@@ -44,8 +44,8 @@ class BinaryError(RuntimeError):
 def pinned_versions() -> dict[str, str]:
     """``{"KUBERNETES_VERSION": "v1.34.4", ...}`` from versions.env."""
     versions: dict[str, str] = {}
-    for line in VERSIONS_FILE.read_text().splitlines():
-        line = line.strip()
+    for raw in VERSIONS_FILE.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             versions[key.strip()] = value.strip()

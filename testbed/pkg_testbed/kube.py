@@ -13,6 +13,7 @@ is garbage-collected; admission webhooks on pod CREATE still run.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -33,8 +34,13 @@ __all__ = ["KubeControlPlane", "write_ca_and_cert"]
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     path.chmod(0o600)
 
 
@@ -48,14 +54,28 @@ def write_ca_and_cert(folder: Path, common_name: str, sans: list[str]) -> tuple[
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name}-ca")])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=7))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -68,11 +88,18 @@ def write_ca_and_cert(folder: Path, common_name: str, sans: list[str]) -> tuple[
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=7))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     ca_path, cert_path, key_path = folder / "ca.crt", folder / "tls.crt", folder / "tls.key"
@@ -112,61 +139,87 @@ class KubeControlPlane:
         data = self.workdir / "etcd"
         self._etcd = ServerProcess(
             "etcd",
-            [str(self.etcd_bin), "--data-dir", str(data), "--name", "testbed",
-             "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-             "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-             "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
-             "--initial-cluster", f"testbed=http://127.0.0.1:{self.etcd_peer_port}",
-             "--unsafe-no-fsync", "--log-level", "warn"],
+            [
+                str(self.etcd_bin),
+                "--data-dir",
+                str(data),
+                "--name",
+                "testbed",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{self.etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{self.etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{self.etcd_peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{self.etcd_peer_port}",
+                "--initial-cluster",
+                f"testbed=http://127.0.0.1:{self.etcd_peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
             self.workdir / "etcd.log",
         )
         self._etcd.start()
 
         def healthy() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=1) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.etcd_port}/health", timeout=1
+            ) as r:
                 return bool(json.loads(r.read()).get("health") == "true")
 
         wait_until(healthy, timeout=30, what="etcd", proc=self._etcd)
 
     def _start_apiserver(self) -> None:
         certs = self.workdir / "pki"
-        self.ca_path, cert, key = write_ca_and_cert(certs, "kube-apiserver",
-                                                    ["127.0.0.1", "localhost", "10.0.0.1"])
+        self.ca_path, cert, key = write_ca_and_cert(
+            certs, "kube-apiserver", ["127.0.0.1", "localhost", "10.0.0.1"]
+        )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         sa_path = certs / "sa.key"
         _write_key(sa_path, sa_key)
         sa_pub = certs / "sa.pub"
-        sa_pub.write_bytes(sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        sa_pub.write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         tokens = certs / "tokens.csv"
         tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
         tokens.chmod(0o600)
         self._apiserver = ServerProcess(
             "kube-apiserver",
-            [str(self.apiserver_bin),
-             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-             f"--cert-dir={certs}", f"--tls-cert-file={cert}", f"--tls-private-key-file={key}",
-             f"--secure-port={self.port}", "--bind-address=127.0.0.1",
-             "--advertise-address=127.0.0.1",
-             "--service-cluster-ip-range=10.0.0.0/24",
-             "--authorization-mode=RBAC", "--allow-privileged=true",
-             "--disable-admission-plugins=ServiceAccount",
-             f"--token-auth-file={tokens}",
-             f"--client-ca-file={self.ca_path}",
-             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-             f"--service-account-key-file={sa_pub}",
-             f"--service-account-signing-key-file={sa_path}",
-             "--enable-priority-and-fairness=false",
-             "--v=1"],
+            [
+                str(self.apiserver_bin),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                f"--cert-dir={certs}",
+                f"--tls-cert-file={cert}",
+                f"--tls-private-key-file={key}",
+                f"--secure-port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                f"--token-auth-file={tokens}",
+                f"--client-ca-file={self.ca_path}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_path}",
+                "--enable-priority-and-fairness=false",
+                "--v=1",
+            ],
             self.workdir / "kube-apiserver.log",
         )
         self._apiserver.start()
         context = ssl.create_default_context(cafile=str(self.ca_path))
 
         def ready() -> bool:
-            request = urllib.request.Request(f"{self.server}/readyz",
-                                             headers={"Authorization": f"Bearer {self.token}"})
+            request = urllib.request.Request(
+                f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.token}"}
+            )
             with urllib.request.urlopen(request, timeout=2, context=context) as response:
                 return bool(response.status == 200)
 
@@ -175,17 +228,25 @@ class KubeControlPlane:
         wait_until(ready, timeout=120, what="kube-apiserver", proc=self._apiserver)
 
     def _write_kubeconfig(self) -> None:
-        import base64
-
         ca = base64.b64encode(self.ca_path.read_bytes()).decode()
         # JSON is valid YAML, and every kubeconfig reader accepts it.
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "testbed",
-            "clusters": [{"name": "testbed",
-                          "cluster": {"server": self.server, "certificate-authority-data": ca}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "testbed",
+            "clusters": [
+                {
+                    "name": "testbed",
+                    "cluster": {"server": self.server, "certificate-authority-data": ca},
+                }
+            ],
             "users": [{"name": "admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "testbed",
-                          "context": {"cluster": "testbed", "user": "admin", "namespace": "default"}}],
+            "contexts": [
+                {
+                    "name": "testbed",
+                    "context": {"cluster": "testbed", "user": "admin", "namespace": "default"},
+                }
+            ],
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
         self.kubeconfig.chmod(0o600)

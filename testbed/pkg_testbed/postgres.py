@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -31,13 +32,15 @@ def _service_user() -> str | None:
             return name
         except KeyError:
             continue
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    "pkgtestbed"], check=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pkgtestbed"],
+        check=True,
+    )
     return "pkgtestbed"
 
 
 class PostgresServer:
-    """Start with ``start()``; connect with ``dsn()``; ``stop()`` ends it, ``cleanup()`` removes it."""
+    """Start with ``start()``, connect with ``dsn()``, end with ``stop()``."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
@@ -61,8 +64,14 @@ class PostgresServer:
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/",  # type: ignore[call-overload]
-                                **kwargs)
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",  # type: ignore[call-overload]
+            **kwargs,
+        )
         if result.returncode != 0:
             raise TestbedError(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
 
@@ -74,40 +83,84 @@ class PostgresServer:
             path.mkdir(mode=0o700, exist_ok=True)
             self._own(path)
         if first:
-            self._run_as([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER,
-                          "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            self._run_as(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            )
         log = self.workdir / "postgres.log"
         log.touch()
         self._own(log)
         self._proc = ServerProcess(
             "postgres",
-            [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-             "-k", str(self.sockdir), "-c", "listen_addresses=127.0.0.1",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200", "-c", "log_min_messages=warning"],
-            log, user=self.user,
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.datadir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.sockdir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "log_min_messages=warning",
+            ],
+            log,
+            user=self.user,
         )
         self._proc.start()
-        wait_until(self._accepts, timeout=30, what=f"PostgreSQL on port {self.port}", proc=self._proc)
+        wait_until(
+            self._accepts, timeout=30, what=f"PostgreSQL on port {self.port}", proc=self._proc
+        )
 
     def _accepts(self) -> bool:
         pg_isready = self.bindir / "pg_isready"
         if pg_isready.exists():
-            return subprocess.run([str(pg_isready), "-h", "127.0.0.1", "-p", str(self.port),
-                                   "-U", SUPERUSER], capture_output=True, check=False).returncode == 0
-        import socket
-
+            return (
+                subprocess.run(
+                    [str(pg_isready), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER],
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            )
         with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
             return True
 
     def psql(self) -> str:
         """The psql client to use against this server."""
-        return str(self.bindir / "psql") if (self.bindir / "psql").exists() else (shutil.which("psql") or "psql")
+        return (
+            str(self.bindir / "psql")
+            if (self.bindir / "psql").exists()
+            else (shutil.which("psql") or "psql")
+        )
 
     def create_database(self, name: str) -> str:
         """Create an empty database and return its DSN."""
-        result = subprocess.run([self.psql(), self.dsn(), "-v", "ON_ERROR_STOP=1", "-qc",
-                                 f'CREATE DATABASE "{name}"'], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [self.psql(), self.dsn(), "-v", "ON_ERROR_STOP=1", "-qc", f'CREATE DATABASE "{name}"'],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise TestbedError(f"creating database {name!r} failed: {result.stderr}")
         return self.dsn(name)

@@ -27,7 +27,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, proc: ServerProcess) -> None:
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, what: str, proc: ServerProcess
+) -> None:
     """Poll ``check`` until it is true; fail with the server's log tail if the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,8 +47,16 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, proc: Se
 class ServerProcess:
     """One server process with its log file; optionally run as an unprivileged user."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, *, user: str | None = None,
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -63,9 +73,15 @@ class ServerProcess:
             kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
         # A new session: the server survives a Ctrl-C aimed at the foreground job
         # only until we stop it, and stop() can signal its whole group.
-        self._proc = subprocess.Popen(  # noqa: S603 - argv is built by the test bed
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.env, cwd=self.cwd, start_new_session=True, **kwargs,  # type: ignore[call-overload]
+        self._proc = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+            **kwargs,  # type: ignore[call-overload]
         )
         log.close()
 

@@ -8,6 +8,7 @@ log; nothing is skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,6 @@ def testbed_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     if os.environ.get("PKG_TESTBED_KEEP") != "1":
-        import shutil
-
         shutil.rmtree(path, ignore_errors=True)
 
 

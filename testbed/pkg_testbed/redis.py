@@ -29,13 +29,31 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._proc = ServerProcess(
             "redis",
-            [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-             "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"],
+            [
+                str(self.binary),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
             self.workdir / "redis.log",
         )
         self._proc.start()
-        wait_until(self._pong, timeout=15, what=f"redis-server on port {self.port}", proc=self._proc)
+        wait_until(
+            self._pong, timeout=15, what=f"redis-server on port {self.port}", proc=self._proc
+        )
 
     def _pong(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:

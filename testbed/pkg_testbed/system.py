@@ -30,11 +30,17 @@ def apt_install(*packages: str) -> None:
         prefix = ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     print(f"[pkg_testbed] installing {' '.join(packages)} with apt-get ...", file=sys.stderr)
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
-        result = subprocess.run([*prefix, *argv], env=env, capture_output=True, text=True, check=False)
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ):
+        result = subprocess.run(
+            [*prefix, *argv], env=env, capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
-            raise TestbedError(f"{' '.join(argv)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            raise TestbedError(
+                f"{' '.join(argv)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
 
 
 def postgres_bindir() -> Path:
@@ -43,8 +49,10 @@ def postgres_bindir() -> Path:
         initdb = shutil.which("initdb")
         if initdb and shutil.which("postgres"):
             return Path(os.path.realpath(initdb)).parent
-        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                          key=lambda p: int(Path(p).parent.parent.name))
+        versions = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+            key=lambda p: int(Path(p).parent.parent.name),
+        )
         if versions:
             return Path(versions[-1]).parent
         apt_install("postgresql", "postgresql-client")

@@ -21,6 +21,10 @@ from pkg_testbed.redis import RedisServer
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "tests" / "data" / "smoke"
 CHART = ROOT / "helm" / "pkg-operator"
+WIDGET = (
+    "apiVersion: smoke.testbed.io/v1\nkind: Widget\n"
+    "metadata: {{name: {name}, namespace: default}}\nspec: {{size: {size}}}\n"
+)
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +71,11 @@ async def test_redis_comes_back_on_the_same_port_after_a_restart(redis_server: R
 def _kubectl(kube: KubeControlPlane, *args: str, stdin: str | None = None) -> str:
     result = subprocess.run(
         [str(kube.kubectl_bin), "--kubeconfig", str(kube.kubeconfig), *args],
-        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, f"kubectl {' '.join(args)} failed: {result.stderr}"
     return result.stdout
@@ -75,24 +83,32 @@ def _kubectl(kube: KubeControlPlane, *args: str, stdin: str | None = None) -> st
 
 def _apply_smoke_crd(kube: KubeControlPlane) -> None:
     _kubectl(kube, "apply", "-f", str(SMOKE / "widget-crd.yaml"))
-    _kubectl(kube, "wait", "--for=condition=Established", "--timeout=60s",
-             "crd/widgets.smoke.testbed.io")
+    _kubectl(
+        kube, "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.smoke.testbed.io"
+    )
 
 
 def test_kubectl_applies_a_crd_and_a_custom_object_and_reads_them_back(
     kube: KubeControlPlane,
 ) -> None:
     _apply_smoke_crd(kube)
-    _kubectl(kube, "apply", "-f", "-", stdin=(
-        "apiVersion: smoke.testbed.io/v1\nkind: Widget\n"
-        "metadata: {name: by-kubectl, namespace: default}\nspec: {size: 3}\n"))
+    _kubectl(
+        kube,
+        "apply",
+        "-f",
+        "-",
+        stdin=WIDGET.format(name="by-kubectl", size=3),
+    )
     widget = json.loads(_kubectl(kube, "get", "widget", "by-kubectl", "-o", "json"))
     assert widget["spec"] == {"size": 3}
     # The real API server validates against the schema: size must be >= 1.
     bad = subprocess.run(
         [str(kube.kubectl_bin), "--kubeconfig", str(kube.kubeconfig), "apply", "-f", "-"],
-        input="apiVersion: smoke.testbed.io/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: 0}\n",
-        capture_output=True, text=True, timeout=60, check=False,
+        input=WIDGET.format(name="bad", size=0),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert bad.returncode != 0
     assert "spec.size" in bad.stderr
@@ -105,11 +121,16 @@ def test_the_python_kubernetes_client_creates_and_reads_a_custom_object(
     api_client = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig))
     try:
         api = kubernetes.client.CustomObjectsApi(api_client)
-        body = {"apiVersion": "smoke.testbed.io/v1", "kind": "Widget",
-                "metadata": {"name": "by-python"}, "spec": {"size": 7}}
+        body = {
+            "apiVersion": "smoke.testbed.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": "by-python"},
+            "spec": {"size": 7},
+        }
         api.create_namespaced_custom_object("smoke.testbed.io", "v1", "default", "widgets", body)
-        got = api.get_namespaced_custom_object("smoke.testbed.io", "v1", "default", "widgets",
-                                               "by-python")
+        got = api.get_namespaced_custom_object(
+            "smoke.testbed.io", "v1", "default", "widgets", "by-python"
+        )
         assert got["spec"]["size"] == 7
         assert got["metadata"]["uid"]
         version = kubernetes.client.VersionApi(api_client).get_code()
@@ -119,11 +140,26 @@ def test_the_python_kubernetes_client_creates_and_reads_a_custom_object(
 
 
 def test_opa_compiles_rego_to_wasm_and_the_module_instantiates_under_wasmtime(
-    opa_bin: Path, tmp_path: Path,
+    opa_bin: Path,
+    tmp_path: Path,
 ) -> None:
     bundle = tmp_path / "bundle.tar.gz"
-    subprocess.run([str(opa_bin), "build", "-t", "wasm", "-e", "smoke/allow", "-o", str(bundle),
-                    str(SMOKE / "smoke.rego")], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            str(opa_bin),
+            "build",
+            "-t",
+            "wasm",
+            "-e",
+            "smoke/allow",
+            "-o",
+            str(bundle),
+            str(SMOKE / "smoke.rego"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     with tarfile.open(bundle) as tar:
         member = tar.extractfile("/policy.wasm")
         assert member is not None
@@ -137,12 +173,17 @@ def test_opa_compiles_rego_to_wasm_and_the_module_instantiates_under_wasmtime(
     linker = wasmtime.Linker(engine)
     linker.define(store, "env", "memory", memory)
     for name in ("opa_abort", "opa_println"):
-        linker.define_func("env", name, wasmtime.FuncType([wasmtime.ValType.i32()], []),
-                           lambda _addr: None)
+        linker.define_func(
+            "env", name, wasmtime.FuncType([wasmtime.ValType.i32()], []), lambda _addr: None
+        )
     for arity in range(5):
         params = [wasmtime.ValType.i32()] * (arity + 2)
-        linker.define_func("env", f"opa_builtin{arity}", wasmtime.FuncType(params, [wasmtime.ValType.i32()]),
-                           lambda *_args: 0)
+        linker.define_func(
+            "env",
+            f"opa_builtin{arity}",
+            wasmtime.FuncType(params, [wasmtime.ValType.i32()]),
+            lambda *_args: 0,
+        )
     instance = linker.instantiate(store, module)
     abi_version = instance.exports(store)["opa_wasm_abi_version"]
     assert isinstance(abi_version, wasmtime.Global)
@@ -150,6 +191,11 @@ def test_opa_compiles_rego_to_wasm_and_the_module_instantiates_under_wasmtime(
 
 
 def test_helm_lints_the_chart(helm_bin: Path) -> None:
-    result = subprocess.run([str(helm_bin), "lint", str(CHART)], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [str(helm_bin), "lint", str(CHART)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
