@@ -51,6 +51,10 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+.PHONY: manifests
+manifests: $(STAMP) ## regenerate helm/pkg-operator/crds and manifests/ from crds/ and the chart
+	$(PY) tools/gen_manifests.py
+
 .PHONY: stack
 stack: testbed-bins ## start PostgreSQL, Redis, etcd and kube-apiserver and print how to reach them (Ctrl-C stops)
 	$(TESTBED) up
