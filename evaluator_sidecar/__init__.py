@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
+    from evaluator_sidecar.engines.native import NativeRuleEngine
     from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
     from evaluator_sidecar.evaluator import PKGEvaluator
     from evaluator_sidecar.model import PKGSnapshotData
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENGINE_REGISTRY",
     "EvaluationError",
+    "NativeRuleEngine",
     "PKGEvaluator",
     "PKGSnapshotData",
     "PolicyEngine",
@@ -40,6 +42,7 @@ _LAZY: dict[str, str] = {
     "register_engine": "evaluator_sidecar.engines.base",
     "EvaluationError": "evaluator_sidecar.errors",
     "SnapshotLoadError": "evaluator_sidecar.errors",
+    "NativeRuleEngine": "evaluator_sidecar.engines.native",
     "PKGEvaluator": "evaluator_sidecar.evaluator",
     "PKGSnapshotData": "evaluator_sidecar.model",
 }

@@ -138,8 +138,10 @@ def timestamp_ns(value: Any) -> int:
     written: 1767225600.5 is half a second past the full second). Raises ValueError
     saying what is accepted otherwise.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time: give an RFC 3339 string or epoch seconds")
+    if isinstance(value, bool):  # a bool is an int to Python, never a time to us
+        raise ValueError(  # noqa: TRY004 - callers handle every unusable input as ValueError
+            f"{value!r} is not a time: give an RFC 3339 string or epoch seconds"
+        )
     if isinstance(value, int):
         return value * _NS_PER_S
     if isinstance(value, float):
@@ -160,7 +162,8 @@ def timestamp_ns(value: Any) -> int:
         fraction = match.group(7) or ""
         offset = match.group(8)
         if not (
-            1 <= month <= 12
+            year >= 1
+            and 1 <= month <= 12
             and 1 <= day <= calendar.monthrange(year, month)[1]
             and hour < 24
             and minute < 60
@@ -173,5 +176,6 @@ def timestamp_ns(value: Any) -> int:
             seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
         return seconds * _NS_PER_S + (int(fraction.ljust(9, "0")) if fraction else 0)
     raise ValueError(
-        f"{value!r} ({type(value).__name__}) is not a time: give an RFC 3339 string or epoch seconds"
+        f"{value!r} ({type(value).__name__}) is not a time: "
+        "give an RFC 3339 string or epoch seconds"
     )

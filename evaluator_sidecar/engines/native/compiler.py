@@ -1,0 +1,348 @@
+"""Compiling a checked snapshot into Python functions, once, at load.
+
+How a call runs (generated per snapshot):
+
+1. **Guard dispatch.** Every rule that needs a tag (TAG EXISTS, or TAG = a tag)
+   is filed under one such tag; a rule with no such tag but a SIGNAL condition
+   is filed under that signal's key (a missing signal makes every SIGNAL
+   condition false). Per tag and per signal key one generated function checks
+   the remaining conditions of its rules. A call looks up only the tags and
+   signal keys it carries, so rules whose guard cannot hold cost nothing.
+   Rules with neither guard are checked inline, in order.
+2. **Conditions** are ordered cheapest first inside a rule (the result does not
+   depend on their order: all must hold, none has side effects, none raises).
+   Tag and signal tests are inlined (a missing signal reads as NaN, for which
+   every comparison is false); VALUE, FACT and MATCHES tests call prepared
+   helpers from ``runtime``.
+3. **Emission.** Matched rule indices are sorted into rule order and each
+   matched rule's generated emitter appends fresh dicts (subtasks, DAG edges,
+   rule entry) prepared at load: no sorting, merging or DAG building per call.
+
+Every constant taken from the snapshot (tags, keys, numbers, names, params,
+patterns) is bound in the generated code's namespace under a generated name;
+the generated source contains only generated identifiers, fixed keywords and
+rule indices, never snapshot text. The source is kept (``CompiledRules.source``)
+for debugging.
+
+Result independence: each result gets new dicts and lists. ``params`` is a
+new dict per subtask; a params value that is itself a list or dict is copied
+deeply, so mutating a result never reaches the engine or another result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from evaluator_sidecar.engines.native import runtime
+from evaluator_sidecar.engines.native.loader import Condition, LoadedSnapshot, Rule
+from evaluator_sidecar.engines.native.values import as_number, json_equal
+
+__all__ = ["CompiledRules", "compile_rules"]
+
+EvaluateFn = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+_PY_OPS = {"=": "==", ">=": ">=", "<=": "<=", ">": ">", "<": "<"}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    """The generated evaluation function and what it was made from."""
+
+    evaluate: EvaluateFn
+    source: str
+    guarded_by_tag: int  # rules filed under a tag
+    guarded_by_signal: int  # rules filed under a signal key
+    unguarded: int  # rules checked on every call
+
+
+def _cost(condition: Condition) -> int:
+    """Relative cost of a test, to order a rule's conditions cheapest first."""
+    ctype, op = condition.ctype, condition.op
+    if ctype == "TAG":
+        if op == "MATCHES":
+            return 9
+        return 2 if op == "IN" and len(condition.items) > 1 else 1
+    if ctype == "SIGNAL":
+        return 1 if op == "EXISTS" else 2
+    if ctype == "VALUE":
+        return 6 if op in ("MATCHES", "IN") else 4
+    return 10  # FACT
+
+
+def _guard(rule: Rule) -> tuple[str, str, Condition] | None:
+    """The condition a rule is filed under: a required tag first, else a required signal."""
+    for condition in rule.conditions:
+        if condition.ctype == "TAG" and condition.op == "EXISTS":
+            return ("tag", condition.key, condition)
+        if condition.ctype == "TAG" and condition.op == "=":
+            return ("tag", str(condition.operand), condition)
+    for condition in rule.conditions:
+        if condition.ctype == "SIGNAL":
+            return ("signal", condition.key, condition)
+    return None
+
+
+class _Generator:
+    """Builds the source and its namespace; ``const`` is the only way snapshot data enters."""
+
+    def __init__(self, loaded: LoadedSnapshot) -> None:
+        self.loaded = loaded
+        self.namespace: dict[str, Any] = {
+            "__builtins__": {},
+            "_NAN": math.nan,
+            "_EMPTY_SET": frozenset(),
+            "_EMPTY_DICT": {},
+            "_set": set,
+            "_len": len,
+            "_str": str,
+            "_path": runtime.resolve_path,
+            "_as_number": as_number,
+            "_json_equal": json_equal,
+            "_tag_matches": runtime.tag_matches,
+            "_fact_any": runtime.fact_any,
+            "_copy_json": runtime.copy_json,
+            "_FactView": runtime.FactView,
+        }
+        self._names = itertools.count()
+        self._consts: dict[tuple[type, Any], str] = {}
+        self.lines: list[str] = []
+        self.uses_facts = False
+
+    def const(self, value: Any) -> str:
+        """A generated name bound to ``value`` in the namespace (hashable scalars shared)."""
+        key: tuple[type, Any] | None = None
+        if isinstance(value, _SCALARS) and not (isinstance(value, float) and math.isnan(value)):
+            key = (type(value), value)
+            existing = self._consts.get(key)
+            if existing is not None:
+                return existing
+        name = f"_k{next(self._names)}"
+        self.namespace[name] = value
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    # -- conditions -------------------------------------------------------------------
+
+    def condition(self, c: Condition) -> str:
+        """A Python expression over locals tf, tags, sig, fv that is true when ``c`` holds."""
+        if c.ctype == "TAG":
+            return self._tag(c)
+        if c.ctype == "SIGNAL":
+            return self._signal(c)
+        if c.ctype == "VALUE":
+            return self._value(c)
+        return self._fact(c)
+
+    def _tag(self, c: Condition) -> str:
+        if c.op == "EXISTS":
+            return f"{self.const(c.key)} in tags"
+        if c.op == "=":
+            return f"{self.const(c.operand)} in tags"
+        if c.op == "!=":
+            return f"{self.const(c.operand)} not in tags"
+        if c.op == "IN":
+            if len(c.items) <= 3:
+                return "(" + " or ".join(f"{self.const(t)} in tags" for t in c.items) + ")"
+            return f"not tags.isdisjoint({self.const(frozenset(c.items))})"
+        return f"_tag_matches(tags, {self.const(c.pattern)})"  # MATCHES
+
+    def _signal(self, c: Condition) -> str:
+        key = self.const(c.key)
+        if c.op == "EXISTS":
+            return f"{key} in sig"
+        if c.op == "IN":
+            return f"sig.get({key}, _NAN) in {self.const(frozenset(c.items))}"
+        number = self.const(c.operand)
+        if c.op == "!=":
+            return f"({key} in sig and sig[{key}] != {number})"
+        # A missing signal reads as NaN: every ordered comparison and == with NaN is false.
+        return f"sig.get({key}, _NAN) {_PY_OPS[c.op]} {number}"
+
+    def _equal_test(self, var: str, operand: Any) -> str:
+        """An expression testing the non-None local ``var`` for equality with ``operand``."""
+        number = as_number(operand)
+        if number is not None:
+            return f"_as_number({var}) == {self.const(number)}"
+        if isinstance(operand, str):
+            return f"{var} == {self.const(operand)}"
+        if isinstance(operand, bool):
+            return f"{var} is {self.const(operand)}"
+        return f"_json_equal({var}, {self.const(operand)})"
+
+    def _value(self, c: Condition) -> str:
+        path = f"_path(tf, {self.const(c.path)})"
+        if c.op == "EXISTS":
+            return f"{path} is not None"
+        if c.op in (">=", "<=", ">", "<"):
+            bound = self.const(c.operand)
+            return f"(_n := _as_number({path})) is not None and _n {_PY_OPS[c.op]} {bound}"
+        if c.op == "=":
+            return f"((_v := {path}) is not None and {self._equal_test('_v', c.operand)})"
+        if c.op == "!=":
+            return f"((_v := {path}) is not None and not ({self._equal_test('_v', c.operand)}))"
+        if c.op == "IN":
+            return f"{path} in {self.const(runtime.InSet(c.items))}"
+        assert c.pattern is not None  # MATCHES
+        search = self.const(c.pattern.search)
+        return f"((_v := {path}).__class__ is _str and {search}(_v))"
+
+    def _fact(self, c: Condition) -> str:
+        self.uses_facts = True
+        objects = f"fv.objects({self.const((c.fact_subject, c.fact_predicate))})"
+        if c.op == "EXISTS":
+            return f"_len({objects}) > 0"
+        if c.op == "!=":
+            # No valid fact's object equals the value (true when there is no such fact).
+            equal = runtime.make_value_test(
+                Condition(c.index, c.position, c.ctype, c.key, "=", c.text, operand=c.operand)
+            )
+            return f"not _fact_any({objects}, {self.const(equal)})"
+        return f"_fact_any({objects}, {self.const(runtime.make_value_test(c))})"
+
+    def rule_test(self, rule: Rule, skip: Condition | None) -> str:
+        """The conjunction of a rule's conditions (minus the guard), cheapest first."""
+        rest = sorted(
+            (c for c in rule.conditions if c is not skip),
+            key=lambda c: (_cost(c), c.position, c.index),
+        )
+        if not rest:
+            return "True"
+        return " and ".join(f"({self.condition(c)})" for c in rest)
+
+    # -- emission ---------------------------------------------------------------------
+
+    def params_expr(self, params: dict[str, Any]) -> str:
+        if not params:
+            return "{}"
+        if all(isinstance(v, _SCALARS) for v in params.values()):
+            return f"{{**{self.const(params)}}}"
+        return f"_copy_json({self.const(params)})"
+
+    def emitter(self, number: int, rule: Rule) -> list[str]:
+        rid = self.const(rule.rule_id)
+        rname = self.const(rule.rule_name)
+        lines = [f"def _emit{number}(S, D, R):"]
+        for e in rule.emissions:
+            lines.append(
+                f"    S.append({{'name': {self.const(e.subtask_name)}, "
+                f"'type': {self.const(e.subtask_type)}, "
+                f"'params': {self.params_expr(e.params)}, "
+                f"'rule_id': {rid}, 'rule_name': {rname}}})"
+            )
+        for edge in rule.edges:
+            lines.append(
+                f"    D.append({{'from': {self.const(edge.source)}, "
+                f"'to': {self.const(edge.target)}, "
+                f"'type': {self.const(edge.kind)}, 'rule': {rid}}})"
+            )
+        lines.append(
+            f"    R.append({{'rule_id': {rid}, 'rule_name': {rname}, "
+            f"'rule_priority': {self.const(rule.priority)}, "
+            f"'matched_conditions': {self.const(len(rule.conditions))}, "
+            f"'emissions_count': {self.const(len(rule.emissions))}}})"
+        )
+        return lines
+
+
+def compile_rules(loaded: LoadedSnapshot) -> CompiledRules:
+    """Generate and compile the evaluation function for ``loaded``'s enabled rules."""
+    gen = _Generator(loaded)
+    tag_groups: dict[str, list[tuple[int, Rule, Condition]]] = {}
+    signal_groups: dict[str, list[tuple[int, Rule, Condition]]] = {}
+    unguarded: list[tuple[int, Rule]] = []
+    for number, rule in enumerate(loaded.rules):
+        guard = _guard(rule)
+        if guard is None:
+            unguarded.append((number, rule))
+        elif guard[0] == "tag":
+            tag_groups.setdefault(guard[1], []).append((number, rule, guard[2]))
+        else:
+            signal_groups.setdefault(guard[1], []).append((number, rule, guard[2]))
+
+    lines: list[str] = []
+    tag_table: dict[str, Any] = {}
+    signal_table: dict[str, Any] = {}
+    for table, groups, prefix in (
+        (tag_table, tag_groups, "_tg"),
+        (signal_table, signal_groups, "_sg"),
+    ):
+        for gi, (guard_key, members) in enumerate(groups.items()):
+            name = f"{prefix}{gi}"
+            lines.append(f"def {name}(tf, tags, sig, fv, m):")
+            for number, rule, guard_condition in members:
+                # Tag membership is the guard's whole test; a signal's presence is not.
+                test = gen.rule_test(rule, guard_condition if prefix == "_tg" else None)
+                if test == "True":
+                    lines.append(f"    m.append({number})")
+                else:
+                    lines.append(f"    if {test}:")
+                    lines.append(f"        m.append({number})")
+            lines.append("")
+            table[guard_key] = name
+    for number, rule in enumerate(loaded.rules):
+        lines.extend(gen.emitter(number, rule))
+        lines.append("")
+
+    uses_tags = any(c.ctype == "TAG" for r in loaded.rules for c in r.conditions)
+    uses_signals = any(c.ctype == "SIGNAL" for r in loaded.rules for c in r.conditions)
+    body = ["def _evaluate(tf):"]
+    body.append("    tags = tf.get('tags')" if uses_tags else "    tags = _EMPTY_SET")
+    if uses_tags:
+        body.append("    tags = _set(tags) if tags else _EMPTY_SET")
+    body.append(
+        "    sig = tf.get('signals') or _EMPTY_DICT" if uses_signals else "    sig = _EMPTY_DICT"
+    )
+    # The fact view is only needed when some rule has a FACT condition; generating the
+    # rule tests first tells us whether one does.
+    unguarded_tests = [(number, gen.rule_test(rule, None)) for number, rule in unguarded]
+    body.append("    fv = _FactView(tf, _FACTS)" if gen.uses_facts else "    fv = None")
+    body.append("    m = []")
+    if tag_table:
+        body.append("    if tags:")
+        body.append("        for t in tags:")
+        body.append("            g = _TAG_GROUPS.get(t)")
+        body.append("            if g is not None:")
+        body.append("                g(tf, tags, sig, fv, m)")
+    if signal_table:
+        body.append("    for k in sig:")
+        body.append("        g = _SIGNAL_GROUPS.get(k)")
+        body.append("        if g is not None:")
+        body.append("            g(tf, tags, sig, fv, m)")
+    for number, test in unguarded_tests:
+        if test == "True":
+            body.append(f"    m.append({number})")
+        else:
+            body.append(f"    if {test}:")
+            body.append(f"        m.append({number})")
+    body.append("    if not m:")
+    body.append("        return {'subtasks': [], 'dag': [], 'rules': []}")
+    body.append("    m.sort()")
+    body.append("    S = []")
+    body.append("    D = []")
+    body.append("    R = []")
+    body.append("    for i in m:")
+    body.append("        _EMITTERS[i](S, D, R)")
+    body.append("    return {'subtasks': S, 'dag': D, 'rules': R}")
+    source = "\n".join([*lines, *body, ""])
+
+    namespace = gen.namespace
+    namespace["_FACTS"] = runtime.index_facts(loaded.facts)
+    code = compile(source, f"<pkg-native {loaded.version}>", "exec")
+    # The source holds generated identifiers only; snapshot data lives in the namespace.
+    exec(code, namespace)
+    namespace["_TAG_GROUPS"] = {key: namespace[name] for key, name in tag_table.items()}
+    namespace["_SIGNAL_GROUPS"] = {key: namespace[name] for key, name in signal_table.items()}
+    namespace["_EMITTERS"] = tuple(namespace[f"_emit{n}"] for n in range(len(loaded.rules)))
+    return CompiledRules(
+        evaluate=namespace["_evaluate"],
+        source=source,
+        guarded_by_tag=sum(len(v) for v in tag_groups.values()),
+        guarded_by_signal=sum(len(v) for v in signal_groups.values()),
+        unguarded=len(unguarded),
+    )
