@@ -52,31 +52,129 @@ __all__ = [
     "wasm_artifact",
 ]
 
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+
 API_VERSION = "pkg.seedcore.io/v1alpha1"
 KIND = "PolicySnapshot"
 ENVS = ("prod", "staging", "dev")
 
-_SPEC_KEYS = (
-    "version", "env", "engine", "checksum", "subtaskTypes", "rules", "wasm", "data",
-    "facts", "fixtures", "signature",
-)  # fmt: skip
-_RULE_KEYS = (
-    "rule_id",
-    "rule_name",
-    "priority",
-    "disabled",
-    "rule_source",
-    "conditions",
-    "emissions",
-)
-_CONDITION_KEYS = ("condition_type", "condition_key", "operator", "value", "position")
-_EMISSION_KEYS = ("subtask_type", "subtask_name", "relationship_type", "params", "position")
-_SUBTASK_TYPE_KEYS = ("name", "default_params")
-_FACT_KEYS = ("subject", "predicate", "object", "valid_from", "valid_to")
-_FIXTURE_KEYS = ("name", "input", "expect")
-_WASM_KEYS = ("entrypoint", "inline", "configMapRef")
-_CONFIGMAP_REF_KEYS = ("name", "key")
-_SIGNATURE_KEYS = ("keyId", "algorithm", "value")
+_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[0-9A-Za-z][0-9A-Za-z.+-]*$")
+_ANY: dict[str, Any] = {}
+_OBJECT_ANY: dict[str, Any] = {"type": "object"}
+
+
+def _str(min_length: int = 0, max_length: int | None = None, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length, **extra}
+
+
+# The spec's schema, as crds/policysnapshots.yaml declares it (types, required fields,
+# enums, lengths, item limits); a test keeps the two in step.
+_CONDITION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["condition_type", "condition_key", "operator"],
+    "properties": {
+        "condition_type": {"type": "string", "enum": ["TAG", "SIGNAL", "VALUE", "FACT"]},
+        "condition_key": _str(1, 1024),
+        "operator": {
+            "type": "string",
+            "enum": ["=", "!=", ">=", "<=", ">", "<", "IN", "EXISTS", "MATCHES"],
+        },
+        "value": _ANY,
+        "position": {"type": "integer", "minimum": 0},
+    },
+}
+_EMISSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["subtask_type"],
+    "properties": {
+        "subtask_type": _str(1, 253),
+        "subtask_name": _str(0, 253),
+        "relationship_type": {"type": "string", "enum": ["EMITS", "ORDERS", "GATE"]},
+        "params": _OBJECT_ANY,
+        "position": {"type": "integer", "minimum": 0},
+    },
+}
+_RULE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["rule_id", "rule_name"],
+    "properties": {
+        "rule_id": _str(1, 253),
+        "rule_name": _str(1, 253),
+        "priority": {"type": "integer"},
+        "disabled": {"type": "boolean"},
+        "rule_source": _str(0, 65536),
+        "conditions": {"type": "array", "maxItems": 64, "items": _CONDITION_SCHEMA},
+        "emissions": {"type": "array", "maxItems": 64, "items": _EMISSION_SCHEMA},
+    },
+}
+_SPEC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "env", "engine"],
+    "properties": {
+        "version": _str(3, 128, pattern=_VERSION_PATTERN, example="rules@1.4.0"),
+        "env": {"type": "string", "enum": list(ENVS)},
+        "engine": {"type": "string", "enum": list(ENGINES)},
+        "autoPromote": {"type": "boolean"},
+        "checksum": {"type": "string"},
+        "subtaskTypes": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": _str(1, 253), "default_params": _OBJECT_ANY},
+            },
+        },
+        "rules": {"type": "array", "maxItems": 5000, "items": _RULE_SCHEMA},
+        "wasm": {
+            "type": "object",
+            "properties": {
+                "entrypoint": _str(0, 253),
+                "inline": _str(0, 524288),
+                "configMapRef": {
+                    "type": "object",
+                    "required": ["name", "key"],
+                    "properties": {"name": _str(1, 253), "key": _str(1, 253)},
+                },
+            },
+        },
+        "data": _OBJECT_ANY,
+        "facts": {
+            "type": "array",
+            "maxItems": 5000,
+            "items": {
+                "type": "object",
+                "required": ["subject", "predicate"],
+                "properties": {
+                    "subject": _str(1, 1024),
+                    "predicate": _str(1, 1024),
+                    "object": _ANY,
+                    "valid_from": {"type": "string", "format": "date-time"},
+                    "valid_to": {"type": "string", "format": "date-time"},
+                },
+            },
+        },
+        "fixtures": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["name", "input", "expect"],
+                "properties": {"name": _str(1, 253), "input": _OBJECT_ANY, "expect": _OBJECT_ANY},
+            },
+        },
+        "signature": {
+            "type": "object",
+            "properties": {
+                "keyId": _str(0, 253),
+                "algorithm": _str(0, 64),
+                "value": _str(0, 4096),
+            },
+        },
+    },
+}
 
 
 class InvalidResourceError(SnapshotLoadError):
@@ -241,124 +339,138 @@ def _decode_inline(text: str) -> bytes:
 # -- shape checks -------------------------------------------------------------------------
 
 
-def _check_keys(
-    value: Mapping[str, Any], allowed: tuple[str, ...], where: str, out: list[Problem]
-) -> None:
-    for key in value:
-        if key not in allowed:
-            out.append(Problem(where, f"unknown field {key!r}; allowed: {', '.join(allowed)}"))
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (Mapping,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "boolean": (bool,),
+}
 
 
-def _check_list_of_mappings(
-    value: Any, allowed: tuple[str, ...], where: str, out: list[Problem]
-) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        out.append(Problem(where, f"must be a list; got {type(value).__name__}"))
-        return []
-    items: list[Mapping[str, Any]] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            out.append(Problem(f"{where}[{i}]", f"must be a mapping; got {type(item).__name__}"))
-            continue
-        _check_keys(item, allowed, f"{where}[{i}]", out)
-        items.append(item)
-    return items
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "integer" and isinstance(value, bool):
+        return False
+    return isinstance(value, _TYPES[kind])
+
+
+def _check_schema(value: Any, schema: Mapping[str, Any], where: str, out: list[Problem]) -> None:
+    """Check ``value`` against a schema in the CRD's OpenAPI subset; append problems."""
+    kind = schema.get("type")
+    if kind is None:
+        return
+    if not _is_type(value, kind):
+        article = "an" if kind[0] in "aeiou" else "a"
+        out.append(Problem(where, f"must be {article} {kind}; got {_kind(value)}"))
+        return
+    if kind == "object":
+        properties = schema.get("properties")
+        for name in schema.get("required", ()):
+            if value.get(name) is None:
+                out.append(Problem(f"{where}.{name}", "is required"))
+        if properties is not None:
+            for key, item in value.items():
+                if key not in properties:
+                    allowed = ", ".join(properties)
+                    out.append(Problem(where, f"unknown field {key!r}; allowed: {allowed}"))
+                elif item is not None:
+                    _check_schema(item, properties[key], f"{where}.{key}", out)
+    elif kind == "array":
+        limit = schema.get("maxItems")
+        if limit is not None and len(value) > limit:
+            out.append(Problem(where, f"has {len(value)} items; at most {limit} are allowed"))
+        items = schema.get("items")
+        if items is not None:
+            for i, item in enumerate(value):
+                _check_schema(item, items, f"{where}[{i}]", out)
+    elif kind == "string":
+        enum = schema.get("enum")
+        if enum is not None and value not in enum:
+            out.append(Problem(where, f"must be one of {', '.join(enum)}; got {value!r}"))
+        if len(value) < schema.get("minLength", 0):
+            out.append(Problem(where, "must not be empty"))
+        longest = schema.get("maxLength")
+        if longest is not None and len(value) > longest:
+            out.append(Problem(where, f"is longer than {longest} characters"))
+        pattern = schema.get("pattern")
+        if pattern is not None and not pattern.match(value):
+            hint = f" (e.g. {schema['example']!r})" if "example" in schema else ""
+            out.append(Problem(where, f"{value!r} does not match {pattern.pattern}{hint}"))
+        if schema.get("format") == "date-time" and not _RFC3339.match(value):
+            out.append(
+                Problem(where, f"{value!r} is not an RFC 3339 time (e.g. '2026-01-01T00:00:00Z')")
+            )
+    elif kind == "integer":
+        minimum = schema.get("minimum")
+        if minimum is not None and value < minimum:
+            out.append(Problem(where, f"must be at least {minimum}; got {value}"))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _non_empty_str(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def _check_native(spec: Mapping[str, Any], out: list[Problem]) -> None:
-    if "wasm" in spec:
-        out.append(Problem("spec.wasm", "is for engine wasm; a native snapshot has rules instead"))
-    if "rules" not in spec or spec["rules"] is None:
-        out.append(Problem("spec.rules", "is required for engine native (a list of rules)"))
-    else:
-        rules = _check_list_of_mappings(spec["rules"], _RULE_KEYS, "spec.rules", out)
-        for i, rule in enumerate(rules):
-            where = f"spec.rules[{i}]"
-            for name in ("conditions", "emissions"):
-                if rule.get(name) is not None:
-                    keys = _CONDITION_KEYS if name == "conditions" else _EMISSION_KEYS
-                    _check_list_of_mappings(rule[name], keys, f"{where}.{name}", out)
-    if spec.get("subtaskTypes") is not None:
-        _check_list_of_mappings(spec["subtaskTypes"], _SUBTASK_TYPE_KEYS, "spec.subtaskTypes", out)
-
-
-def _check_wasm(spec: Mapping[str, Any], out: list[Problem]) -> None:
-    for name in ("rules", "subtaskTypes"):
-        if spec.get(name):
-            out.append(
-                Problem(
-                    f"spec.{name}", "is for engine native; a wasm snapshot has spec.wasm instead"
+def _check_engine_parts(spec: Mapping[str, Any], out: list[Problem]) -> None:
+    """The CRD's CEL rules: native has rules and no wasm; wasm has wasm and no native parts."""
+    engine = spec.get("engine")
+    if engine == "native":
+        if "wasm" in spec:
+            out.append(Problem("spec.wasm", "is for engine wasm; a native snapshot has spec.rules"))
+        if spec.get("rules") is None:
+            out.append(Problem("spec.rules", "is required for engine native (a list of rules)"))
+    elif engine == "wasm":
+        for name in ("rules", "subtaskTypes"):
+            if name in spec:
+                out.append(
+                    Problem(f"spec.{name}", "is for engine native; a wasm snapshot has spec.wasm")
                 )
+        wasm = spec.get("wasm")
+        if not isinstance(wasm, Mapping):
+            out.append(
+                Problem("spec.wasm", "is required for engine wasm: give inline or configMapRef")
             )
-    wasm = spec.get("wasm")
-    if not isinstance(wasm, Mapping):
-        out.append(Problem("spec.wasm", "is required for engine wasm: give inline or configMapRef"))
-        return
-    _check_keys(wasm, _WASM_KEYS, "spec.wasm", out)
-    has_inline = wasm.get("inline") is not None
-    has_ref = wasm.get("configMapRef") is not None
-    if has_inline == has_ref:
-        out.append(Problem("spec.wasm", "give exactly one of inline (base64) and configMapRef"))
-    if has_inline:
-        if not isinstance(wasm["inline"], str):
-            out.append(Problem("spec.wasm.inline", "must be base64 text"))
-        else:
+            return
+        if ("inline" in wasm) == ("configMapRef" in wasm):
+            out.append(Problem("spec.wasm", "give exactly one of wasm.inline or wasm.configMapRef"))
+        if isinstance(wasm.get("inline"), str):
             try:
                 if not _decode_inline(wasm["inline"]):
                     out.append(Problem("spec.wasm.inline", "decodes to no bytes"))
             except ValueError as exc:
                 out.append(Problem("spec.wasm.inline", str(exc)))
-    if has_ref:
-        ref = wasm["configMapRef"]
-        if not isinstance(ref, Mapping):
-            out.append(Problem("spec.wasm.configMapRef", "must be a mapping with name and key"))
-        else:
-            _check_keys(ref, _CONFIGMAP_REF_KEYS, "spec.wasm.configMapRef", out)
-            for name in _CONFIGMAP_REF_KEYS:
-                if not _non_empty_str(ref.get(name)):
-                    out.append(
-                        Problem(f"spec.wasm.configMapRef.{name}", "is required (non-empty text)")
-                    )
-    if wasm.get("entrypoint") is not None and not _non_empty_str(wasm["entrypoint"]):
-        out.append(Problem("spec.wasm.entrypoint", "must be non-empty text"))
 
 
-def _check_fixtures(value: Any, out: list[Problem]) -> None:
-    fixtures = _check_list_of_mappings(value, _FIXTURE_KEYS, "spec.fixtures", out)
+def _check_fixture_names(fixtures: Any, out: list[Problem]) -> None:
+    if not isinstance(fixtures, list):
+        return
     seen: dict[str, int] = {}
     for i, fixture in enumerate(fixtures):
-        where = f"spec.fixtures[{i}]"
-        name = fixture.get("name")
-        if not _non_empty_str(name):
-            out.append(Problem(f"{where}.name", "is required (non-empty text)"))
-        elif str(name) in seen:
+        name = fixture.get("name") if isinstance(fixture, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
             out.append(
                 Problem(
-                    f"{where}.name", f"{name!r} is also the name of fixtures[{seen[str(name)]}]"
+                    f"spec.fixtures[{i}].name",
+                    f"{name!r} is also the name of fixtures[{seen[name]}]",
                 )
             )
         else:
-            seen[str(name)] = i
-        if fixture.get("input") is not None and not isinstance(fixture["input"], Mapping):
-            out.append(Problem(f"{where}.input", "must be a mapping of task facts"))
-        if not isinstance(fixture.get("expect"), Mapping):
-            out.append(
-                Problem(
-                    f"{where}.expect",
-                    "is required: a mapping with subtasks, rules, dag or snapshot",
-                )
-            )
+            seen[name] = i
 
 
 def validate_resource(resource: Any) -> list[Problem]:
     """Every problem with the resource's shape (empty when well-formed)."""
     out: list[Problem] = []
     if not isinstance(resource, Mapping):
-        return [Problem("", f"a PolicySnapshot must be a mapping; got {type(resource).__name__}")]
+        return [Problem("", f"a PolicySnapshot must be a mapping; got {_kind(resource)}")]
     if resource.get("apiVersion") != API_VERSION:
         out.append(
             Problem("apiVersion", f"must be {API_VERSION!r}; got {resource.get('apiVersion')!r}")
@@ -372,42 +484,14 @@ def validate_resource(resource: Any) -> list[Problem]:
     if not isinstance(spec, Mapping):
         out.append(Problem("spec", "is required (a mapping)"))
         return out
-    _check_keys(spec, _SPEC_KEYS, "spec", out)
-    if not _non_empty_str(spec.get("version")):
-        out.append(Problem("spec.version", "is required (e.g. 'rules@1.4.0')"))
-    if spec.get("env") not in ENVS:
-        out.append(
-            Problem("spec.env", f"must be one of {', '.join(ENVS)}; got {spec.get('env')!r}")
-        )
-    engine = spec.get("engine")
-    if engine not in ENGINES:
-        out.append(Problem("spec.engine", f"must be one of {', '.join(ENGINES)}; got {engine!r}"))
-    if spec.get("checksum") is not None:
-        checksum = spec["checksum"]
+    _check_schema(spec, _SPEC_SCHEMA, "spec", out)
+    if isinstance(spec.get("checksum"), str):
         try:
-            normalize_checksum(checksum if isinstance(checksum, str) else repr(checksum))
+            normalize_checksum(spec["checksum"])
         except ValueError as exc:
             out.append(Problem("spec.checksum", str(exc)))
-    if engine == "native":
-        _check_native(spec, out)
-    elif engine == "wasm":
-        _check_wasm(spec, out)
-    if spec.get("data") is not None and not isinstance(spec["data"], Mapping):
-        out.append(Problem("spec.data", "must be a mapping"))
-    if spec.get("facts") is not None:
-        facts = _check_list_of_mappings(spec["facts"], _FACT_KEYS, "spec.facts", out)
-        for i, fact in enumerate(facts):
-            for name in ("subject", "predicate"):
-                if not _non_empty_str(fact.get(name)):
-                    out.append(Problem(f"spec.facts[{i}].{name}", "is required (non-empty text)"))
-    if spec.get("fixtures") is not None:
-        _check_fixtures(spec["fixtures"], out)
-    signature = spec.get("signature")
-    if signature is not None:
-        if not isinstance(signature, Mapping):
-            out.append(Problem("spec.signature", "must be a mapping with keyId, algorithm, value"))
-        else:
-            _check_keys(signature, _SIGNATURE_KEYS, "spec.signature", out)
+    _check_engine_parts(spec, out)
+    _check_fixture_names(spec.get("fixtures"), out)
     try:
         canonical_json({k: spec.get(k) for k in ("rules", "subtaskTypes", "facts", "data")})
     except (TypeError, ValueError) as exc:
