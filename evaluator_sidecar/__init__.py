@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from evaluator_sidecar.engines.native import NativeRuleEngine
     from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
     from evaluator_sidecar.evaluator import PKGEvaluator
+    from evaluator_sidecar.manager import (
+        PKGManager,
+        get_global_pkg_manager,
+        initialize_global_pkg_manager,
+    )
     from evaluator_sidecar.model import PKGSnapshotData
 
 __all__ = [
@@ -29,9 +34,12 @@ __all__ = [
     "EvaluationError",
     "NativeRuleEngine",
     "PKGEvaluator",
+    "PKGManager",
     "PKGSnapshotData",
     "PolicyEngine",
     "SnapshotLoadError",
+    "get_global_pkg_manager",
+    "initialize_global_pkg_manager",
     "register_engine",
 ]
 
@@ -45,6 +53,9 @@ _LAZY: dict[str, str] = {
     "NativeRuleEngine": "evaluator_sidecar.engines.native",
     "PKGEvaluator": "evaluator_sidecar.evaluator",
     "PKGSnapshotData": "evaluator_sidecar.model",
+    "PKGManager": "evaluator_sidecar.manager",
+    "get_global_pkg_manager": "evaluator_sidecar.manager",
+    "initialize_global_pkg_manager": "evaluator_sidecar.manager",
 }
 
 
