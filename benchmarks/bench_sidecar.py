@@ -38,6 +38,16 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from aiohttp import web
+
+from evaluator_sidecar.http import Request, SidecarAPI, serve_api
+from evaluator_sidecar.manager import PKGManager
+from evaluator_sidecar.resource import (
+    load_documents,
+    select_policy_snapshot,
+    snapshot_from_resource,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = ROOT / "tests" / "data" / "reference-snapshot.yaml"
 BODY = (
@@ -55,18 +65,8 @@ def _pin(cpu: int | None) -> None:
 # --------------------------------------------------------------------------- server side
 
 
-async def _serve(stack: str, port: int, snapshot_path: Path) -> None:
-    from aiohttp import web
-
-    from evaluator_sidecar.http import Request, SidecarAPI, serve_api
-    from evaluator_sidecar.manager import PKGManager
-    from evaluator_sidecar.resource import (
-        load_documents,
-        select_policy_snapshot,
-        snapshot_from_resource,
-    )
-
-    doc = select_policy_snapshot(load_documents(snapshot_path.read_text()))
+async def _serve(stack: str, port: int, snapshot_text: str) -> None:
+    doc = select_policy_snapshot(load_documents(snapshot_text))
     snapshot = snapshot_from_resource(doc)
     manager = PKGManager(None, None, env=snapshot.env, device_id="bench")
     await manager.activate_snapshot(snapshot)
@@ -99,10 +99,10 @@ async def _serve(stack: str, port: int, snapshot_path: Path) -> None:
 def serve_main(args: argparse.Namespace) -> None:
     _pin(args.cpu)
     if args.stack.endswith("+uvloop"):
-        import uvloop
+        import uvloop  # noqa: PLC0415 - only for the comparison; not a dependency
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve(args.stack, args.port, Path(args.snapshot)))
+    asyncio.run(_serve(args.stack, args.port, Path(args.snapshot).read_text()))
 
 
 # --------------------------------------------------------------------------- client side
@@ -185,7 +185,7 @@ class _Run:
 
 
 async def _load(
-    port: int, connections: int, duration: float, max_requests: int, warmup: float, path: str
+    port: int, *, connections: int, duration: float, max_requests: int, warmup: float, path: str
 ) -> dict[str, Any]:
     request = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -221,13 +221,20 @@ async def _load(
 def load_main(args: argparse.Namespace) -> dict[str, Any]:
     _pin(args.cpu)
     try:
-        import uvloop
+        import uvloop  # noqa: PLC0415 - the client is cheaper with it, when installed
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
     result = asyncio.run(
-        _load(args.port, args.connections, args.duration, args.max_requests, args.warmup, args.path)
+        _load(
+            args.port,
+            connections=args.connections,
+            duration=args.duration,
+            max_requests=args.max_requests,
+            warmup=args.warmup,
+            path=args.path,
+        )
     )
     print(json.dumps(result), flush=True)
     return result
