@@ -87,13 +87,18 @@ class WasmLimits:
             try:
                 return float(raw)
             except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}") from None
+                raise ValueError(
+                    f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}"
+                ) from None
 
         pages = number("PKG_WASM_MAX_MEMORY_PAGES", DEFAULT_MAX_MEMORY_PAGES)
         if pages != int(pages):
-            raise ValueError(f"PKG_WASM_MAX_MEMORY_PAGES={pages!r} must be a whole number of 64 KiB pages")
+            raise ValueError(
+                f"PKG_WASM_MAX_MEMORY_PAGES={pages!r} must be a whole number of 64 KiB pages"
+            )
         return cls(
-            deadline_ms=number("PKG_WASM_DEADLINE_MS", DEFAULT_DEADLINE_MS), max_memory_pages=int(pages)
+            deadline_ms=number("PKG_WASM_DEADLINE_MS", DEFAULT_DEADLINE_MS),
+            max_memory_pages=int(pages),
         )
 
 
@@ -117,7 +122,9 @@ def tick_ms_from_env(env: Mapping[str, str] | None = None) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"PKG_WASM_TICK_MS={raw!r} is not a number; unset it or give e.g. 5") from None
+        raise ValueError(
+            f"PKG_WASM_TICK_MS={raw!r} is not a number; unset it or give e.g. 5"
+        ) from None
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"PKG_WASM_TICK_MS={raw!r} must be a positive number of milliseconds")
     return value
