@@ -698,9 +698,12 @@ class RedisSignals:
         errors end the iteration by propagating.
         """
         while True:
+            started = time.monotonic()
             raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=idle_seconds)
             if raw is None:
-                yield None
+                # get_message also answers None for a (filtered) subscribe confirmation.
+                if time.monotonic() - started >= idle_seconds * 0.9:
+                    yield None
                 continue
             if raw.get("type") != "message":
                 continue
