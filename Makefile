@@ -66,3 +66,7 @@ demo: testbed-bins ## the whole path on a local stack
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+
+.PHONY: lint-sql
+lint-sql: $(STAMP) ## squawk on the schema migrations (per-file exceptions are justified in the files)
+	$(VENV)/bin/squawk --assume-in-transaction --pg-version 15 evaluator_sidecar/db/migrations_sql/*.sql
