@@ -18,6 +18,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from evaluator_sidecar.db.audit import PKGAuditDAO
+    from evaluator_sidecar.db.client import PKGClient
+    from evaluator_sidecar.db.deployments import PKGDeploymentsDAO
+    from evaluator_sidecar.db.devices import PKGDevicesDAO
+    from evaluator_sidecar.db.errors import (
+        ChecksumMismatchError,
+        ConflictError,
+        DatabaseUnavailableError,
+        IntegrityError,
+        NotFoundError,
+        PKGError,
+    )
+    from evaluator_sidecar.db.models import DeviceHeartbeat, TemporalFact
+    from evaluator_sidecar.db.promotions import PKGPromotionsDAO
+    from evaluator_sidecar.db.snapshots import PKGSnapshotsDAO
+    from evaluator_sidecar.db.validation import PKGValidationDAO
     from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
     from evaluator_sidecar.engines.native import NativeRuleEngine
     from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
@@ -31,13 +47,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENGINE_REGISTRY",
+    "ChecksumMismatchError",
+    "ConflictError",
+    "DatabaseUnavailableError",
+    "DeviceHeartbeat",
     "EvaluationError",
+    "IntegrityError",
     "NativeRuleEngine",
+    "NotFoundError",
+    "PKGAuditDAO",
+    "PKGClient",
+    "PKGDeploymentsDAO",
+    "PKGDevicesDAO",
+    "PKGError",
     "PKGEvaluator",
     "PKGManager",
+    "PKGPromotionsDAO",
     "PKGSnapshotData",
+    "PKGSnapshotsDAO",
+    "PKGValidationDAO",
     "PolicyEngine",
     "SnapshotLoadError",
+    "TemporalFact",
     "get_global_pkg_manager",
     "initialize_global_pkg_manager",
     "register_engine",
@@ -56,6 +87,22 @@ _LAZY: dict[str, str] = {
     "PKGManager": "evaluator_sidecar.manager",
     "get_global_pkg_manager": "evaluator_sidecar.manager",
     "initialize_global_pkg_manager": "evaluator_sidecar.manager",
+    # The PostgreSQL client (evaluator_sidecar.db).
+    "PKGClient": "evaluator_sidecar.db.client",
+    "PKGSnapshotsDAO": "evaluator_sidecar.db.snapshots",
+    "PKGDeploymentsDAO": "evaluator_sidecar.db.deployments",
+    "PKGValidationDAO": "evaluator_sidecar.db.validation",
+    "PKGPromotionsDAO": "evaluator_sidecar.db.promotions",
+    "PKGDevicesDAO": "evaluator_sidecar.db.devices",
+    "PKGAuditDAO": "evaluator_sidecar.db.audit",
+    "DeviceHeartbeat": "evaluator_sidecar.db.models",
+    "TemporalFact": "evaluator_sidecar.db.models",
+    "PKGError": "evaluator_sidecar.db.errors",
+    "NotFoundError": "evaluator_sidecar.db.errors",
+    "ConflictError": "evaluator_sidecar.db.errors",
+    "IntegrityError": "evaluator_sidecar.db.errors",
+    "ChecksumMismatchError": "evaluator_sidecar.db.errors",
+    "DatabaseUnavailableError": "evaluator_sidecar.db.errors",
 }
 
 
