@@ -63,6 +63,10 @@ stack: testbed-bins ## start PostgreSQL, Redis, etcd and kube-apiserver and prin
 demo: testbed-bins ## the whole path on a local stack
 	$(TESTBED) up
 
+.PHONY: bench-sidecar
+bench-sidecar: $(STAMP) ## the sidecar's HTTP API under load on loopback (server on CPU 0, client on CPU 1; ~1 min)
+	$(PY) benchmarks/bench_sidecar.py $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
