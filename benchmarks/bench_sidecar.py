@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import socket
@@ -251,7 +252,13 @@ def _free_port() -> int:
 
 def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
-    for stack in args.stacks.split(","):
+    stacks = args.stacks.split(",")
+    if importlib.util.find_spec("uvloop") is None:
+        skipped = [st for st in stacks if st.endswith("+uvloop")]
+        if skipped:
+            print(f"uvloop is not installed: leaving out {skipped} (pip install uvloop)")
+        stacks = [st for st in stacks if not st.endswith("+uvloop")]
+    for stack in stacks:
         port = _free_port()
         server = subprocess.Popen(
             [

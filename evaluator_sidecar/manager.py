@@ -287,6 +287,8 @@ class PKGManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._started = False
+        #: The clients the manager built itself (and so closes on stop): (postgres, redis).
+        self._owned_clients = (False, False)
 
         self._redis_connected = False
         self._db_connected: bool | None = None
@@ -481,6 +483,21 @@ class PKGManager:
         self._tasks.clear()
         self._started = False
         self._redis_connected = False
+        await self._close_owned_clients()
+
+    async def _close_owned_clients(self) -> None:
+        own_client, own_redis = self._owned_clients
+        if own_redis and self.redis is not None:
+            try:
+                await self.redis.aclose()
+            except (RedisError, OSError) as exc:
+                logger.warning("closing the Redis client failed: %s", exc)
+        close = getattr(self.client, "close", None) if own_client else None
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # a failing close must not hide the stop; logged
+                logger.exception("closing the PostgreSQL client failed")
 
     # ---- Redis: the edge
 
@@ -518,6 +535,10 @@ class PKGManager:
                 delay = backoff_delay(attempt, cap=self.reconnect_backoff_max)
                 attempt += 1
                 await asyncio.sleep(delay)
+            except Exception:  # a bug must not end hot-swapping for good; logged, retried
+                logger.exception("the Redis listener failed unexpectedly; restarting it")
+                await asyncio.sleep(backoff_delay(attempt, cap=self.reconnect_backoff_max))
+                attempt += 1
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(RedisError, OSError):
@@ -952,7 +973,8 @@ async def initialize_global_pkg_manager(
     existing = get_global_pkg_manager()
     if existing is not None:
         return existing
-    if pkg_client is None or redis_client is None:
+    owned = (pkg_client is None, redis_client is None)
+    if any(owned):
         # Imported here: a manager built from its clients needs neither the settings nor asyncpg.
         from evaluator_sidecar.settings import SidecarSettings, load_settings  # noqa: PLC0415
 
@@ -967,6 +989,7 @@ async def initialize_global_pkg_manager(
             redis_client = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=2)
         options = {**manager_options(settings), **options}
     manager = PKGManager(pkg_client, redis_client, **options)
+    manager._owned_clients = owned
     await manager.start()
     set_global_pkg_manager(manager)
     return manager

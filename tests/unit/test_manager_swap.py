@@ -219,3 +219,33 @@ class TestNoPolicyAndDiskCache:
         now[0] += 31
         assert not m.is_ready()
         assert m.get_health_status()["snapshot_age_seconds"] == 31.0
+
+
+class TestGlobalManager:
+    async def test_initialize_builds_from_settings_once_and_reports_what_is_down(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        from evaluator_sidecar import get_global_pkg_manager, initialize_global_pkg_manager
+        from evaluator_sidecar.manager import set_global_pkg_manager
+        from pkg_testbed.procs import free_port
+
+        # Nothing listens on these ports: both servers are "down".
+        monkeypatch.setenv("PKG_DATABASE_URL", f"postgresql://pkg@127.0.0.1:{free_port()}/pkg")
+        monkeypatch.setenv("PKG_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+        monkeypatch.setenv("PKG_CACHE_DIR", str(tmp_path))
+        monkeypatch.setenv("PKG_DEVICE_ID", "global-1")
+        set_global_pkg_manager(None)
+        m = await initialize_global_pkg_manager()
+        try:
+            assert get_global_pkg_manager() is m
+            assert await initialize_global_pkg_manager() is m
+            health = m.get_health_status()
+            assert (health["healthy"], health["redis_connected"], health["db_connected"]) == (
+                False,
+                False,
+                False,
+            )
+            assert m.device_id == "global-1"
+        finally:
+            await m.stop()
+            set_global_pkg_manager(None)
