@@ -473,6 +473,8 @@ CREATE TABLE public.pkg_snapshots (
     content_sha256 text NOT NULL,
     is_active boolean DEFAULT false NOT NULL,
     uid text,
+    resource_namespace text,
+    resource_name text,
     entrypoint text,
     data jsonb DEFAULT '{}'::jsonb NOT NULL,
     notes text,

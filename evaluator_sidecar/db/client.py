@@ -7,8 +7,9 @@ parameters, plus the write paths the operator needs (``store_snapshot``,
 as in the seed: ``client.snapshots.get_active_snapshot()``.
 
 The pool is created on first use, so ``PKGClient()`` (DSN from
-``$PKG_DATABASE_URL``) can be built anywhere; ``async with PKGClient(...)``
-or ``await client.close()`` releases it.
+``$PKG_DATABASE_URL``) can be built anywhere; ``await PKGClient.connect(dsn)``
+connects at once (and fails at once, naming host:port). ``async with
+PKGClient(...)`` or ``await client.close()`` releases the pool.
 """
 
 from __future__ import annotations
@@ -26,12 +27,7 @@ from evaluator_sidecar.db.audit_chain import AuditChainReport
 from evaluator_sidecar.db.deployments import PKGDeploymentsDAO
 from evaluator_sidecar.db.devices import PKGDevicesDAO
 from evaluator_sidecar.db.errors import NotFoundError
-from evaluator_sidecar.db.models import (
-    DeviceHeartbeat,
-    StoredSnapshot,
-    TemporalFact,
-    ValidationOutcome,
-)
+from evaluator_sidecar.db.models import DeviceHeartbeat, TemporalFact, ValidationOutcome
 from evaluator_sidecar.db.pool import Database
 from evaluator_sidecar.db.promotions import PKGPromotionsDAO
 from evaluator_sidecar.db.snapshots import PKGSnapshotsDAO
@@ -91,8 +87,33 @@ class PKGClient:
         self.devices = PKGDevicesDAO(self.db)
         self.audit = PKGAuditDAO(self.db)
 
-    async def connect(self) -> PKGClient:
-        """Create the pool now (raises DatabaseUnavailableError naming host:port)."""
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        env: str = "prod",
+        pool: asyncpg.Pool | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        command_timeout: float | None = 60.0,
+    ) -> PKGClient:
+        """A client with its pool created now: ``client = await PKGClient.connect(dsn)``.
+
+        Raises DatabaseUnavailableError naming host:port when PostgreSQL cannot be reached.
+        """
+        client = cls(
+            dsn,
+            env=env,
+            pool=pool,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+        )
+        return await client.open()
+
+    async def open(self) -> PKGClient:
+        """Create this client's pool now (else it is created on first use)."""
         await self.db.pool()
         return self
 
@@ -101,7 +122,7 @@ class PKGClient:
         await self.db.close()
 
     async def __aenter__(self) -> PKGClient:
-        return await self.connect()
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -113,9 +134,9 @@ class PKGClient:
 
     # -- snapshots --------------------------------------------------------------------------
 
-    async def get_active_snapshot(self) -> PKGSnapshotData | None:
-        """The active snapshot of the client's environment, or None."""
-        return await self.snapshots.get_active_snapshot()
+    async def get_active_snapshot(self, env: str | None = None) -> PKGSnapshotData | None:
+        """The active snapshot of ``env`` (default: the client's environment), or None."""
+        return await self.snapshots.get_active_snapshot(env)
 
     async def get_snapshot_by_version(
         self, version: str, *, include_archived: bool = False
@@ -138,12 +159,15 @@ class PKGClient:
         *,
         snapshot_id: int | None = None,
         version: str | None = None,
-        uid: str | None = None,
+        resource_uid: str | None = None,
         include_archived: bool = True,
     ) -> dict[str, Any] | None:
         """A snapshot's row without content, by id, version or resource uid."""
         return await self.snapshots.get_snapshot_info(
-            snapshot_id=snapshot_id, version=version, uid=uid, include_archived=include_archived
+            snapshot_id=snapshot_id,
+            version=version,
+            resource_uid=resource_uid,
+            include_archived=include_archived,
         )
 
     async def list_snapshots(
@@ -160,10 +184,11 @@ class PKGClient:
 
     async def store_snapshot(
         self,
+        snapshot: PKGSnapshotData | None = None,
         *,
-        version: str,
-        env: str,
-        engine: str,
+        version: str | None = None,
+        env: str | None = None,
+        engine: str | None = None,
         checksum: str | None = None,
         rules: Sequence[Mapping[str, Any]] | None = None,
         subtask_types: Sequence[Mapping[str, Any]] | None = None,
@@ -172,13 +197,17 @@ class PKGClient:
         data: Mapping[str, Any] | None = None,
         wasm_artifact: bytes | None = None,
         entrypoint: str | None = None,
-        uid: str | None = None,
+        resource_uid: str | None = None,
+        resource_namespace: str | None = None,
+        resource_name: str | None = None,
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-client",
-    ) -> StoredSnapshot:
-        """Store a whole snapshot in one transaction, idempotently (see PKGSnapshotsDAO)."""
+    ) -> int:
+        """Store a whole snapshot (a PKGSnapshotData, or its parts) in one transaction,
+        idempotently; its id (see PKGSnapshotsDAO.store_snapshot)."""
         return await self.snapshots.store_snapshot(
+            snapshot,
             version=version,
             env=env,
             engine=engine,
@@ -190,7 +219,9 @@ class PKGClient:
             data=data,
             wasm_artifact=wasm_artifact,
             entrypoint=entrypoint,
-            uid=uid,
+            resource_uid=resource_uid,
+            resource_namespace=resource_namespace,
+            resource_name=resource_name,
             notes=notes,
             metadata=metadata,
             actor=actor,
@@ -200,16 +231,37 @@ class PKGClient:
         self,
         spec: Mapping[str, Any],
         *,
-        uid: str | None = None,
+        resource_uid: str | None = None,
+        resource_namespace: str | None = None,
+        resource_name: str | None = None,
         wasm_artifact: bytes | None = None,
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-operator",
-    ) -> StoredSnapshot:
-        """``store_snapshot`` for a PolicySnapshot spec as written (camelCase keys)."""
+    ) -> int:
+        """``store_snapshot`` for a PolicySnapshot spec as written (camelCase keys); its id."""
         return await self.snapshots.store_snapshot_spec(
-            spec, uid=uid, wasm_artifact=wasm_artifact, notes=notes, metadata=metadata, actor=actor
+            spec,
+            resource_uid=resource_uid,
+            resource_namespace=resource_namespace,
+            resource_name=resource_name,
+            wasm_artifact=wasm_artifact,
+            notes=notes,
+            metadata=metadata,
+            actor=actor,
         )
+
+    async def snapshot_resource(self, version: str) -> tuple[str, str] | None:
+        """(namespace, name) of the PolicySnapshot resource that stored ``version``, or None."""
+        return await self.snapshots.snapshot_resource(version)
+
+    async def was_ever_active(self, snapshot_id: int) -> bool:
+        """Whether the snapshot was ever active in its environment."""
+        return await self.snapshots.was_ever_active(snapshot_id)
+
+    async def newer_snapshot_promoted(self, snapshot_id: int, env: str | None = None) -> bool:
+        """Whether a snapshot stored after this one in ``env`` has ever been active."""
+        return await self.snapshots.newer_snapshot_promoted(snapshot_id, env)
 
     async def archive_snapshot(
         self, snapshot_id: int, *, actor: str = "pkg-client", reason: str | None = None

@@ -14,7 +14,6 @@ from typing import Any
 __all__ = [
     "AUDIT_ACTIONS",
     "DeviceHeartbeat",
-    "StoredSnapshot",
     "TemporalFact",
     "ValidationOutcome",
 ]
@@ -35,15 +34,6 @@ AUDIT_ACTIONS: dict[str, str] = {
     "deployment.step": "[deployment] upsert_deployment changed a rollout row (percent, active)",
     "fact.created": "[fact] create_temporal_fact",
 }
-
-
-@dataclass(frozen=True)
-class StoredSnapshot:
-    """What ``store_snapshot`` did: the snapshot's id, and whether this call created it."""
-
-    id: int
-    version: str
-    created: bool
 
 
 @dataclass(frozen=True)

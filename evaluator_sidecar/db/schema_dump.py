@@ -7,7 +7,7 @@ the schema: pg_dump's comment headers, ``SET`` lines, search-path reset and
 A test migrates an empty database and compares; after adding a migration,
 regenerate it with::
 
-    python -m evaluator_sidecar.db.schema_dump --dsn postgresql://.../fresh_db > migrations/schema.sql
+    python -m evaluator_sidecar.db.schema_dump --dsn postgresql://.../db > migrations/schema.sql
 
 (on a database migrated from empty by ``pkg-migrate``, with a pg_dump of the
 server's major version or newer).
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the normalized schema of ``--dsn`` (default ``$PKG_DATABASE_URL``)."""
     parser = argparse.ArgumentParser(
         prog="python -m evaluator_sidecar.db.schema_dump",
-        description="Print the normalized schema of a migrated database (for migrations/schema.sql).",
+        description="Print the normalized schema of a migrated database (migrations/schema.sql).",
     )
     parser.add_argument("--dsn", help=f"postgresql:// DSN (default: ${DSN_ENV})")
     parser.add_argument("--pg-dump", help="the pg_dump binary (default: from PATH)")

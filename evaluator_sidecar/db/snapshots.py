@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ import asyncpg
 
 from evaluator_sidecar.db.audit import append_in
 from evaluator_sidecar.db.errors import ConflictError, InvalidInputError, db_errors
-from evaluator_sidecar.db.models import StoredSnapshot, TemporalFact
+from evaluator_sidecar.db.models import TemporalFact
 from evaluator_sidecar.db.pool import Connection, Database, json_dumps
 from evaluator_sidecar.db.snapshot_rows import (
     ENVS,
@@ -87,9 +88,18 @@ SELECT name, input, expect FROM pkg_validation_fixtures
 """
 _INFO_COLUMNS = """
 s.id, s.version, s.env::text AS env, s.engine::text AS engine, s.checksum, s.content_sha256,
-s.is_active, s.uid, s.entrypoint, s.notes, s.metadata, s.created_at, s.activated_at,
-s.archived_at
+s.is_active, s.uid, s.resource_namespace, s.resource_name, s.entrypoint, s.notes, s.metadata,
+s.created_at, s.activated_at, s.archived_at
 """
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The PolicySnapshot resource a snapshot came from (all None when it came otherwise)."""
+
+    uid: str | None
+    namespace: str | None
+    name: str | None
 
 
 def _check_env(env: str) -> str:
@@ -171,13 +181,14 @@ class PKGSnapshotsDAO:
         *,
         snapshot_id: int | None = None,
         version: str | None = None,
-        uid: str | None = None,
+        resource_uid: str | None = None,
         include_archived: bool = True,
     ) -> dict[str, Any] | None:
         """The snapshot's row without its content (id, version, env, engine, checksum,
-        is_active, uid, created/activated/archived_at), found by id, version or uid."""
-        if snapshot_id is None and version is None and uid is None:
-            raise InvalidInputError("name the snapshot: give snapshot_id, version or uid")
+        is_active, uid, resource_namespace, resource_name, created/activated/archived_at),
+        found by id, version or resource uid."""
+        if snapshot_id is None and version is None and resource_uid is None:
+            raise InvalidInputError("name the snapshot: give snapshot_id, version or resource_uid")
         with db_errors("reading snapshot metadata"):
             async with self._db.connection() as conn:
                 row = await conn.fetchrow(
@@ -188,10 +199,42 @@ class PKGSnapshotsDAO:
                     "AND ($4 OR s.archived_at IS NULL)",
                     snapshot_id,
                     version,
-                    uid,
+                    resource_uid,
                     include_archived,
                 )
         return dict(row) if row is not None else None
+
+    async def snapshot_resource(self, version: str) -> tuple[str, str] | None:
+        """(namespace, name) of the PolicySnapshot that stored ``version``, or None."""
+        info = await self.get_snapshot_info(version=version)
+        if info is None or info["resource_name"] is None:
+            return None
+        return (info["resource_namespace"] or "", info["resource_name"])
+
+    async def was_ever_active(self, snapshot_id: int) -> bool:
+        """Whether the snapshot was ever the active one of its environment."""
+        with db_errors(f"reading the history of snapshot {snapshot_id}"):
+            async with self._db.connection() as conn:
+                found: bool = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pkg_snapshots WHERE id = $1 "
+                    "AND activated_at IS NOT NULL)",
+                    snapshot_id,
+                )
+        return found
+
+    async def newer_snapshot_promoted(self, snapshot_id: int, env: str | None = None) -> bool:
+        """Whether a snapshot stored after ``snapshot_id`` in ``env`` (default: the client's)
+        has ever been active: promoting this one then would be going backwards."""
+        target = _check_env(env or self._env)
+        with db_errors(f"comparing snapshot {snapshot_id} with newer ones"):
+            async with self._db.connection() as conn:
+                found: bool = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pkg_snapshots WHERE env = $2::pkg_env "
+                    "AND id > $1 AND activated_at IS NOT NULL)",
+                    snapshot_id,
+                    target,
+                )
+        return found
 
     async def list_snapshots(
         self, env: str | None = None, *, include_archived: bool = False, limit: int = 100
@@ -233,10 +276,11 @@ class PKGSnapshotsDAO:
 
     async def store_snapshot(
         self,
+        snapshot: PKGSnapshotData | None = None,
         *,
-        version: str,
-        env: str,
-        engine: str,
+        version: str | None = None,
+        env: str | None = None,
+        engine: str | None = None,
         checksum: str | None = None,
         rules: Sequence[Mapping[str, Any]] | None = None,
         subtask_types: Sequence[Mapping[str, Any]] | None = None,
@@ -245,23 +289,53 @@ class PKGSnapshotsDAO:
         data: Mapping[str, Any] | None = None,
         wasm_artifact: bytes | None = None,
         entrypoint: str | None = None,
-        uid: str | None = None,
+        resource_uid: str | None = None,
+        resource_namespace: str | None = None,
+        resource_name: str | None = None,
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-client",
-    ) -> StoredSnapshot:
+    ) -> int:
         """Store a snapshot with its rules, conditions, emissions, subtask types, facts,
-        fixtures and artifact in one transaction; idempotent.
+        fixtures and artifact in one transaction; its id. Idempotent.
 
-        ``checksum`` is the content checksum (``evaluator_sidecar.resource.content_checksum``
-        of the spec), computed here when omitted. Keyed by ``uid`` (the PolicySnapshot's
+        Give either ``snapshot`` (a ``PKGSnapshotData``, e.g. from
+        ``resource.snapshot_from_resource``) or the parts as keywords. ``checksum`` is the
+        content checksum (``evaluator_sidecar.resource.content_checksum`` of the spec),
+        computed when omitted. Keyed by ``resource_uid`` (the PolicySnapshot's
         ``metadata.uid``) and ``version``: storing identical content again returns the
-        stored id (``created`` False) and writes nothing; an identical snapshot that was
-        archived is restored; an identical one under a new uid is taken over by that uid.
-        Raises ConflictError when the version holds different content or the uid another
+        stored id and writes nothing; an identical snapshot that was archived is restored;
+        an identical one from a new resource uid is taken over by that resource. Raises
+        ConflictError when the version holds different content or the uid another
         version, InvalidSnapshotError listing every problem, ChecksumMismatchError when a
         wasm checksum is not the artifact's.
         """
+        if snapshot is not None:
+            given = [
+                name
+                for name, value in (
+                    ("version", version), ("env", env), ("engine", engine),
+                    ("checksum", checksum), ("rules", rules), ("subtask_types", subtask_types),
+                    ("facts", facts), ("fixtures", fixtures), ("data", data),
+                    ("wasm_artifact", wasm_artifact), ("entrypoint", entrypoint),
+                )
+                if value is not None
+            ]  # fmt: skip
+            if given:
+                raise InvalidInputError(
+                    f"store_snapshot: give a snapshot or its parts, not both (also got "
+                    f"{', '.join(given)})"
+                )
+            version, env, engine = snapshot.version, snapshot.env, snapshot.engine
+            checksum, rules, subtask_types = (
+                snapshot.checksum,
+                snapshot.rules,
+                snapshot.subtask_types,
+            )
+            facts, fixtures, data = snapshot.facts, snapshot.fixtures, snapshot.data
+            wasm_artifact, entrypoint = snapshot.wasm_artifact, snapshot.entrypoint
+        if version is None or env is None or engine is None:
+            raise InvalidInputError("store_snapshot needs version, env and engine (or a snapshot)")
         if checksum is None:
             checksum = _content_checksum(
                 engine=engine,
@@ -284,6 +358,7 @@ class PKGSnapshotsDAO:
             entrypoint=entrypoint,
             checksum=checksum,
         )
+        source = _Source(resource_uid, resource_namespace, resource_name)
         with db_errors(f"storing snapshot {version!r}"):
             async with self._db.transaction() as conn:
                 # Two stores of one version queue here instead of racing on the unique key.
@@ -291,10 +366,11 @@ class PKGSnapshotsDAO:
                     "SELECT pg_advisory_xact_lock(hashtext('pkg_store_snapshot'), hashtext($1))",
                     version,
                 )
-                existing = await self._existing(conn, content, uid, actor)
+                existing = await self._existing(conn, content, source, actor)
                 if existing is not None:
+                    log.debug("snapshot %s already stored (id %d)", version, existing)
                     return existing
-                snapshot_id = await self._insert(conn, content, uid, notes, metadata)
+                snapshot_id = await self._insert(conn, content, source, notes, metadata)
                 await append_in(
                     conn,
                     "snapshot.stored",
@@ -308,24 +384,29 @@ class PKGSnapshotsDAO:
                         "engine": content.engine,
                         "checksum": content.checksum,
                         "content_sha256": content.content_sha256,
-                        "uid": uid,
+                        "resource_uid": resource_uid,
+                        "resource": f"{resource_namespace}/{resource_name}"
+                        if resource_name
+                        else None,
                         "rules": len(content.rules),
                         "fixtures": len(content.fixtures),
                     },
                 )
         log.info("stored snapshot %s (id %d, %d rules)", version, snapshot_id, len(content.rules))
-        return StoredSnapshot(id=snapshot_id, version=content.version, created=True)
+        return snapshot_id
 
     async def store_snapshot_spec(
         self,
         spec: Mapping[str, Any],
         *,
-        uid: str | None = None,
+        resource_uid: str | None = None,
+        resource_namespace: str | None = None,
+        resource_name: str | None = None,
         wasm_artifact: bytes | None = None,
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-operator",
-    ) -> StoredSnapshot:
+    ) -> int:
         """``store_snapshot`` for a PolicySnapshot ``spec`` as written (camelCase keys).
 
         For engine wasm, ``wasm_artifact`` is the module's bytes (resolved from
@@ -354,15 +435,18 @@ class PKGSnapshotsDAO:
             data=spec.get("data"),
             wasm_artifact=wasm_artifact,
             entrypoint=wasm.get("entrypoint") if isinstance(wasm, Mapping) else None,
-            uid=uid,
+            resource_uid=resource_uid,
+            resource_namespace=resource_namespace,
+            resource_name=resource_name,
             notes=notes,
             metadata=metadata,
             actor=actor,
         )
 
     async def _existing(
-        self, conn: Connection, content: SnapshotContent, uid: str | None, actor: str
-    ) -> StoredSnapshot | None:
+        self, conn: Connection, content: SnapshotContent, source: _Source, actor: str
+    ) -> int | None:
+        uid = source.uid
         rows = await conn.fetch(
             "SELECT id, version, uid, content_sha256, archived_at FROM pkg_snapshots "
             "WHERE version = $1 OR ($2::text IS NOT NULL AND uid = $2) FOR UPDATE",
@@ -387,7 +471,14 @@ class PKGSnapshotsDAO:
                 "snapshot a new version"
             )
         if uid is not None and row["uid"] != uid:
-            await conn.execute("UPDATE pkg_snapshots SET uid = $2 WHERE id = $1", row["id"], uid)
+            await conn.execute(
+                "UPDATE pkg_snapshots SET uid = $2, resource_namespace = $3, resource_name = $4 "
+                "WHERE id = $1",
+                row["id"],
+                uid,
+                source.namespace,
+                source.name,
+            )
             await append_in(
                 conn,
                 "snapshot.reclaimed",
@@ -404,26 +495,30 @@ class PKGSnapshotsDAO:
                 actor,
                 "stored again with identical content",
             )
-        return StoredSnapshot(id=row["id"], version=content.version, created=False)
+        existing: int = row["id"]
+        return existing
 
     async def _insert(
         self,
         conn: Connection,
         content: SnapshotContent,
-        uid: str | None,
+        source: _Source,
         notes: str | None,
         metadata: Mapping[str, Any] | None,
     ) -> int:
         snapshot_id: int = await conn.fetchval(
             "INSERT INTO pkg_snapshots (version, env, engine, checksum, content_sha256, uid, "
-            "entrypoint, data, notes, metadata) "
-            "VALUES ($1, $2::pkg_env, $3::pkg_engine, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            "resource_namespace, resource_name, entrypoint, data, notes, metadata) "
+            "VALUES ($1, $2::pkg_env, $3::pkg_engine, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "RETURNING id",
             content.version,
             content.env,
             content.engine,
             content.checksum,
             content.content_sha256,
-            uid,
+            source.uid,
+            source.namespace,
+            source.name,
             content.entrypoint,
             content.data,
             notes,

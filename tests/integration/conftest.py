@@ -79,7 +79,7 @@ async def empty_dsn(postgres_server: PostgresServer) -> AsyncIterator[str]:
 async def client(migrated_dsn: str) -> AsyncIterator[PKGClient]:
     """A PKGClient (environment prod) on a freshly migrated database."""
     pkg = PKGClient(migrated_dsn, env="prod", max_size=4)
-    await pkg.connect()
+    await pkg.open()
     yield pkg
     await pkg.close()
 
@@ -128,7 +128,7 @@ class SnapshotFactory:
         validated: bool = True,
         uid: str | None = None,
     ) -> int:
-        stored = await self.client.store_snapshot(
+        snapshot_id = await self.client.store_snapshot(
             version=version,
             env=env,
             engine="native",
@@ -141,12 +141,12 @@ class SnapshotFactory:
                     "expect": {"subtasks": [f"escalate_{tag}"]},
                 }
             ],
-            uid=uid,
+            resource_uid=uid,
         )
         if validated:
-            run_id = await self.client.create_validation_run(stored.id)
+            run_id = await self.client.create_validation_run(snapshot_id)
             await self.client.finish_validation_run(run_id, True, {"passed": 1, "failed": 0})
-        return stored.id
+        return snapshot_id
 
 
 @pytest.fixture

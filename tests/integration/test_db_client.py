@@ -38,14 +38,24 @@ class TestConnecting:
     ) -> None:
         client = PKGClient(postgres_server.dsn("no_such_database"))
         with pytest.raises(DatabaseUnavailableError, match="no_such_database"):
-            await client.connect()
+            await client.open()
 
     async def test_without_a_dsn_the_error_says_how_to_give_one(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.delenv("PKG_DATABASE_URL", raising=False)
         with pytest.raises(DatabaseUnavailableError, match="set PKG_DATABASE_URL"):
-            await PKGClient().connect()
+            await PKGClient.connect()
+
+    async def test_connect_makes_a_ready_client_at_once(self, migrated_dsn: str) -> None:
+        from evaluator_sidecar.db import PKGClient as Exported
+
+        client = await Exported.connect(migrated_dsn, env="staging")
+        try:
+            assert client.env == "staging"
+            assert await client.get_active_snapshot("dev") is None
+        finally:
+            await client.close()
 
     async def test_the_seeds_usage_works_with_the_dsn_from_the_environment(
         self, migrated_dsn: str, monkeypatch: pytest.MonkeyPatch
@@ -133,7 +143,7 @@ class TestIntegrity:
     async def test_a_corrupted_artifact_is_reported(
         self, client: PKGClient, sql: asyncpg.Connection
     ) -> None:
-        stored = await client.store_snapshot(
+        snapshot_id = await client.store_snapshot(
             version="policy@1", env="prod", engine="wasm", wasm_artifact=b"\x00asm\x01\x00\x00\x00"
         )
         async with sql.transaction():
@@ -146,4 +156,4 @@ class TestIntegrity:
             )
         checks = {i["check_name"] for i in (await client.check_integrity())["issues"]}
         assert checks == {"artifact_sha256_mismatch"}
-        assert (await client.get_snapshot_by_id(stored.id)) is not None
+        assert (await client.get_snapshot_by_id(snapshot_id)) is not None

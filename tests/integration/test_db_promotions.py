@@ -256,17 +256,17 @@ class TestValidationRuns:
     async def test_a_failing_fixture_fails_the_run_and_blocks_promotion(
         self, client: PKGClient
     ) -> None:
-        stored = await client.store_snapshot(
+        snapshot_id = await client.store_snapshot(
             version="rules@9.0.0",
             env="prod",
             engine="native",
             rules=[{"rule_id": "r", "rule_name": "r", "emissions": [{"subtask_type": "a"}]}],
             fixtures=[{"name": "wrong", "input": {}, "expect": {"subtasks": ["b"]}}],
         )
-        outcome = await client.validate_snapshot(stored.id)
+        outcome = await client.validate_snapshot(snapshot_id)
         assert not outcome.success
         assert outcome.report["failed"] == 1
-        [run] = await client.get_validation_runs(stored.id)
+        [run] = await client.get_validation_runs(snapshot_id)
         assert run["success"] is False
         with pytest.raises(ValidationRequiredError):
-            await client.promote_snapshot(stored.id, "ci")
+            await client.promote_snapshot(snapshot_id, "ci")

@@ -61,10 +61,16 @@ class TestStoringAndReadingBack:
     async def test_the_reference_snapshot_reads_back_and_passes_its_own_fixtures(
         self, client: PKGClient, reference_spec: dict[str, Any]
     ) -> None:
-        stored = await client.store_snapshot_spec(reference_spec, uid="uid-ref")
+        snapshot_id = await client.store_snapshot_spec(
+            reference_spec,
+            resource_uid="uid-ref",
+            resource_namespace="team-a",
+            resource_name="reference-1-0-0",
+        )
         loaded = await client.get_snapshot_by_version(reference_spec["version"])
         assert loaded is not None
-        assert loaded.id == stored.id
+        assert loaded.id == snapshot_id
+        assert await client.snapshot_resource(loaded.version) == ("team-a", "reference-1-0-0")
         assert loaded.env == "dev"
         assert loaded.engine == "native"
         assert loaded.checksum == content_checksum(reference_spec)
@@ -86,6 +92,23 @@ class TestStoringAndReadingBack:
             assert from_db.evaluate(fixture["input"]) == from_yaml.evaluate(fixture["input"]), (
                 fixture["name"]
             )
+
+    async def test_a_snapshot_loaded_from_its_resource_is_stored_as_is(
+        self, client: PKGClient, reference_spec: dict[str, Any]
+    ) -> None:
+        loaded = resource.snapshot_from_resource(
+            {**REFERENCE_RESOURCE_HEAD, "spec": reference_spec}
+        )
+        snapshot_id = await client.store_snapshot(loaded, resource_uid="uid-ref")
+        # The same content by its parts is the same snapshot.
+        assert (
+            await client.store_snapshot_spec(reference_spec, resource_uid="uid-ref") == snapshot_id
+        )
+        again = await client.get_snapshot_by_id(snapshot_id)
+        assert again is not None
+        assert (again.version, again.checksum) == (loaded.version, loaded.checksum)
+        with pytest.raises(ValueError, match="not both"):
+            await client.store_snapshot(loaded, version="other@1")
 
     async def test_rules_come_back_in_the_evaluators_form_with_defaults_filled(
         self, client: PKGClient
@@ -178,7 +201,7 @@ class TestStoringAndReadingBack:
     async def test_a_wasm_snapshot_keeps_its_artifact_bytes_data_and_entrypoint(
         self, client: PKGClient
     ) -> None:
-        stored = await client.store_snapshot(
+        snapshot_id = await client.store_snapshot(
             version="policy@2.0.0",
             env="staging",
             engine="wasm",
@@ -186,7 +209,7 @@ class TestStoringAndReadingBack:
             entrypoint="pkg/result",
             data={"limits": {"max": 3}},
         )
-        loaded = await client.get_snapshot_by_id(stored.id)
+        loaded = await client.get_snapshot_by_id(snapshot_id)
         assert loaded is not None
         assert loaded.wasm_artifact == WASM
         assert loaded.checksum == hashlib.sha256(WASM).hexdigest()
@@ -249,12 +272,27 @@ class TestStoringAndReadingBack:
         assert staging is not None
         assert staging.id == staging_id
 
+    async def test_history_questions_the_operator_asks(
+        self, client: PKGClient, make_snapshot: MakeSnapshot
+    ) -> None:
+        older = await make_snapshot("rules@1.0.0")
+        newer = await make_snapshot("rules@1.1.0", tag="gold")
+        assert not await client.was_ever_active(older)
+        assert not await client.newer_snapshot_promoted(older, "prod")
+        await client.promote_snapshot(newer, "ci")
+        assert await client.newer_snapshot_promoted(older, "prod")
+        assert not await client.newer_snapshot_promoted(newer)
+        assert not await client.newer_snapshot_promoted(older, "staging")
+        await client.promote_snapshot(older, "ci")
+        assert await client.was_ever_active(newer)
+        assert await client.snapshot_resource("rules@1.0.0") is None  # not from a resource
+
     async def test_snapshot_rows_are_found_by_uid_and_listed_newest_first(
         self, client: PKGClient, make_snapshot: MakeSnapshot
     ) -> None:
         await make_snapshot("rules@1.0.0", uid="uid-1")
         await make_snapshot("rules@1.1.0", uid="uid-2")
-        info = await client.get_snapshot_info(uid="uid-2")
+        info = await client.get_snapshot_info(resource_uid="uid-2")
         assert info is not None
         assert info["version"] == "rules@1.1.0"
         assert not info["is_active"]
@@ -268,21 +306,20 @@ class TestIdempotentStore:
     async def test_storing_the_same_snapshot_twice_returns_the_same_id_and_writes_nothing(
         self, client: PKGClient, sql: asyncpg.Connection, reference_spec: dict[str, Any]
     ) -> None:
-        first = await client.store_snapshot_spec(reference_spec, uid="uid-ref")
+        first = await client.store_snapshot_spec(reference_spec, resource_uid="uid-ref")
         before = await _counts(sql)
-        second = await client.store_snapshot_spec(reference_spec, uid="uid-ref")
-        assert (second.id, second.created, first.created) == (first.id, False, True)
+        assert await client.store_snapshot_spec(reference_spec, resource_uid="uid-ref") == first
         assert await _counts(sql) == before
 
     async def test_the_same_version_with_other_content_is_a_conflict(
         self, client: PKGClient, sql: asyncpg.Connection, reference_spec: dict[str, Any]
     ) -> None:
-        await client.store_snapshot_spec(reference_spec, uid="uid-ref")
+        await client.store_snapshot_spec(reference_spec, resource_uid="uid-ref")
         before = await _counts(sql)
         changed = copy.deepcopy(reference_spec)
         changed["rules"][0]["priority"] = 99
         with pytest.raises(ConflictError, match="different content"):
-            await client.store_snapshot_spec(changed, uid="uid-ref")
+            await client.store_snapshot_spec(changed, resource_uid="uid-ref")
         assert await _counts(sql) == before
 
     async def test_one_resource_uid_cannot_store_a_second_version(
@@ -298,7 +335,7 @@ class TestIdempotentStore:
         snapshot_id = await make_snapshot("rules@1.0.0", uid="uid-old", validated=False)
         again = await make_snapshot("rules@1.0.0", uid="uid-new", validated=False)
         assert again == snapshot_id
-        info = await client.get_snapshot_info(uid="uid-new")
+        info = await client.get_snapshot_info(resource_uid="uid-new")
         assert info is not None
         assert info["id"] == snapshot_id
         actions = [r["action"] for r in await client.get_audit_log(snapshot_id=snapshot_id)]
@@ -310,10 +347,10 @@ class TestIdempotentStore:
         import asyncio
 
         results = await asyncio.gather(
-            *(client.store_snapshot_spec(reference_spec, uid="uid-ref") for _ in range(4))
+            *(client.store_snapshot_spec(reference_spec, resource_uid="uid-ref") for _ in range(4))
         )
-        assert len({r.id for r in results}) == 1
-        assert sorted(r.created for r in results) == [False, False, False, True]
+        assert len(set(results)) == 1
+        assert await sql.fetchval("SELECT count(*) FROM pkg_snapshots") == 1
         assert await sql.fetchval("SELECT count(*) FROM pkg_policy_rules") == len(
             reference_spec["rules"]
         )

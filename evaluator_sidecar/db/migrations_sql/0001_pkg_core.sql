@@ -44,8 +44,11 @@ CREATE TABLE pkg_snapshots (
     -- is a no-op; with a different one it is a conflict.
     content_sha256 text NOT NULL,
     is_active boolean NOT NULL DEFAULT false,
-    -- metadata.uid of the PolicySnapshot custom resource that produced this row.
+    -- The PolicySnapshot custom resource that produced this row (metadata.uid,
+    -- namespace, name); NULL for snapshots stored by other means.
     uid text,
+    resource_namespace text,
+    resource_name text,
     entrypoint text,
     data jsonb NOT NULL DEFAULT '{}'::jsonb,
     notes text,
