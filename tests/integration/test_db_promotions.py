@@ -19,6 +19,7 @@ from evaluator_sidecar.db.errors import (
     NothingToRollBackError,
     ValidationRequiredError,
 )
+from evaluator_sidecar.model import PKGSnapshotData
 
 pytestmark = pytest.mark.integration
 
@@ -270,3 +271,17 @@ class TestValidationRuns:
         assert run["success"] is False
         with pytest.raises(ValidationRequiredError):
             await client.promote_snapshot(snapshot_id, "ci")
+
+    async def test_a_runner_that_crashes_closes_the_run_as_failed_and_propagates(
+        self, client: PKGClient, make_snapshot: MakeSnapshot
+    ) -> None:
+        snapshot_id = await make_snapshot("rules@1.0.0", validated=False)
+
+        def broken_runner(snapshot: PKGSnapshotData) -> tuple[bool, dict[str, object]]:
+            raise RuntimeError(f"engine for {snapshot.version} is missing")
+
+        with pytest.raises(RuntimeError, match="missing"):
+            await client.validate_snapshot(snapshot_id, runner=broken_runner)
+        [run] = await client.get_validation_runs(snapshot_id)
+        assert run["success"] is False
+        assert run["report"] == {"error": "RuntimeError: engine for rules@1.0.0 is missing"}

@@ -217,6 +217,24 @@ class TestStoringAndReadingBack:
         assert loaded.data == {"limits": {"max": 3}}
         assert loaded.rules == []
 
+    async def test_the_active_artifact_of_an_environment_comes_with_its_bytes(
+        self, client: PKGClient
+    ) -> None:
+        assert await client.get_active_artifact("staging") is None
+        snapshot_id = await client.store_snapshot(
+            version="policy@2.0.0", env="staging", engine="wasm", wasm_artifact=WASM
+        )
+        run_id = await client.create_validation_run(snapshot_id)
+        await client.finish_validation_run(run_id, True)
+        await client.promote_snapshot(snapshot_id, "ci", env="staging")
+        artifact = await client.get_active_artifact("staging")
+        assert artifact is not None
+        assert artifact["artifact_type"] == "wasm_pack"
+        assert (artifact["snapshot_id"], artifact["version"]) == (snapshot_id, "policy@2.0.0")
+        assert (artifact["size_bytes"], artifact["artifact_bytes"]) == (len(WASM), WASM)
+        assert artifact["sha256"] == hashlib.sha256(WASM).hexdigest()
+        assert await client.get_active_artifact("prod") is None
+
     async def test_a_wasm_checksum_that_is_not_the_artifacts_is_refused(
         self, client: PKGClient, sql: asyncpg.Connection
     ) -> None:
