@@ -1,0 +1,216 @@
+"""The rollout state machine's inputs and outputs: observations in, a decision out.
+
+These frozen dataclasses are the whole interface between the pure machine
+(``rollout.py``) and the kopf handler that applies it. The handler gathers
+:class:`Observations`, calls ``reconcile(spec, status, obs, now)``, performs the
+returned actions in order, then writes ``Decision.status`` as a JSON merge patch
+(a ``None`` value deletes the field; the status is complete, not a delta).
+
+Every side effect carries a ``key``, an idempotency key built by
+:func:`idempotency_key` from the deployment uid, the attempt, the step index,
+the kind of event, a manual request's token, and what the key is for
+(``desired``, ``step`` or ``promotion``). The same inputs always give the same
+keys, and no two different events of one deployment share a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pkg_operator.actions import ActionRequest
+
+__all__ = [
+    "Action",
+    "ActionRequest",
+    "CoverageObs",
+    "Decision",
+    "EmitEvent",
+    "HealthObs",
+    "Observations",
+    "RecordPromotion",
+    "RecordStep",
+    "SetDesiredState",
+    "SnapshotInfo",
+    "SnapshotRef",
+    "idempotency_key",
+]
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A PolicySnapshot as the operator sees it now.
+
+    ``ready`` means stored and validated (its Ready condition is True); when it
+    is not, ``reason`` and ``message`` are the snapshot's own explanation.
+    """
+
+    name: str
+    version: str
+    checksum: str
+    snapshot_id: int | None
+    ready: bool
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """What a desired state names: enough for a sidecar to load and verify a snapshot."""
+
+    name: str
+    version: str
+    checksum: str
+    snapshot_id: int | None
+
+    @classmethod
+    def of(cls, info: SnapshotInfo) -> SnapshotRef:
+        return cls(info.name, info.version, info.checksum, info.snapshot_id)
+
+    def same_content(self, other: SnapshotRef | SnapshotInfo) -> bool:
+        """Same version and checksum: the devices would run the same thing."""
+        return self.version == other.version and self.checksum == other.checksum
+
+
+@dataclass(frozen=True)
+class CoverageObs:
+    """Devices of the deployment's target and region, at the currently published weight.
+
+    ``targeted`` counts live devices (fresh heartbeat); ``on_intended`` those that
+    run exactly what their cohort should; ``expected_canary`` those in the
+    canary cohort; ``stale`` devices whose heartbeat expired.
+    """
+
+    targeted: int = 0
+    on_canary: int = 0
+    on_stable: int = 0
+    stale: int = 0
+    on_intended: int = 0
+    expected_canary: int = 0
+    # The canary percentage these figures were computed for. When given and not the
+    # published weight, the figures are stale (a step just published) and no step
+    # converges on them.
+    weight: float | None = None
+
+
+@dataclass(frozen=True)
+class HealthObs:
+    """Canary-cohort health aggregated since ``status.stepStartedAt``."""
+
+    evaluations: int = 0
+    errors: int = 0
+    p99_ms: float | None = None
+    activation_failures: int = 0
+    window_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything the machine needs to know about the world for one tick.
+
+    ``uid`` is the deployment's metadata.uid: it salts every idempotency key so
+    that a deleted and re-created deployment of the same name never collides
+    with the old one's rows. ``snapshot`` is spec.snapshotRef resolved (None: no
+    such PolicySnapshot). ``baseline`` is what the target runs while this
+    deployment has published nothing: the environment's active snapshot.
+    ``action`` is the parsed annotation, if any (new or already handled: the
+    machine tells by its token). ``superseded_by`` names a newer
+    PolicyDeployment for the same env, target and region.
+    """
+
+    uid: str
+    generation: int
+    snapshot: SnapshotInfo | None
+    baseline: SnapshotInfo | None = None
+    coverage: CoverageObs = CoverageObs()
+    health: HealthObs = HealthObs()
+    action: ActionRequest | None = None
+    superseded_by: str | None = None
+
+
+@dataclass(frozen=True)
+class SetDesiredState:
+    """Publish the desired state of this target and region (the operator allocates the epoch).
+
+    ``canary`` is None exactly when ``canary_percent`` is 0.
+    """
+
+    stable: SnapshotRef | None
+    canary: SnapshotRef | None
+    canary_percent: float
+    reason: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RecordStep:
+    """A pkg_deployments row and an audit row: the rollout moved (or a person moved it).
+
+    ``kind`` is a step kind (setWeight, pause, analysis, finish) when a step
+    starts, or an event: promote, promote-full, resume, retry, abort, rollback,
+    complete, withdraw.
+    """
+
+    attempt: int
+    step_index: int
+    kind: str
+    percent: float
+    version: str
+    detail: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RecordPromotion:
+    """A pkg_promotions row and an audit row.
+
+    ``to_version`` is None only for a rollback when there was no stable
+    snapshot to return to (the target then falls back to the environment's).
+    """
+
+    action: Literal["promote", "rollback"]
+    from_version: str | None
+    to_version: str | None
+    actor: str
+    reason: str
+    metrics: dict[str, Any]
+    key: str
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    """A Kubernetes event on the PolicyDeployment."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = SetDesiredState | RecordStep | RecordPromotion | EmitEvent
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The complete new status, the side effects in order, and when to look again.
+
+    ``requeue_after`` is the number of seconds until something is due (a pause
+    ends, the deadline passes), or None when nothing is scheduled.
+    """
+
+    status: dict[str, Any]
+    actions: tuple[Action, ...]
+    requeue_after: float | None
+
+
+def idempotency_key(
+    uid: str, attempt: int, step_index: int, kind: str, *, purpose: str, token: str | None = None
+) -> str:
+    """``<uid>/a<attempt>/s<step>/<kind>[/<token>]#<purpose>``.
+
+    ``purpose`` (desired, step or promotion) keeps the keys of one event apart
+    when it produces several rows. Tokens cannot hold "/" or "#" (see actions.py).
+    """
+    base = f"{uid}/a{attempt}/s{step_index}/{kind}"
+    if token is not None:
+        base = f"{base}/{token}"
+    return f"{base}#{purpose}"

@@ -1,0 +1,287 @@
+"""What a PolicyDeployment's status says: conditions, summary, message and figures.
+
+The rollout machine (``rollout.py``) decides what happens; this module derives
+from the resulting state how it reads for people and for ``kubectl wait``:
+
+- Progressing: True while the rollout moves by itself; Unknown while it waits
+  for a person (indefinite pause); False once the attempt ended or while it is
+  blocked on its snapshot (reason SnapshotNotReady or SnapshotNotFound).
+- Available: True only when the attempt of the CURRENT generation succeeded:
+  the spec's snapshot is what the devices run. Any other state says False.
+- Degraded: True when the operator itself rolled back or gave up (the reason
+  names the breached limit or the deadline); a person's abort is not Degraded.
+- Paused: True while an indefinite pause waits for promote or resume.
+
+It also renders the complete status dict, with ``seq`` bumped when anything
+in it changed. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pkg_operator.conditions import ConditionStatus, set_condition
+from pkg_operator.rollout_model import CoverageObs, Decision, HealthObs, Observations
+from pkg_operator.rollout_spec import Coverage, RolloutSpec
+from pkg_operator.rollout_status import State, ref_to_dict, time_or_none
+
+__all__ = [
+    "CONDITION_TYPES",
+    "coverage",
+    "coverage_text",
+    "health",
+    "invalid",
+    "snapshot_problem",
+    "status",
+]
+
+CONDITION_TYPES = ("Progressing", "Available", "Degraded", "Paused")
+
+_Cond = tuple[ConditionStatus, str, str]
+
+
+def snapshot_problem(snapshot_name: str, obs: Observations) -> tuple[str, str] | None:
+    """(reason, message) when the spec's snapshot cannot be published, else None."""
+    snap = obs.snapshot
+    if snap is None:
+        return (
+            "SnapshotNotFound",
+            f"PolicySnapshot {snapshot_name} does not exist; create it, or point "
+            "spec.snapshotRef at an existing one",
+        )
+    if not snap.ready:
+        detail = snap.message or "it has not been stored and validated yet"
+        why = f"{snap.reason}: {detail}" if snap.reason else detail
+        return (
+            "SnapshotNotReady",
+            f"PolicySnapshot {snap.name} ({snap.version}) is not Ready ({why})",
+        )
+    return None
+
+
+def coverage(obs: CoverageObs) -> dict[str, Any]:
+    percent = 100.0 * obs.on_intended / obs.targeted if obs.targeted else 0.0
+    return {
+        "targeted": obs.targeted,
+        "onCanary": obs.on_canary,
+        "onStable": obs.on_stable,
+        "stale": obs.stale,
+        "onIntended": obs.on_intended,
+        "expectedCanary": obs.expected_canary,
+        "percent": round(percent, 2),
+        "display": f"{obs.on_intended}/{obs.targeted}",
+    }
+
+
+def coverage_text(obs: CoverageObs, wanted: Coverage) -> str:
+    percent = 100.0 * obs.on_intended / obs.targeted if obs.targeted else 0.0
+    return (
+        f"{obs.on_intended}/{obs.targeted} live devices run their intended version "
+        f"({percent:.1f}%; need {wanted.min_percent:g}% of at least {wanted.min_devices}), "
+        f"{obs.on_canary} on the canary (expected {obs.expected_canary}), {obs.stale} stale"
+    )
+
+
+def health(obs: HealthObs) -> dict[str, Any]:
+    return {
+        "evaluations": obs.evaluations,
+        "errors": obs.errors,
+        "errorRate": round(obs.errors / obs.evaluations, 6) if obs.evaluations else None,
+        "p99Ms": obs.p99_ms,
+        "activationFailures": obs.activation_failures,
+        "windowSeconds": obs.window_seconds,
+    }
+
+
+def _step_text(state: State, spec: RolloutSpec) -> str:
+    steps, index = spec.steps, state.step_index
+    if index >= len(steps):
+        return "finishing (100%)"
+    return f"step {index + 1}/{len(steps)} ({steps[index].describe()})"
+
+
+def _view(state: State, spec: RolloutSpec, obs: Observations) -> tuple[str, str, dict[str, _Cond]]:
+    """summary, message and the four conditions for the state at the end of a decision."""
+    attempt = state.attempt
+    assert attempt is not None
+    not_paused: _Cond = ("False", "NotPaused", "")
+    healthy: _Cond = ("False", "NoFailure", "")
+    if attempt.running:
+        version = attempt.snapshot.version if attempt.snapshot else spec.snapshot_name
+        available: _Cond = (
+            "False",
+            "RolloutInProgress",
+            f"attempt {attempt.id} (generation {attempt.generation}) is rolling out {version}",
+        )
+        problem = snapshot_problem(spec.snapshot_name, obs)
+        if state.step_started_at is None or problem is not None:
+            reason, message = problem or ("Starting", "the attempt is starting")
+            return (
+                "Waiting",
+                message,
+                {
+                    "Progressing": ("False", reason, message),
+                    "Available": available,
+                    "Degraded": healthy,
+                    "Paused": not_paused,
+                },
+            )
+        where = _step_text(state, spec)
+        index = state.step_index
+        step = spec.steps[index] if index < len(spec.steps) else None
+        if step is not None and step.kind == "pause" and step.pause_seconds is None:
+            message = (
+                f"{where} waits for a person: set the annotation pkg.seedcore.io/action to "
+                '{"action": "promote", "token": "<unique>", "actor": "<you>"}'
+            )
+            return (
+                "Paused",
+                message,
+                {
+                    "Progressing": ("Unknown", "WaitingForPromotion", message),
+                    "Available": available,
+                    "Degraded": healthy,
+                    "Paused": ("True", "WaitingForPromotion", message),
+                },
+            )
+        if step is None or step.kind == "setWeight":
+            reason = "WaitingForCoverage"
+            message = f"{where}: {coverage_text(obs.coverage, spec.coverage)}"
+        elif step.kind == "pause":
+            reason, message = "Pausing", f"{where}"
+        else:
+            reason = "Analyzing"
+            message = f"{where}: {obs.health.evaluations} evaluations, {obs.health.errors} errors"
+        return (
+            "Progressing",
+            message,
+            {
+                "Progressing": ("True", reason, message),
+                "Available": available,
+                "Degraded": healthy,
+                "Paused": not_paused,
+            },
+        )
+    outcome = attempt.outcome or "Unknown"
+    reason = attempt.reason or outcome
+    message = attempt.message or outcome
+    degraded: _Cond = ("True", reason, message)
+    if outcome == "Succeeded":
+        current = attempt.generation == obs.generation
+        return (
+            outcome,
+            message,
+            {
+                "Progressing": ("False", reason, message),
+                "Available": ("True", reason, message)
+                if current
+                else ("False", "OutdatedGeneration", "the succeeded attempt was for an older spec"),
+                "Degraded": healthy,
+                "Paused": not_paused,
+            },
+        )
+    automatic = outcome in ("RolledBack", "Failed") and reason != "RollbackRequested"
+    short: dict[str, str] = {
+        "RolledBack": "RolledBack",
+        "Aborted": "Aborted",
+        "Failed": "Failed",
+        "Superseded": "Superseded",
+    }
+    word = short.get(outcome, "Ended")
+    progressing_reason = reason if outcome == "Failed" else word
+    return (
+        outcome,
+        message,
+        {
+            "Progressing": ("False", progressing_reason, message),
+            "Available": ("False", word, message),
+            "Degraded": degraded if automatic else healthy,
+            "Paused": not_paused,
+        },
+    )
+
+
+def _prune(value: Any) -> Any:
+    """Drop None values, as a stored object (after a merge patch) has none."""
+    if isinstance(value, Mapping):
+        return {k: _prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def _next_seq(old: Mapping[str, Any], body: Mapping[str, Any], seq: int) -> int:
+    owned = [key for key in body if key != "seq"]
+    before = _prune({key: old[key] for key in owned if key in old})
+    after = _prune({key: body[key] for key in owned})
+    return seq + 1 if before != after else seq
+
+
+def status(
+    state: State, spec: RolloutSpec, obs: Observations, now: datetime, old: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The complete status after a decision (None values mean "delete" in a merge patch)."""
+    summary, message, conds = _view(state, spec, obs)
+    conditions = state.conditions
+    for type_ in CONDITION_TYPES:
+        cond_status, reason, text = conds[type_]
+        conditions = set_condition(
+            conditions, type_, cond_status, reason, text, obs.generation, now
+        )
+    attempt = state.attempt
+    count = len(spec.steps)
+    running_unstarted = attempt is not None and attempt.running and state.step_started_at is None
+    shown = 0 if running_unstarted else min(state.step_index + 1, count)
+    body: dict[str, Any] = {
+        "observedGeneration": obs.generation,
+        "seq": state.seq,
+        "summary": summary,
+        "message": message,
+        "stable": ref_to_dict(state.stable),
+        "canary": ref_to_dict(state.canary),
+        "previousStable": ref_to_dict(state.previous_stable),
+        "weight": state.weight,
+        "currentStepIndex": state.step_index,
+        "stepCount": count,
+        "stepProgress": f"{shown}/{count}",
+        "stepStartedAt": time_or_none(state.step_started_at),
+        "coverage": coverage(obs.coverage),
+        "health": health(obs.health),
+        "attempt": attempt.to_dict() if attempt else None,
+        "history": state.history,
+        "lastRollback": state.last_rollback,
+        "lastPublish": state.last_publish,
+        "processedActions": state.processed_actions,
+        "conditions": conditions,
+    }
+    body["seq"] = _next_seq(old, body, state.seq)
+    return body
+
+
+def invalid(
+    old: Mapping[str, Any], state: State, obs: Observations, now: datetime, error: str
+) -> Decision:
+    """A spec the machine cannot read (the CRD refuses it first): say so, act on nothing."""
+    message = f"the spec cannot be rolled out: {error}"
+    wanted: tuple[tuple[str, _Cond], ...] = (
+        ("Progressing", ("False", "InvalidSpec", message)),
+        ("Available", ("False", "InvalidSpec", message)),
+        ("Degraded", ("True", "InvalidSpec", message)),
+        ("Paused", ("False", "NotPaused", "")),
+    )
+    conditions = state.conditions
+    for type_, (cond_status, reason, text) in wanted:
+        conditions = set_condition(
+            conditions, type_, cond_status, reason, text, obs.generation, now
+        )
+    body = dict(old)
+    body.update(
+        observedGeneration=obs.generation,
+        summary="Invalid",
+        message=message,
+        conditions=conditions,
+    )
+    body["seq"] = _next_seq(old, body, state.seq)
+    return Decision(status=body, actions=(), requeue_after=None)
