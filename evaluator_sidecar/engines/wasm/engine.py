@@ -20,6 +20,7 @@ Without wasmtime the engine loads as a no-op (``degraded = True``).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -49,33 +50,53 @@ __all__ = ["OpaWasm", "result_from_json"]
 
 log = logging.getLogger(__name__)
 
-_RESULT_KEYS = ("subtasks", "dag", "rules")
-
 
 def result_from_json(raw: bytes, entrypoint: str) -> EngineResult:
     """The engine result from OPA's JSON result set (``[]`` or ``[{"result": {...}}]``)."""
     result_set = orjson.loads(raw)
-    if not isinstance(result_set, list):
+    if result_set.__class__ is not list:
         raise EvaluationError(f"entrypoint {entrypoint!r} returned {raw[:80]!r}, not a result set")
     if not result_set:
         return empty_result()
     first = result_set[0]
-    value = first.get("result") if isinstance(first, dict) else None
-    if not isinstance(value, dict):
+    value = first.get("result") if first.__class__ is dict else None
+    if value.__class__ is not dict:
         raise EvaluationError(
             f"entrypoint {entrypoint!r} returned {type(value).__name__}, not an object with "
             "'subtasks', 'dag' and 'rules'; point spec.wasm.entrypoint at the rule that "
             "builds that object"
         )
-    out: EngineResult = {}
-    for key in _RESULT_KEYS:
-        items = value.get(key, [])
-        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-            raise EvaluationError(
-                f"entrypoint {entrypoint!r} returned {key!r} that is not a list of objects"
-            )
-        out[key] = items
-    return out
+    subtasks = value.get("subtasks", _NONE)
+    dag = value.get("dag", _NONE)
+    rules = value.get("rules", _NONE)
+    for key, items in (("subtasks", subtasks), ("dag", dag), ("rules", rules)):
+        if items.__class__ is not list:
+            raise EvaluationError(f"entrypoint {entrypoint!r} returned {key!r} that is not a list")
+        for item in items:
+            if item.__class__ is not dict:
+                raise EvaluationError(
+                    f"entrypoint {entrypoint!r} returned {key!r} with an item that is not an object"
+                )
+    # A missing key is an empty list; each result gets its own.
+    return {
+        "subtasks": subtasks if subtasks is not _NONE else [],
+        "dag": dag if dag is not _NONE else [],
+        "rules": rules if rules is not _NONE else [],
+    }
+
+
+def _json_slow(task_facts: Mapping[str, Any]) -> bytes:
+    """JSON for what orjson refuses but JSON allows (integers beyond 64 bits)."""
+    try:
+        return json.dumps(
+            task_facts, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(f"task facts cannot be written as JSON: {exc}") from None
+
+
+#: Stands for a missing key (an empty list; never handed out, so never mutated).
+_NONE: list[Any] = []
 
 
 class _WasmBackend:
@@ -348,8 +369,8 @@ class OpaWasm:
             return backend.evaluate(task_facts)
         try:
             payload = orjson.dumps(task_facts)
-        except TypeError as exc:
-            raise EvaluationError(f"task facts cannot be written as JSON: {exc}") from None
+        except TypeError:
+            payload = _json_slow(task_facts)
         return result_from_json(backend.run(payload), backend.entrypoint)
 
     def evaluate_public(self, task_facts: Mapping[str, Any]) -> EngineResult:
@@ -357,7 +378,10 @@ class OpaWasm:
         backend = self._backend
         if isinstance(backend, NoopBackend):
             return backend.evaluate(task_facts)
-        payload = orjson.dumps(task_facts)
+        try:
+            payload = orjson.dumps(task_facts)
+        except TypeError:
+            payload = _json_slow(task_facts)
         return result_from_json(backend.run(payload, public=True), backend.entrypoint)
 
     # -- introspection ---------------------------------------------------------------------

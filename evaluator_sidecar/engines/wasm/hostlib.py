@@ -196,13 +196,11 @@ _INT64_MAX = (1 << 63) - 1
 
 
 def _numeric(part: str) -> int:
-    if not part or part[0] in "+-" or (len(part) > 1 and part[0] == "0") or not part.isascii():
+    """Go's strconv.ParseInt(part, 10, 64) after SemVer's rules: digits only, no leading zero."""
+    if not (part.isascii() and part.isdigit()) or (len(part) > 1 and part[0] == "0"):
         raise HostBuiltinError(f"{part!r} is not a valid numeric identifier")
-    try:
-        value = int(part, 10)
-    except ValueError:
-        raise HostBuiltinError(f"{part!r} is not a valid numeric identifier") from None
-    if value > _INT64_MAX or "_" in part:
+    value = int(part)
+    if value > _INT64_MAX:
         raise HostBuiltinError(f"{part!r} is out of range")
     return value
 

@@ -387,7 +387,10 @@ class OpaInstance:
             self._set_deadline(ctx, self._deadline_ticks)
             self._rt.ticker.touch()
             addr = caller.call_prepared(ctx)
-            return host.read_cstring(ctx, addr)
+            try:
+                return host.read_cstring(ctx, addr)
+            except HostAbort as exc:
+                raise CallFailure("host", str(exc), exc) from None
         return self.evaluate_public(input_json)
 
     def evaluate_public(self, input_json: bytes) -> bytes:
@@ -401,10 +404,15 @@ class OpaInstance:
         eval_func = self._exports["opa_eval"]
         public = PublicCaller(self._wt, self._store, eval_func, 7, 1)
         addr = public(None, 0, self._entrypoint_id, self._data_addr, self._heap, n, end, 0)
-        data = self._memory.read(self._store, addr, self._memory.data_len(self._store))
+        size = self._memory.data_len(self._store)
+        if not 0 < addr < size:
+            message = f"the policy returned an address outside its memory ({addr})"
+            raise CallFailure("host", message, HostAbort(message))
+        data = self._memory.read(self._store, addr, size)
         nul = data.find(0)
         if nul < 0:
-            raise CallFailure("trap", "the policy returned a string with no terminating NUL")
+            message = "the policy returned a string with no terminating NUL inside its memory"
+            raise CallFailure("host", message, HostAbort(message))
         return bytes(data[:nul])
 
     @property
