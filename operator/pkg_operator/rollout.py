@@ -59,8 +59,10 @@ Rollouts, Flagger), pain by pain:
 - CI unable to tell whether the status is about its own change. Every
   condition carries observedGeneration, and the decision that first sees a new
   generation sets Available=False for it, so
-  ``kubectl wait --for=condition=Available`` (which skips conditions of older
-  generations) only returns for the change it waits on; ``status.attempt``
+  ``kubectl wait --for=condition=Available`` only returns for the change it
+  waits on (kubectl 1.34 itself also skips a condition whose observedGeneration
+  is older than metadata.generation: both guards are proven in
+  tests/integration/test_crd_policydeployment.py); ``status.attempt``
   names the generation and snapshot version it rolls out, and
   ``status.history`` keeps how the earlier attempts ended.
 - Promoting past a coverage wait. promote/resume finish a pause or an
@@ -171,7 +173,6 @@ class _Tick:
         self.records: list[Action] = []
         self.events: list[EmitEvent] = []
         self.intent: _Intent | None = None
-        self.fresh_generation = False
         if state.last_publish is None:
             # Until this deployment publishes, the target runs the environment's snapshot.
             state.stable = SnapshotRef.of(obs.baseline) if obs.baseline else None
@@ -186,7 +187,6 @@ class _Tick:
             self._superseded(request)
             return
         if self.st.attempt is None or self.st.observed_generation != self.obs.generation:
-            self.fresh_generation = True
             first = self.st.attempt is None
             self._new_attempt(
                 "SpecChanged",
@@ -248,7 +248,7 @@ class _Tick:
             return
         breach = self._health_breach()
         if breach is not None:
-            self._refuse_if(request, f"refused: the canary breached a limit: {breach.message}")
+            self._refuse_if(request, f"the canary breached a limit: {breach.message}")
             self._roll_back(breach.reason, breach.message)
             return
         if request is not None and self._person_while_running(request):
