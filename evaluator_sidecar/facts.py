@@ -171,8 +171,120 @@ def _check_facts(facts: Any, walker: _Walker) -> None:
                 _check_time(bound, f"{where}.{name}")
 
 
+def _json_fits(value: Any, depth: int, budget: list[int]) -> bool:
+    """True when ``value`` is JSON within the limits; ``budget[0]`` counts values left.
+
+    Scalars inside objects and arrays are checked inline: this runs on every call.
+    """
+    budget[0] -= 1
+    cls = value.__class__
+    if cls is str:
+        return len(value) <= MAX_STRING_LENGTH
+    if cls is int or cls is bool or value is None:
+        return True
+    if cls is float:
+        return bool(value - value == 0)  # false for inf and nan
+    if depth >= MAX_DEPTH:
+        return False
+    if cls is dict:
+        items: Any = value.items()
+    elif cls is list:
+        items = enumerate(value)
+    else:
+        return False
+    budget[0] -= len(value)
+    if budget[0] < 0:
+        return False
+    for key, item in items:
+        if key.__class__ is not int and (key.__class__ is not str or len(key) > MAX_STRING_LENGTH):
+            return False
+        cls = item.__class__
+        if cls is str:
+            if len(item) > MAX_STRING_LENGTH:
+                return False
+        elif cls is float:
+            if item - item != 0:
+                return False
+        elif not (cls is int or cls is bool or item is None):
+            budget[0] += 1  # counted above; the recursive call counts it again
+            if not _json_fits(item, depth + 1, budget):
+                return False
+    return True
+
+
+def _fits(task_facts: Mapping[str, Any]) -> bool:
+    """The fast check: True when the task facts are certainly well-formed.
+
+    False sends them to the detailed check (``_explain``), which decides and says
+    why; so this check may be stricter than the rules, never looser.
+    """
+    if not task_facts.keys() <= _ALLOWED:
+        return False
+    budget = [MAX_NODES]
+    tags = task_facts.get("tags")
+    if tags is not None:
+        if tags.__class__ is not list or len(tags) > MAX_TAGS:
+            return False
+        for tag in tags:
+            if tag.__class__ is not str or len(tag) > MAX_STRING_LENGTH:
+                return False
+        budget[0] -= len(tags)
+    signals = task_facts.get("signals")
+    if signals is not None:
+        if signals.__class__ is not dict or len(signals) > MAX_SIGNALS:
+            return False
+        for key, value in signals.items():
+            cls = value.__class__
+            if key.__class__ is not str or not (cls is float or cls is int) or value - value != 0:
+                return False  # value - value is nan for inf and nan
+        budget[0] -= len(signals)
+    context = task_facts.get("context")
+    if context is not None and not (context.__class__ is dict and _json_fits(context, 1, budget)):
+        return False
+    facts = task_facts.get("facts")
+    if facts is not None:
+        if facts.__class__ is not list or len(facts) > MAX_FACTS:
+            return False
+        for fact in facts:
+            if fact.__class__ is not dict:
+                return False
+            subject, predicate = fact.get("subject"), fact.get("predicate")
+            if subject.__class__ is not str or predicate.__class__ is not str:
+                return False
+            if not subject or not predicate:
+                return False
+            if len(subject) > MAX_STRING_LENGTH or len(predicate) > MAX_STRING_LENGTH:
+                return False
+            if not _json_fits(fact.get("object"), 1, budget):
+                return False
+            for name in ("valid_from", "valid_to"):
+                bound = fact.get(name)
+                if bound is not None and not _is_time(bound):
+                    return False
+    now = task_facts.get("now")
+    if now is not None and not _is_time(now):
+        return False
+    return budget[0] >= 0
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        timestamp_ns(value)
+    except ValueError:
+        return False
+    return True
+
+
 def validate_task_facts(task_facts: Any) -> Mapping[str, Any]:
     """Return ``task_facts`` when they are well-formed; else raise EvaluationError saying why."""
+    if not (isinstance(task_facts, Mapping) and _fits(task_facts)):
+        _explain(task_facts)
+    checked: Mapping[str, Any] = task_facts
+    return checked
+
+
+def _explain(task_facts: Any) -> None:
+    """The detailed check: raise EvaluationError saying what is wrong and where."""
     if not isinstance(task_facts, Mapping):
         raise _fail(
             "expected a JSON object with tags, signals, context, facts, now; "
@@ -202,4 +314,3 @@ def validate_task_facts(task_facts: Any) -> Mapping[str, Any]:
     now = task_facts.get("now")
     if now is not None:
         _check_time(now, "now")
-    return task_facts

@@ -46,6 +46,9 @@ __all__ = ["CompiledRules", "compile_rules"]
 EvaluateFn = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 _PY_OPS = {"=": "==", ">=": ">=", "<=": "<=", ">": ">", "<": "<"}
+_BOUNDS = (">=", ">", "<=", "<")
+#: The comparison that fails for a signal value v and a bound c of each operator.
+_FAILS = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -56,6 +59,7 @@ class CompiledRules:
     evaluate: EvaluateFn
     source: str
     guarded_by_tag: int  # rules filed under a tag
+    guarded_by_value: int  # rules filed under plain values at a path
     guarded_by_signal: int  # rules filed under a signal key
     unguarded: int  # rules checked on every call
 
@@ -74,16 +78,42 @@ def _cost(condition: Condition) -> int:
     return 10  # FACT
 
 
-def _guard(rule: Rule) -> tuple[str, str, Condition] | None:
-    """The condition a rule is filed under: a required tag first, else a required signal."""
+def _plain_strings(condition: Condition) -> tuple[str, ...] | None:
+    """The strings a VALUE =/IN condition can equal, when they are all plain (non-numeric) text."""
+    if condition.op == "=":
+        operand = condition.operand
+        return (operand,) if isinstance(operand, str) and as_number(operand) is None else None
+    if condition.op == "IN":
+        members = runtime.InSet(condition.items)
+        if not members.numbers and not members.others:
+            return tuple(sorted(members.strings))
+    return None
+
+
+#: (kind, key, values, condition): kind 'tag' (key: the tag), 'value' (key: the path;
+#: values: the strings that satisfy the condition) or 'signal' (key: the signal).
+Guard = tuple[str, Any, tuple[str, ...], Condition]
+
+
+def _guard(rule: Rule) -> Guard | None:
+    """The condition a rule is filed under: a required tag, else a required plain
+    VALUE (the request's value picks the bucket), else a required signal."""
     for condition in rule.conditions:
         if condition.ctype == "TAG" and condition.op == "EXISTS":
-            return ("tag", condition.key, condition)
+            return ("tag", condition.key, (), condition)
         if condition.ctype == "TAG" and condition.op == "=":
-            return ("tag", str(condition.operand), condition)
+            return ("tag", str(condition.operand), (), condition)
     for condition in rule.conditions:
-        if condition.ctype == "SIGNAL":
-            return ("signal", condition.key, condition)
+        if condition.ctype == "VALUE":
+            strings = _plain_strings(condition)
+            if strings is not None:
+                return ("value", condition.path, strings, condition)
+    signals = [c for c in rule.conditions if c.ctype == "SIGNAL"]
+    for condition in signals:  # a bound prunes best: see _signal_group
+        if condition.op in _BOUNDS:
+            return ("signal", condition.key, (), condition)
+    if signals:
+        return ("signal", signals[0].key, (), signals[0])
     return None
 
 
@@ -97,16 +127,19 @@ class _Generator:
             "_NAN": math.nan,
             "_EMPTY_SET": frozenset(),
             "_EMPTY_DICT": {},
+            "_ONCE": (None,),
             "_set": set,
             "_len": len,
             "_str": str,
+            "_dict": dict,
+            "_as_mapping": runtime.as_mapping,
             "_path": runtime.resolve_path,
             "_as_number": as_number,
             "_json_equal": json_equal,
             "_tag_matches": runtime.tag_matches,
             "_fact_any": runtime.fact_any,
             "_copy_json": runtime.copy_json,
-            "_FactView": runtime.FactView,
+            "_fact_state": runtime.new_fact_state,
         }
         self._names = itertools.count()
         self._consts: dict[tuple[type, Any], str] = {}
@@ -130,7 +163,7 @@ class _Generator:
     # -- conditions -------------------------------------------------------------------
 
     def condition(self, c: Condition) -> str:
-        """A Python expression over locals tf, tags, sig, fv that is true when ``c`` holds."""
+        """A Python expression over locals tf, tags, sig, ctx, fv that is true when ``c`` holds."""
         if c.ctype == "TAG":
             return self._tag(c)
         if c.ctype == "SIGNAL":
@@ -164,6 +197,18 @@ class _Generator:
         # A missing signal reads as NaN: every ordered comparison and == with NaN is false.
         return f"sig.get({key}, _NAN) {_PY_OPS[c.op]} {number}"
 
+    def _path(self, c: Condition) -> str:
+        return self.path_expr(c.path)
+
+    def path_expr(self, path: tuple[str, ...]) -> str:
+        """An expression for the value at a dotted path (None when missing)."""
+        if path[0] == "context" and len(path) > 1:
+            # ``ctx`` is the request's context object, fetched once per call.
+            if len(path) == 2:
+                return f"ctx.get({self.const(path[1])})"
+            return f"_path(ctx, {self.const(path[1:])})"
+        return f"_path(tf, {self.const(path)})"
+
     def _equal_test(self, var: str, operand: Any) -> str:
         """An expression testing the non-None local ``var`` for equality with ``operand``."""
         number = as_number(operand)
@@ -176,25 +221,33 @@ class _Generator:
         return f"_json_equal({var}, {self.const(operand)})"
 
     def _value(self, c: Condition) -> str:
-        path = f"_path(tf, {self.const(c.path)})"
+        path = self._path(c)
         if c.op == "EXISTS":
             return f"{path} is not None"
         if c.op in (">=", "<=", ">", "<"):
             bound = self.const(c.operand)
             return f"(_n := _as_number({path})) is not None and _n {_PY_OPS[c.op]} {bound}"
+        plain_text = isinstance(c.operand, str) and as_number(c.operand) is None
         if c.op == "=":
+            if plain_text:  # None and non-strings never equal a string
+                return f"{path} == {self.const(c.operand)}"
             return f"((_v := {path}) is not None and {self._equal_test('_v', c.operand)})"
         if c.op == "!=":
             return f"((_v := {path}) is not None and not ({self._equal_test('_v', c.operand)}))"
         if c.op == "IN":
-            return f"{path} in {self.const(runtime.InSet(c.items))}"
+            members = runtime.InSet(c.items)
+            if not members.numbers and not members.others:
+                # Only (non-numeric) strings listed: only a string can be among them.
+                strings = self.const(members.strings)
+                return f"((_v := {path}).__class__ is _str and _v in {strings})"
+            return f"{path} in {self.const(members)}"
         assert c.pattern is not None  # MATCHES
-        search = self.const(c.pattern.search)
+        search = self.const(c.pattern.search_memo)
         return f"((_v := {path}).__class__ is _str and {search}(_v))"
 
     def _fact(self, c: Condition) -> str:
         self.uses_facts = True
-        objects = f"fv.objects({self.const((c.fact_subject, c.fact_predicate))})"
+        objects = f"_facts(fv, {self.const((c.fact_subject, c.fact_predicate))})"
         if c.op == "EXISTS":
             return f"_len({objects}) > 0"
         if c.op == "!=":
@@ -225,72 +278,147 @@ class _Generator:
         return f"_copy_json({self.const(params)})"
 
     def emitter(self, number: int, rule: Rule) -> list[str]:
-        rid = self.const(rule.rule_id)
-        rname = self.const(rule.rule_name)
+        """A function appending the rule's output: copies of dicts prepared here, at load."""
         lines = [f"def _emit{number}(S, D, R):"]
         for e in rule.emissions:
-            lines.append(
-                f"    S.append({{'name': {self.const(e.subtask_name)}, "
-                f"'type': {self.const(e.subtask_type)}, "
-                f"'params': {self.params_expr(e.params)}, "
-                f"'rule_id': {rid}, 'rule_name': {rname}}})"
-            )
+            template = {
+                "name": e.subtask_name,
+                "type": e.subtask_type,
+                "params": None,  # replaced by a fresh dict on every copy
+                "rule_id": rule.rule_id,
+                "rule_name": rule.rule_name,
+            }
+            lines.append(f"    t = {self.const(template)}.copy()")
+            lines.append(f"    t['params'] = {self.params_expr(e.params)}")
+            lines.append("    S.append(t)")
         for edge in rule.edges:
-            lines.append(
-                f"    D.append({{'from': {self.const(edge.source)}, "
-                f"'to': {self.const(edge.target)}, "
-                f"'type': {self.const(edge.kind)}, 'rule': {rid}}})"
-            )
-        lines.append(
-            f"    R.append({{'rule_id': {rid}, 'rule_name': {rname}, "
-            f"'rule_priority': {self.const(rule.priority)}, "
-            f"'matched_conditions': {self.const(len(rule.conditions))}, "
-            f"'emissions_count': {self.const(len(rule.emissions))}}})"
-        )
+            template = {
+                "from": edge.source,
+                "to": edge.target,
+                "type": edge.kind,
+                "rule": rule.rule_id,
+            }
+            lines.append(f"    D.append({self.const(template)}.copy())")
+        entry = {
+            "rule_id": rule.rule_id,
+            "rule_name": rule.rule_name,
+            "rule_priority": rule.priority,
+            "matched_conditions": len(rule.conditions),
+            "emissions_count": len(rule.emissions),
+        }
+        lines.append(f"    R.append({self.const(entry)}.copy())")
         return lines
+
+
+def _group_function(
+    gen: _Generator, name: str, members: list[tuple[int, Rule, Condition | None]]
+) -> list[str]:
+    """One generated function checking a group's rules (minus what the guard implies)."""
+    lines = [f"def {name}(tf, tags, sig, ctx, fv, m):"]
+    for number, rule, implied in members:
+        test = gen.rule_test(rule, implied)
+        if test == "True":
+            lines.append(f"    m.append({number})")
+        else:
+            lines.append(f"    if {test}:")
+            lines.append(f"        m.append({number})")
+    lines.append("")
+    return lines
+
+
+def _signal_group(
+    gen: _Generator, name: str, key: str, members: list[tuple[int, Rule, Condition]]
+) -> list[str]:
+    """The function for rules filed under one signal, called when the signal is present.
+
+    Rules filed by a bound (``>=``, ``>``, ``<=``, ``<``) form two chains, sorted so
+    that once one rule's bound fails, every later one's fails too: lower bounds
+    ascending (at equal bounds ``>=`` before ``>``), upper bounds descending (``<=``
+    before ``<``). A chain stops at its first failing bound, so rules whose bound
+    cannot hold are never looked at. Other rules (``=``, ``!=``, IN, EXISTS) are
+    checked in full.
+    """
+    lines = [f"def {name}(tf, tags, sig, ctx, fv, m):", f"    v = sig[{gen.const(key)}]"]
+    plain = [(n, r, None) for n, r, c in members if c.op not in _BOUNDS]
+    lower = sorted(
+        (entry for entry in members if entry[2].op in (">=", ">")),
+        key=lambda e: (e[2].operand, e[2].op == ">", e[0]),
+    )
+    upper = sorted(
+        (entry for entry in members if entry[2].op in ("<=", "<")),
+        key=lambda e: (-e[2].operand, e[2].op == "<", e[0]),
+    )
+    for number, rule, implied in plain:
+        test = gen.rule_test(rule, implied)
+        lines.append(f"    if {test}:")
+        lines.append(f"        m.append({number})")
+    for chain in (lower, upper):
+        if not chain:
+            continue
+        lines.append("    for _ in _ONCE:")  # a block to break out of
+        for number, rule, bound in chain:
+            lines.append(f"        if v {_FAILS[bound.op]} {gen.const(bound.operand)}:")
+            lines.append("            break")
+            test = gen.rule_test(rule, bound)
+            if test == "True":
+                lines.append(f"        m.append({number})")
+            else:
+                lines.append(f"        if {test}:")
+                lines.append(f"            m.append({number})")
+    lines.append("")
+    return lines
 
 
 def compile_rules(loaded: LoadedSnapshot) -> CompiledRules:
     """Generate and compile the evaluation function for ``loaded``'s enabled rules."""
     gen = _Generator(loaded)
-    tag_groups: dict[str, list[tuple[int, Rule, Condition]]] = {}
+    Member = tuple[int, Rule, Condition | None]
+    tag_groups: dict[str, list[Member]] = {}
     signal_groups: dict[str, list[tuple[int, Rule, Condition]]] = {}
+    value_groups: dict[tuple[str, ...], dict[str, list[Member]]] = {}
     unguarded: list[tuple[int, Rule]] = []
     for number, rule in enumerate(loaded.rules):
         guard = _guard(rule)
         if guard is None:
             unguarded.append((number, rule))
-        elif guard[0] == "tag":
-            tag_groups.setdefault(guard[1], []).append((number, rule, guard[2]))
+            continue
+        kind, key, strings, condition = guard
+        if kind == "tag":  # membership is the condition's whole test
+            tag_groups.setdefault(key, []).append((number, rule, condition))
+        elif kind == "value":  # so is landing in one of its strings' buckets
+            buckets = value_groups.setdefault(key, {})
+            for text in strings:
+                buckets.setdefault(text, []).append((number, rule, condition))
         else:
-            signal_groups.setdefault(guard[1], []).append((number, rule, guard[2]))
+            signal_groups.setdefault(key, []).append((number, rule, condition))
 
     lines: list[str] = []
-    tag_table: dict[str, Any] = {}
-    signal_table: dict[str, Any] = {}
-    for table, groups, prefix in (
-        (tag_table, tag_groups, "_tg"),
-        (signal_table, signal_groups, "_sg"),
-    ):
-        for gi, (guard_key, members) in enumerate(groups.items()):
-            name = f"{prefix}{gi}"
-            lines.append(f"def {name}(tf, tags, sig, fv, m):")
-            for number, rule, guard_condition in members:
-                # Tag membership is the guard's whole test; a signal's presence is not.
-                test = gen.rule_test(rule, guard_condition if prefix == "_tg" else None)
-                if test == "True":
-                    lines.append(f"    m.append({number})")
-                else:
-                    lines.append(f"    if {test}:")
-                    lines.append(f"        m.append({number})")
-            lines.append("")
-            table[guard_key] = name
+    tables: dict[str, dict[str, str]] = {"_TAG_GROUPS": {}, "_SIGNAL_GROUPS": {}}
+    for key, members in tag_groups.items():
+        name = f"_g{len(lines)}"
+        lines.extend(_group_function(gen, name, members))
+        tables["_TAG_GROUPS"][key] = name
+    for key, signal_members in signal_groups.items():
+        name = f"_g{len(lines)}"
+        lines.extend(_signal_group(gen, name, key, signal_members))
+        tables["_SIGNAL_GROUPS"][key] = name
+    value_tables: list[tuple[tuple[str, ...], str]] = []
+    for path, buckets in value_groups.items():
+        table = f"_VALUE_GROUPS{len(value_tables)}"
+        tables[table] = {}
+        for text, members in buckets.items():
+            name = f"_g{len(lines)}"
+            lines.extend(_group_function(gen, name, members))
+            tables[table][text] = name
+        value_tables.append((path, table))
     for number, rule in enumerate(loaded.rules):
         lines.extend(gen.emitter(number, rule))
         lines.append("")
 
     uses_tags = any(c.ctype == "TAG" for r in loaded.rules for c in r.conditions)
     uses_signals = any(c.ctype == "SIGNAL" for r in loaded.rules for c in r.conditions)
+    # Generating the unguarded tests also tells whether any rule reads facts.
+    unguarded_tests = [(number, gen.rule_test(rule, None)) for number, rule in unguarded]
     body = ["def _evaluate(tf):"]
     body.append("    tags = tf.get('tags')" if uses_tags else "    tags = _EMPTY_SET")
     if uses_tags:
@@ -298,22 +426,30 @@ def compile_rules(loaded: LoadedSnapshot) -> CompiledRules:
     body.append(
         "    sig = tf.get('signals') or _EMPTY_DICT" if uses_signals else "    sig = _EMPTY_DICT"
     )
-    # The fact view is only needed when some rule has a FACT condition; generating the
-    # rule tests first tells us whether one does.
-    unguarded_tests = [(number, gen.rule_test(rule, None)) for number, rule in unguarded]
-    body.append("    fv = _FactView(tf, _FACTS)" if gen.uses_facts else "    fv = None")
+    body.append("    ctx = tf.get('context')")
+    body.append("    if ctx.__class__ is not _dict:")
+    body.append("        ctx = _as_mapping(ctx)")
+    body.append("    fv = _fact_state(tf)" if gen.uses_facts else "    fv = None")
     body.append("    m = []")
-    if tag_table:
+    if tables["_TAG_GROUPS"]:
         body.append("    if tags:")
         body.append("        for t in tags:")
         body.append("            g = _TAG_GROUPS.get(t)")
         body.append("            if g is not None:")
-        body.append("                g(tf, tags, sig, fv, m)")
-    if signal_table:
+        body.append("                g(tf, tags, sig, ctx, fv, m)")
+    if tables["_SIGNAL_GROUPS"]:
         body.append("    for k in sig:")
         body.append("        g = _SIGNAL_GROUPS.get(k)")
         body.append("        if g is not None:")
-        body.append("            g(tf, tags, sig, fv, m)")
+        body.append("            g(tf, tags, sig, ctx, fv, m)")
+    for path, table in value_tables:
+        # Only a string can equal a plain-text value: other values select no bucket.
+        value = gen.path_expr(path)
+        body.append(f"    v = {value}")
+        body.append("    if v.__class__ is _str:")
+        body.append(f"        g = {table}.get(v)")
+        body.append("        if g is not None:")
+        body.append("            g(tf, tags, sig, ctx, fv, m)")
     for number, test in unguarded_tests:
         if test == "True":
             body.append(f"    m.append({number})")
@@ -332,17 +468,20 @@ def compile_rules(loaded: LoadedSnapshot) -> CompiledRules:
     source = "\n".join([*lines, *body, ""])
 
     namespace = gen.namespace
-    namespace["_FACTS"] = runtime.index_facts(loaded.facts)
+    namespace["_facts"] = runtime.make_fact_lookup(runtime.index_facts(loaded.facts))
     code = compile(source, f"<pkg-native {loaded.version}>", "exec")
     # The source holds generated identifiers only; snapshot data lives in the namespace.
     exec(code, namespace)
-    namespace["_TAG_GROUPS"] = {key: namespace[name] for key, name in tag_table.items()}
-    namespace["_SIGNAL_GROUPS"] = {key: namespace[name] for key, name in signal_table.items()}
+    for table, entries in tables.items():
+        namespace[table] = {key: namespace[name] for key, name in entries.items()}
     namespace["_EMITTERS"] = tuple(namespace[f"_emit{n}"] for n in range(len(loaded.rules)))
     return CompiledRules(
         evaluate=namespace["_evaluate"],
         source=source,
         guarded_by_tag=sum(len(v) for v in tag_groups.values()),
+        guarded_by_value=len(
+            {n for buckets in value_groups.values() for ms in buckets.values() for n, _, _ in ms}
+        ),
         guarded_by_signal=sum(len(v) for v in signal_groups.values()),
         unguarded=len(unguarded),
     )

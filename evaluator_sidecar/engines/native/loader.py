@@ -177,6 +177,14 @@ def split_fact_key(key: str) -> tuple[str | None, str] | None:
     return (subject, predicate)
 
 
+def _key_shape(ctype: str, key: str) -> Any:
+    """A VALUE key's path segments, a FACT key's (subject, predicate), else None when malformed."""
+    if ctype == "VALUE":
+        segments = tuple(key.split("."))
+        return segments if all(segments) else None
+    return split_fact_key(key)
+
+
 def _condition(raw: Any, index: int, where: str, problems: _Problems) -> Condition | None:
     if not isinstance(raw, Mapping):
         problems.add(
@@ -238,6 +246,19 @@ def _condition(raw: Any, index: int, where: str, problems: _Problems) -> Conditi
     if op != "EXISTS" and op in OPERATORS and text is None:
         problems.add(f"{where}.value", f"is required for operator {op}")
         ok = False
+    if (
+        isinstance(key, str)
+        and key
+        and ctype in ("VALUE", "FACT")
+        and _key_shape(ctype, key) is None
+    ):
+        problems.add(
+            f"{where}.condition_key",
+            f"{key!r} is not a dotted path: write e.g. 'context.domain' (no empty segments)"
+            if ctype == "VALUE"
+            else f"{key!r} must be 'predicate' or 'subject predicate' separated by one space",
+        )
+        ok = False
     if not ok:
         return None
     return _parse_operands(
@@ -272,24 +293,12 @@ def _parse_operands(
         "text": text,
     }
     vwhere = f"{where}.value"
+    shape = _key_shape(ctype, key)
     if ctype == "VALUE":
-        segments = tuple(key.split("."))
-        if not all(segments):
-            problems.add(
-                f"{where}.condition_key",
-                f"{key!r} is not a dotted path: write e.g. 'context.domain' (no empty segments)",
-            )
-            return None
-        base["path"] = segments
+        base["path"] = shape
     elif ctype == "FACT":
-        split = split_fact_key(key)
-        if split is None:
-            problems.add(
-                f"{where}.condition_key",
-                f"{key!r} must be 'predicate' or 'subject predicate' separated by one space",
-            )
-            return None
-        base["fact_subject"], base["fact_predicate"] = split
+        assert isinstance(shape, tuple)
+        base["fact_subject"], base["fact_predicate"] = shape
     if op == "EXISTS":
         return Condition(**base)
     assert text is not None
@@ -622,40 +631,42 @@ def _rule(
     rule_id = raw.get("rule_id")
     ok = True
     if isinstance(rule_id, str) and rule_id:
-        where = f"rule {rule_id!r}"
+        where, sep = f"rule {rule_id!r}", " "  # rule 'rule-001' conditions[0].value
     else:
-        where = f"rules[{index}]"
-        problems.add(f"{where}.rule_id", "is required and must be a non-empty string")
+        where, sep = f"rules[{index}]", "."  # rules[3].rule_id
+        problems.add(f"{where}{sep}rule_id", "is required and must be a non-empty string")
         ok = False
     rule_name = raw.get("rule_name")
     if not isinstance(rule_name, str) or not rule_name:
-        problems.add(f"{where}.rule_name", "is required and must be a non-empty string")
+        problems.add(f"{where}{sep}rule_name", "is required and must be a non-empty string")
         ok = False
     priority = raw.get("priority", 0)
     if priority is None:
         priority = 0
     if not _is_int(priority):
-        problems.add(f"{where}.priority", f"must be an integer; got {priority!r}")
+        problems.add(f"{where}{sep}priority", f"must be an integer; got {priority!r}")
         ok = False
     disabled = raw.get("disabled", False)
     if disabled is None:
         disabled = False
     if not isinstance(disabled, bool):
-        problems.add(f"{where}.disabled", f"must be true or false; got {disabled!r}")
+        problems.add(f"{where}{sep}disabled", f"must be true or false; got {disabled!r}")
         ok = False
     source = raw.get("rule_source")
     if source is not None and not isinstance(source, str):
-        problems.add(f"{where}.rule_source", f"must be text; got {type(source).__name__}")
+        problems.add(f"{where}{sep}rule_source", f"must be text; got {type(source).__name__}")
     raw_conditions = raw.get("conditions")
     if raw_conditions is None:
         raw_conditions = []
     conditions: list[Condition] = []
     if not isinstance(raw_conditions, list):
-        problems.add(f"{where}.conditions", f"must be a list; got {type(raw_conditions).__name__}")
+        problems.add(
+            f"{where}{sep}conditions", f"must be a list; got {type(raw_conditions).__name__}"
+        )
         ok = False
     else:
         for i, rc in enumerate(raw_conditions):
-            condition = _condition(rc, i, f"{where}.conditions[{i}]", problems)
+            condition = _condition(rc, i, f"{where}{sep}conditions[{i}]", problems)
             if condition is None:
                 ok = False
             else:
@@ -665,11 +676,13 @@ def _rule(
         raw_emissions = []
     emissions: list[Emission] = []
     if not isinstance(raw_emissions, list):
-        problems.add(f"{where}.emissions", f"must be a list; got {type(raw_emissions).__name__}")
+        problems.add(
+            f"{where}{sep}emissions", f"must be a list; got {type(raw_emissions).__name__}"
+        )
         ok = False
     else:
         for i, re_ in enumerate(raw_emissions):
-            emission = _emission(re_, i, f"{where}.emissions[{i}]", subtask_defaults, problems)
+            emission = _emission(re_, i, f"{where}{sep}emissions[{i}]", subtask_defaults, problems)
             if emission is None:
                 ok = False
             else:

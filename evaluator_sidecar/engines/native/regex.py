@@ -14,7 +14,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-__all__ = ["Pattern", "compile_pattern"]
+__all__ = ["MEMO_ENTRIES", "MEMO_TEXT_LENGTH", "Pattern", "compile_pattern"]
 
 try:  # The binding behind re2's public API; fall back to the public API if it moves.
     from re2 import _re2 as _binding
@@ -25,6 +25,10 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on the insta
     _UNANCHORED = None
 
 _NO_MATCH = (-1, -1)
+
+#: Bounds of each pattern's memo of answers (see ``Pattern.search_memo``).
+MEMO_ENTRIES = 4096
+MEMO_TEXT_LENGTH = 256
 
 
 def _options() -> Any:
@@ -37,7 +41,7 @@ def _options() -> Any:
 class Pattern:
     """One compiled RE2 pattern with a fast ``search(text) -> bool``."""
 
-    __slots__ = ("_fallback", "_regexp", "pattern")
+    __slots__ = ("_fallback", "_memo", "_regexp", "pattern")
 
     def __init__(self, pattern: str) -> None:
         """Compile ``pattern``; raises ValueError with RE2's reason when it is not valid RE2."""
@@ -53,6 +57,7 @@ class Pattern:
         self._regexp = (
             _binding.RE2(pattern.encode("utf-8"), options) if _binding is not None else None
         )
+        self._memo: dict[str, bool] = {}
 
     def search(self, text: str) -> bool:
         """True when the pattern matches somewhere in ``text``."""
@@ -61,6 +66,20 @@ class Pattern:
             return self._fallback.search(text) is not None
         data = text.encode("utf-8", "surrogatepass")
         return regexp.Match(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH  # type: ignore[no-any-return]
+
+    def search_memo(self, text: str) -> bool:
+        """``search`` remembering answers for short texts (tags and values repeat across calls).
+
+        The memo is bounded (``MEMO_ENTRIES`` texts of at most ``MEMO_TEXT_LENGTH``
+        characters), so a stream of distinct inputs costs no more than ``search``.
+        """
+        hit = self._memo.get(text)
+        if hit is not None:
+            return hit
+        found = self.search(text)
+        if len(text) <= MEMO_TEXT_LENGTH and len(self._memo) < MEMO_ENTRIES:
+            self._memo[text] = found
+        return found
 
     def __repr__(self) -> str:
         return f"Pattern({self.pattern!r})"

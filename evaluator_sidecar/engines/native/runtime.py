@@ -8,7 +8,7 @@ at load; nothing here parses a condition value or compiles a pattern per call.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from evaluator_sidecar.engines.native.loader import Condition, Fact
@@ -21,21 +21,24 @@ from evaluator_sidecar.engines.native.values import (
 )
 
 __all__ = [
+    "FactEntry",
     "FactKey",
+    "FactState",
     "FactStore",
-    "FactView",
     "InSet",
     "ValueTest",
+    "as_mapping",
     "copy_json",
     "fact_any",
     "index_facts",
+    "make_fact_lookup",
     "make_value_test",
+    "new_fact_state",
     "resolve_path",
     "tag_matches",
 ]
 
 FactKey = tuple[str | None, str]
-FactStore = dict[FactKey, tuple[Fact, ...]]
 ValueTest = Callable[[Any], bool]
 
 _NAN = float("nan")
@@ -53,10 +56,21 @@ def resolve_path(root: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return current
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping, else an empty one (a context that is not an object)."""
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
 def tag_matches(tags: Iterable[str], pattern: Pattern) -> bool:
     """True when any tag matches ``pattern``."""
-    search = pattern.search
-    return any(search(tag) for tag in tags)
+    search = pattern.search_memo
+    for tag in tags:  # noqa: SIM110 - a loop beats any(<genexpr>) on the hot path
+        if search(tag):
+            return True
+    return False
 
 
 class InSet:
@@ -98,10 +112,13 @@ def make_value_test(condition: Condition) -> ValueTest:
         return lambda value: value is not None
     if op == "MATCHES":
         assert condition.pattern is not None
-        search = condition.pattern.search
+        search = condition.pattern.search_memo
         return lambda value: value.__class__ is str and search(value)
     if op == "IN":
         members = InSet(condition.items)
+        if not members.numbers and not members.others:
+            strings = members.strings
+            return lambda value: value.__class__ is str and value in strings
         return lambda value: value in members
     operand = condition.operand
     if op in (">=", "<=", ">", "<"):
@@ -117,6 +134,11 @@ def make_value_test(condition: Condition) -> ValueTest:
             return number is not None and compare(number, operand)
 
         return numeric
+    if isinstance(operand, str) and as_number(operand) is None:
+        # Plain text: only an equal string equals it (None never does).
+        if op == "=":
+            return lambda value: value == operand
+        return lambda value: value is not None and value != operand
     if op == "=":
         return lambda value: value is not None and values_equal(value, operand)
     # "!=": a missing value is false here; FACT '!=' is handled by its caller.
@@ -125,77 +147,95 @@ def make_value_test(condition: Condition) -> ValueTest:
 
 def fact_any(objects: Iterable[Any], test: ValueTest) -> bool:
     """True when any valid fact's object passes ``test``."""
-    return any(test(obj) for obj in objects)
+    for obj in objects:  # noqa: SIM110 - a loop beats any(<genexpr>) on the hot path
+        if test(obj):
+            return True
+    return False
+
+
+#: Per fact key: the objects of facts valid at all times, and (from, to, object) of the rest.
+FactEntry = tuple[tuple[Any, ...], tuple[tuple[int | None, int | None, Any], ...]]
+FactStore = dict[FactKey, FactEntry]
 
 
 def index_facts(facts: Iterable[Fact]) -> FactStore:
-    """Facts by (subject, predicate) and by (None, predicate), for FACT condition keys."""
-    index: dict[FactKey, list[Fact]] = {}
+    """The snapshot's facts by (subject, predicate) and by (None, predicate)."""
+    always: dict[FactKey, list[Any]] = {}
+    windowed: dict[FactKey, list[tuple[int | None, int | None, Any]]] = {}
     for fact in facts:
-        index.setdefault((fact.subject, fact.predicate), []).append(fact)
-        index.setdefault((None, fact.predicate), []).append(fact)
-    return {key: tuple(value) for key, value in index.items()}
+        for key in ((fact.subject, fact.predicate), (None, fact.predicate)):
+            always.setdefault(key, [])
+            windowed.setdefault(key, [])
+            if fact.valid_from is None and fact.valid_to is None:
+                always[key].append(fact.object)
+            else:
+                windowed[key].append((fact.valid_from, fact.valid_to, fact.object))
+    return {key: (tuple(always[key]), tuple(windowed[key])) for key in always}
 
 
-class FactView:
-    """The facts one evaluation sees: the snapshot's and the request's, valid at ``now``.
+def _bound(value: Any) -> int | None:
+    return None if value is None else timestamp_ns(value)
 
-    Built per call and lazy: the clock is read, the request's facts are parsed
-    and a key's valid objects are collected only when a FACT condition asks.
+
+#: One evaluation's fact state, a plain list because it is made on every call:
+#: [task facts, now in ns or None until read, {key: valid objects} or None].
+FactState = list[Any]
+
+
+def new_fact_state(task_facts: Mapping[str, Any]) -> FactState:
+    """The fact state of one evaluation (cheap: the clock is read only if a fact needs it)."""
+    return [task_facts, None, None]
+
+
+def make_fact_lookup(store: FactStore) -> Callable[[FactState, FactKey], Sequence[Any]]:
+    """``objects(state, key)``: the objects of the facts valid now with this key.
+
+    The facts are the snapshot's (``store``) and the request's. The clock (task
+    facts' ``now`` when given, else the wall clock) is read once per evaluation,
+    and only when the answer depends on time or on the request; facts valid at
+    all times are returned as prepared.
     """
 
-    __slots__ = ("_cache", "_now", "_request", "_store", "_task_facts")
-
-    def __init__(self, task_facts: Mapping[str, Any], store: FactStore) -> None:
-        self._task_facts = task_facts
-        self._store = store
-        self._cache: dict[FactKey, list[Any]] | None = None
-        self._now: int | None = None
-        self._request: FactStore | None = None
-
-    def now_ns(self) -> int:
-        """The evaluation instant: task facts' ``now`` when given, else the wall clock (once)."""
-        if self._now is None:
-            given = self._task_facts.get("now")
-            self._now = time.time_ns() if given is None else timestamp_ns(given)
-        return self._now
-
-    def _request_store(self) -> FactStore:
-        if self._request is None:
-            raw = self._task_facts.get("facts") or ()
-            self._request = index_facts(
-                Fact(
-                    subject=entry["subject"],
-                    predicate=entry["predicate"],
-                    object=entry.get("object"),
-                    valid_from=None
-                    if entry.get("valid_from") is None
-                    else timestamp_ns(entry["valid_from"]),
-                    valid_to=None
-                    if entry.get("valid_to") is None
-                    else timestamp_ns(entry["valid_to"]),
-                )
-                for entry in raw
-            )
-        return self._request
-
-    def objects(self, key: FactKey) -> list[Any]:
-        """The objects of the facts valid now that have this (subject or None, predicate)."""
-        cache = self._cache
+    def objects(state: FactState, key: FactKey) -> Sequence[Any]:
+        task_facts = state[0]
+        entry = store.get(key)
+        request = task_facts.get("facts")
+        if not request:
+            if entry is None:
+                return ()
+            if not entry[1]:
+                return entry[0]
+        cache = state[2]
         if cache is None:
-            cache = self._cache = {}
+            cache = state[2] = {}
         else:
             hit = cache.get(key)
             if hit is not None:
-                return hit
-        now = self.now_ns()
-        found = [fact.object for fact in self._store.get(key, ()) if fact.valid_at(now)]
-        if self._task_facts.get("facts"):
-            found.extend(
-                fact.object for fact in self._request_store().get(key, ()) if fact.valid_at(now)
-            )
+                return hit  # type: ignore[no-any-return]
+        now = state[1]
+        if now is None:
+            given = task_facts.get("now")
+            now = state[1] = time.time_ns() if given is None else timestamp_ns(given)
+        found: list[Any] = []
+        if entry is not None:
+            found.extend(entry[0])
+            for start, end, obj in entry[1]:
+                if (start is None or start <= now) and (end is None or now < end):
+                    found.append(obj)
+        if request:
+            subject, predicate = key
+            for fact in request:
+                if fact["predicate"] != predicate:
+                    continue
+                if subject is not None and fact["subject"] != subject:
+                    continue
+                start, end = _bound(fact.get("valid_from")), _bound(fact.get("valid_to"))
+                if (start is None or start <= now) and (end is None or now < end):
+                    found.append(fact.get("object"))
         cache[key] = found
         return found
+
+    return objects
 
 
 def copy_json(value: Any) -> Any:

@@ -130,6 +130,11 @@ def values_equal(actual: Any, operand: Any) -> bool:
     return json_equal(actual, operand)
 
 
+#: Parsed RFC 3339 texts: the same few instants (a pinned ``now``, fact bounds) recur.
+_TIMESTAMP_MEMO: dict[str, int] = {}
+_TIMESTAMP_MEMO_ENTRIES = 4096
+
+
 def timestamp_ns(value: Any) -> int:
     """An instant as integer nanoseconds since the epoch.
 
@@ -152,30 +157,40 @@ def timestamp_ns(value: Any) -> int:
         except InvalidOperation as exc:  # pragma: no cover - repr of a finite float parses
             raise ValueError(f"{value!r} is not a time") from exc
     if isinstance(value, str):
-        match = _RFC3339.fullmatch(value)
-        if match is None:
-            raise ValueError(
-                f"{value!r} is not an RFC 3339 time: write e.g. '2026-01-01T00:00:00Z' "
-                "(the offset, Z or +hh:mm, is required)"
-            )
-        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-        fraction = match.group(7) or ""
-        offset = match.group(8)
-        if not (
-            year >= 1
-            and 1 <= month <= 12
-            and 1 <= day <= calendar.monthrange(year, month)[1]
-            and hour < 24
-            and minute < 60
-            and second < 61  # 60: a leap second, counted as the next second
-        ):
-            raise ValueError(f"{value!r} is not a valid RFC 3339 time: a field is out of range")
-        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-        if offset not in ("Z", "z"):
-            sign = 1 if offset[0] == "+" else -1
-            seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
-        return seconds * _NS_PER_S + (int(fraction.ljust(9, "0")) if fraction else 0)
+        known = _TIMESTAMP_MEMO.get(value)
+        if known is not None:
+            return known
+        parsed = _parse_rfc3339(value)
+        if len(_TIMESTAMP_MEMO) < _TIMESTAMP_MEMO_ENTRIES:
+            _TIMESTAMP_MEMO[value] = parsed
+        return parsed
     raise ValueError(
         f"{value!r} ({type(value).__name__}) is not a time: "
         "give an RFC 3339 string or epoch seconds"
     )
+
+
+def _parse_rfc3339(value: str) -> int:
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not an RFC 3339 time: write e.g. '2026-01-01T00:00:00Z' "
+            "(the offset, Z or +hh:mm, is required)"
+        )
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = match.group(7) or ""
+    offset = match.group(8)
+    if not (
+        year >= 1
+        and 1 <= month <= 12
+        and 1 <= day <= calendar.monthrange(year, month)[1]
+        and hour < 24
+        and minute < 60
+        and second < 61  # 60: a leap second, counted as the next second
+    ):
+        raise ValueError(f"{value!r} is not a valid RFC 3339 time: a field is out of range")
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    if offset not in ("Z", "z"):
+        sign = 1 if offset[0] == "+" else -1
+        seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+    return seconds * _NS_PER_S + (int(fraction.ljust(9, "0")) if fraction else 0)

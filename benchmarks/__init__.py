@@ -1,0 +1,1 @@
+"""Benchmarks of the evaluator library (run through make targets; see BENCHMARKS.md)."""
