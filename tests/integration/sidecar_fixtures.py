@@ -120,8 +120,9 @@ def store_snapshots(
         async with PKGClient(dsn, env="prod", max_size=2) as client:
             ids = {}
             for s in specs:
-                stored = await client.store_snapshot_spec(s)
-                ids[s["version"]] = stored.id
+                stored: Any = await client.store_snapshot_spec(s)
+                # The client's write path returns the id, or a record holding it.
+                ids[s["version"]] = stored if isinstance(stored, int) else stored.id
             if promote is not None:
                 outcome = await client.validate_snapshot(ids[promote])
                 assert outcome.success, outcome
