@@ -67,6 +67,14 @@ demo: testbed-bins ## the whole path on a local stack
 bench-sidecar: $(STAMP) ## the sidecar's HTTP API under load on loopback (server on CPU 0, client on CPU 1; ~1 min)
 	$(PY) benchmarks/bench_sidecar.py $(BENCH_ARGS)
 
+.PHONY: policies
+policies: $(STAMP) ## rebuild policies/*.wasm from their .rego with the real `opa build -t wasm` (the test bed's opa)
+	$(PY) policies/build.py
+
+.PHONY: bench-wasm
+bench-wasm: $(STAMP) ## the WASM engine beside its public-API baseline and OPA's own evaluator (~1 min)
+	$(PY) -m benchmarks.bench_wasm $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -61,21 +61,22 @@ class BuiltinLimitError(Exception):
 class CallContext:
     """What builtins may know about the evaluation they run in."""
 
-    __slots__ = ("_now_ns", "max_items", "max_string_bytes")
+    __slots__ = ("max_items", "max_string_bytes", "now")
 
     def __init__(self, *, max_items: int, max_string_bytes: int) -> None:
-        self._now_ns: int | None = None
+        #: ``time.now_ns`` of the current evaluation, read on first use; None between evaluations.
+        self.now: int | None = None
         self.max_items = max_items
         self.max_string_bytes = max_string_bytes
 
     def reset(self) -> None:
         """Called before each evaluation: ``time.now_ns`` is fixed per evaluation."""
-        self._now_ns = None
+        self.now = None
 
     def now_ns(self) -> int:
-        if self._now_ns is None:
-            self._now_ns = time.time_ns()
-        return self._now_ns
+        if self.now is None:
+            self.now = time.time_ns()
+        return self.now
 
 
 BuiltinFn = Callable[[list[Any], CallContext], Any]

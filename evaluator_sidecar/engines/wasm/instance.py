@@ -138,7 +138,16 @@ class _Host:
             return int(self.size_of(ctx, self.memory_ref))
         return int(self.memory.data_len(ctx))
 
-    def read_cstring(self, ctx: Any, addr: int) -> bytes:
+    def read_cstring(self, ctx: Any, addr: int, known_size: int = 0) -> bytes:
+        """The NUL-terminated bytes at ``addr``, never reading past the memory's end.
+
+        ``known_size`` is a size the memory is known to have (it only grows):
+        strings that end within it need no call to ask for the current size.
+        """
+        if 0 < addr < known_size:
+            end = _memchr(self.base + addr, 0, known_size - addr)
+            if end:
+                return ctypes.string_at(self.base + addr, end - self.base - addr)
         size = self.memory_size(ctx)
         if not 0 < addr < size:
             raise HostAbort(f"the policy returned an address outside its memory ({addr})")
@@ -310,6 +319,8 @@ class OpaInstance:
         }
         self._data_addr = self._load_data(data_json)
         self._heap = self._heap_ptr_get(self._ctx)
+        #: A size the memory is known to have reached (it never shrinks).
+        self._known_size = host.memory_size(self._ctx)
         self._entrypoint_id = -1
 
     # -- preparation -----------------------------------------------------------------
@@ -373,11 +384,13 @@ class OpaInstance:
         heap = self._heap
         end = heap + n
         host = self._host
-        host.ctx.reset()
+        host.ctx.now = None  # time.now_ns is fixed per evaluation
         if self.fast:
             ctx = self._ctx
-            if end > host.size_of(ctx, host.memory_ref):
+            # Memory only grows, so a size seen before is a safe bound without asking again.
+            if end > self._known_size:
                 self._ensure_memory(end)
+                self._known_size = host.memory_size(ctx)
             ctypes.memmove(host.base + heap, input_json, n)
             caller = self._eval
             buf = caller.buf
@@ -388,13 +401,14 @@ class OpaInstance:
             self._rt.ticker.touch()
             addr = caller.call_prepared(ctx)
             try:
-                return host.read_cstring(ctx, addr)
+                return host.read_cstring(ctx, addr, self._known_size)
             except HostAbort as exc:
                 raise CallFailure("host", str(exc), exc) from None
         return self.evaluate_public(input_json)
 
     def evaluate_public(self, input_json: bytes) -> bytes:
         """The same evaluation through wasmtime-py's public API only (the baseline)."""
+        self._host.ctx.now = None
         n = len(input_json)
         end = self._heap + n
         self._ensure_memory(end)
