@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from evaluator_sidecar.db.validation import PKGValidationDAO
     from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
     from evaluator_sidecar.engines.native import NativeRuleEngine
+    from evaluator_sidecar.engines.wasm import OpaWasm
     from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
     from evaluator_sidecar.evaluator import PKGEvaluator
     from evaluator_sidecar.manager import (
@@ -55,6 +56,7 @@ __all__ = [
     "IntegrityError",
     "NativeRuleEngine",
     "NotFoundError",
+    "OpaWasm",
     "PKGAuditDAO",
     "PKGClient",
     "PKGDeploymentsDAO",
@@ -82,6 +84,7 @@ _LAZY: dict[str, str] = {
     "EvaluationError": "evaluator_sidecar.errors",
     "SnapshotLoadError": "evaluator_sidecar.errors",
     "NativeRuleEngine": "evaluator_sidecar.engines.native",
+    "OpaWasm": "evaluator_sidecar.engines.wasm",
     "PKGEvaluator": "evaluator_sidecar.evaluator",
     "PKGSnapshotData": "evaluator_sidecar.model",
     "PKGManager": "evaluator_sidecar.manager",
