@@ -10,11 +10,17 @@ import pytest
 from wasm_modules import opa_like_wasm
 
 from evaluator_sidecar.engines.base import ENGINE_REGISTRY
+from evaluator_sidecar.engines.native import NativeRuleEngine
 from evaluator_sidecar.engines.wasm import DEFAULT_ENTRYPOINT, OpaWasm
 from evaluator_sidecar.engines.wasm.instance import OpaInstance
 from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
 from evaluator_sidecar.evaluator import PKGEvaluator
 from evaluator_sidecar.model import PKGSnapshotData, sha256_hex
+from evaluator_sidecar.resource import (
+    load_documents,
+    select_policy_snapshot,
+    snapshot_from_resource,
+)
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 SLA = POLICIES / "sla" / "policy.wasm"
@@ -223,3 +229,32 @@ class TestFailuresLeaveTheEngineUsable:
 
     def test_the_engine_is_not_degraded(self) -> None:
         assert load(opa_like_wasm(result=RESULT)).degraded is False
+
+
+class TestHandWrittenRego:
+    """policies/seed states two reference rules by hand; it must agree with the native engine."""
+
+    @pytest.mark.parametrize(
+        "facts",
+        [
+            {"tags": ["vip", "allergen"], "context": {"domain": "hotel_ops"}},
+            {"tags": ["allergen"], "context": {"domain": "resort_ops"}},
+            {"tags": ["vip"]},
+            {"tags": ["allergen"], "context": {"domain": "hotel_ops"}},
+            {},
+        ],
+    )
+    def test_the_seed_rules_match_the_native_engine(self, facts: dict[str, object]) -> None:
+        text = (POLICIES.parent / "tests" / "data" / "reference-snapshot.yaml").read_text()
+        reference = snapshot_from_resource(select_policy_snapshot(load_documents(text)))
+        native = NativeRuleEngine.from_snapshot(reference).evaluate(
+            {**facts, "now": "2025-01-01T00:00:00Z"}
+        )
+        seed_rules = {"rule-001", "rule-002"}
+        expected = {
+            "subtasks": [s for s in native["subtasks"] if s["rule_id"] in seed_rules],
+            "dag": [e for e in native["dag"] if e["rule"] in seed_rules],
+            "rules": [r for r in native["rules"] if r["rule_id"] in seed_rules],
+        }
+        engine = load((POLICIES / "seed" / "policy.wasm").read_bytes())
+        assert engine.evaluate(facts) == expected
