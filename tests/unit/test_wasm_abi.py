@@ -93,6 +93,10 @@ class TestEntrypoint:
     def test_the_named_entrypoint_is_chosen(self) -> None:
         assert choose_entrypoint({"a/b": 0, "c/d": 1}, "c/d") == ("c/d", 1)
 
+    @pytest.mark.parametrize("name", ["c/d", "data.c.d", "c.d"])
+    def test_the_entrypoint_may_be_named_as_a_rule_reference(self, name: str) -> None:
+        assert choose_entrypoint({"a/b": 0, "c/d": 1}, name) == ("c/d", 1)
+
     def test_the_default_is_used_when_none_is_named(self) -> None:
         assert choose_entrypoint({"x/y": 0, DEFAULT_ENTRYPOINT: 1}, None) == (DEFAULT_ENTRYPOINT, 1)
 

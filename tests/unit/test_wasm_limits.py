@@ -18,7 +18,7 @@ from evaluator_sidecar.engines.wasm.limits import (
     ticks_for,
 )
 from evaluator_sidecar.engines.wasm.runtime import get_runtime
-from evaluator_sidecar.errors import EvaluationError
+from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 LOOP = (POLICIES / "limits" / "loop.wasm").read_bytes()
@@ -129,6 +129,16 @@ class TestDeadline:
 
 
 @pytest.mark.timeout(60)
+class TestStack:
+    def test_unbounded_recursion_is_a_trap_not_a_crash(self) -> None:
+        engine = load(opa_like_wasm(eval_body="recurse"))
+        for _ in range(3):
+            with pytest.raises(EvaluationError, match="stack"):
+                engine.evaluate({})
+        assert engine.rebuilds == 3
+
+
+@pytest.mark.timeout(60)
 class TestMemoryCap:
     def test_a_memory_bomb_is_stopped_at_the_page_cap(self) -> None:
         engine = load(BOMB)
@@ -156,6 +166,14 @@ class TestMemoryCap:
             engine.evaluate(huge)
         assert engine.evaluate({})["rules"] == ANSWERED
         assert engine.memory_pages * PAGE_SIZE <= 16 * PAGE_SIZE
+
+    def test_data_larger_than_the_cap_is_a_load_error(self) -> None:
+        data = {"blob": "x" * (3 * 2**20)}
+        with pytest.raises(SnapshotLoadError) as caught:
+            OpaWasm.load_from_bytes(
+                LOOP, data=data, cache_dir=None, limits=WasmLimits(max_memory_pages=32)
+            )
+        assert [p.where for p in caught.value.problems] == ["data"]
 
     def test_a_host_builtin_cannot_allocate_past_the_cap(self) -> None:
         engine = load(CONFORMANCE, WasmLimits(max_memory_pages=64))

@@ -39,6 +39,8 @@ EVAL_BODIES = {
     "builtin0": "(drop (call $builtin0 (i32.const 0) (i32.const 0))) i32.const 4096",
     # returns an address far outside memory
     "wild": "i32.const 0x7ffffff0",
+    # recurses without end: wasmtime's stack limit must stop it, not the host's stack
+    "recurse": "(call $recurse) i32.const 0",
 }
 
 
@@ -94,6 +96,7 @@ def opa_like(
   {extra_imports}
   {memory_import}
   (global $heap (mut i32) (i32.const {_HEAP_START}))
+  (func $recurse (call $recurse))
   (data (i32.const 1024) "{_wat_string(builtin_json)}\\00")
   (data (i32.const 2048) "{_wat_string(entry_json)}\\00")
   (data (i32.const 3072) "opa_malloc: failed\\00")

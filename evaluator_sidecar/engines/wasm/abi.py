@@ -10,8 +10,9 @@ that every rule is testable without wasmtime:
   ``opa_json_dump``, ``opa_value_dump``, ``opa_heap_ptr_get``, ``builtins``,
   ``entrypoints``) with OPA's signatures, and the version globals;
 * ``opa_wasm_abi_version`` must be 1 and ``opa_wasm_abi_minor_version`` at least 2;
-* the entrypoint: the one a snapshot names, else :data:`DEFAULT_ENTRYPOINT`
-  when the module has it, else the module's only entrypoint.
+* the entrypoint: the one a snapshot names (``pkg/result``, or as a reference:
+  ``data.pkg.result``), else :data:`DEFAULT_ENTRYPOINT` when the module has it,
+  else the module's only entrypoint.
 
 Each check returns a list of :class:`~evaluator_sidecar.errors.Problem` that
 says what is wrong and what to do, so a load error lists them all at once.
@@ -188,8 +189,10 @@ def choose_entrypoint(
     """The entrypoint to evaluate, by name and id, or the problem explaining why there is none."""
     available = ", ".join(sorted(entrypoints)) or "(none)"
     if requested:
-        if requested in entrypoints:
-            return requested, entrypoints[requested]
+        # Also accept the rule's reference form: data.pkg.result or pkg.result for pkg/result.
+        for name in (requested, requested.removeprefix("data.").replace(".", "/")):
+            if name in entrypoints:
+                return name, entrypoints[name]
         return Problem(
             "spec.wasm.entrypoint",
             f"entrypoint {requested!r} is not in the module (it has: {available}); "
