@@ -187,17 +187,18 @@ def _json_fits(value: Any, depth: int, budget: list[int]) -> bool:
     if depth >= MAX_DEPTH:
         return False
     if cls is dict:
-        items: Any = value.items()
+        for key in value:
+            if key.__class__ is not str or len(key) > MAX_STRING_LENGTH:
+                return False
+        items: Any = value.values()
     elif cls is list:
-        items = enumerate(value)
+        items = value
     else:
         return False
     budget[0] -= len(value)
     if budget[0] < 0:
         return False
-    for key, item in items:
-        if key.__class__ is not int and (key.__class__ is not str or len(key) > MAX_STRING_LENGTH):
-            return False
+    for item in items:
         cls = item.__class__
         if cls is str:
             if len(item) > MAX_STRING_LENGTH:

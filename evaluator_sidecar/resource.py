@@ -136,7 +136,7 @@ _SPEC_SCHEMA: dict[str, Any] = {
                 "configMapRef": {
                     "type": "object",
                     "required": ["name", "key"],
-                    "properties": {"name": _str(1, 253), "key": _str(1, 253)},
+                    "properties": {"name": _str(0, 253), "key": _str(0, 253)},
                 },
             },
         },
@@ -148,8 +148,8 @@ _SPEC_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["subject", "predicate"],
                 "properties": {
-                    "subject": _str(1, 1024),
-                    "predicate": _str(1, 1024),
+                    "subject": _str(0, 1024),  # empty ones: the engine's load check says so
+                    "predicate": _str(0, 1024),
                     "object": _ANY,
                     "valid_from": {"type": "string", "format": "date-time"},
                     "valid_to": {"type": "string", "format": "date-time"},
@@ -444,7 +444,7 @@ def _check_engine_parts(spec: Mapping[str, Any], out: list[Problem]) -> None:
                 if not _decode_inline(wasm["inline"]):
                     out.append(Problem("spec.wasm.inline", "decodes to no bytes"))
             except ValueError as exc:
-                out.append(Problem("spec.wasm.inline", str(exc)))
+                out.append(Problem("spec.wasm.inline", f"is not valid base64: {exc.__cause__}"))
 
 
 def _check_fixture_names(fixtures: Any, out: list[Problem]) -> None:
