@@ -1,0 +1,113 @@
+"""The operator's Kubernetes calls beyond what kopf does for the object being handled.
+
+kopf watches the resources, patches the object a handler runs for, and posts
+events. This module does the rest: reading a WASM policy from a ConfigMap, and
+patching the status of *another* object (the snapshot a promotion superseded,
+a deployment's status written by the rollout timer). It uses the official
+``kubernetes`` client, configured from the same kubeconfig or in-cluster
+service account that kopf logs in with, in worker threads so that the event
+loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import logging
+from typing import Any, cast
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+__all__ = [
+    "GROUP",
+    "VERSION",
+    "KubeError",
+    "get_object",
+    "patch_status",
+    "read_configmap_binary",
+]
+
+GROUP = "pkg.seedcore.io"
+VERSION = "v1alpha1"
+
+log = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    """A Kubernetes call failed in a way the user can fix; the message says how."""
+
+
+@functools.cache
+def _api_client() -> kubernetes.client.ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient()
+
+
+def _read_configmap_binary(namespace: str, name: str, key: str) -> bytes:
+    api = kubernetes.client.CoreV1Api(_api_client())
+    try:
+        configmap: Any = api.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise KubeError(
+                f"ConfigMap {namespace}/{name} named by spec.wasm.configMapRef does not exist: "
+                "create it (kubectl create configmap NAME --from-file=KEY=policy.wasm) first"
+            ) from None
+        raise KubeError(f"reading ConfigMap {namespace}/{name} failed: {exc.reason}") from exc
+    binary = configmap.binary_data or {}
+    if key not in binary:
+        present = sorted(binary) + sorted(configmap.data or {})
+        raise KubeError(
+            f"ConfigMap {namespace}/{name} has no binaryData key {key!r} (it has {present}); "
+            "put the .wasm module under binaryData (kubectl create configmap --from-file does)"
+        )
+    return base64.b64decode(binary[key])
+
+
+async def read_configmap_binary(namespace: str, name: str, key: str) -> bytes:
+    """The bytes under ``binaryData[key]`` of a ConfigMap; KubeError says what is missing."""
+    return await asyncio.to_thread(_read_configmap_binary, namespace, name, key)
+
+
+def _get_object(plural: str, namespace: str, name: str) -> dict[str, Any]:
+    api = kubernetes.client.CustomObjectsApi(_api_client())
+    result = api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    return cast(dict[str, Any], result)
+
+
+async def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """One of the operator's custom objects; None when it does not exist."""
+    try:
+        return await asyncio.to_thread(_get_object, plural, namespace, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    api = kubernetes.client.CustomObjectsApi(_api_client())
+    result = api.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": status}
+    )
+    return cast(dict[str, Any], result)
+
+
+async def patch_status(
+    plural: str, namespace: str, name: str, status: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Merge-patch an object's status subresource; None when the object is gone."""
+    try:
+        return await asyncio.to_thread(_patch_status, plural, namespace, name, status)
+    except ApiException as exc:
+        if exc.status == 404:
+            log.info(
+                "not patching the status of %s %s/%s: it no longer exists", plural, namespace, name
+            )
+            return None
+        raise

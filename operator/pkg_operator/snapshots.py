@@ -1,0 +1,157 @@
+"""Reconcile one PolicySnapshot: verify, compile, store, validate, promote, archive.
+
+The steps that need I/O live here, each idempotent so that a resumed or
+restarted operator repeats none of their effects:
+
+- storing is keyed by the resource's uid (the database returns the same id);
+- a snapshot is validated once: a finished validation run is reused, an
+  unfinished one (a crash mid-run) is finished, never duplicated;
+- a promotion is keyed by the snapshot's uid and the request's one-time token.
+
+What the status says is decided by :mod:`pkg_operator.snapshot_status` (pure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from evaluator_sidecar.errors import SnapshotLoadError
+from evaluator_sidecar.evaluator import PKGEvaluator
+from evaluator_sidecar.fixtures import run_fixtures
+from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.resource import ChecksumMismatchError, snapshot_from_resource
+from pkg_operator import kube
+from pkg_operator.context import OperatorContext
+from pkg_operator.snapshot_status import Outcome, ValidationSummary
+
+__all__ = ["Loaded", "load", "store_and_validate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A snapshot that compiled, or the reason it was rejected."""
+
+    snapshot: PKGSnapshotData | None
+    evaluator: PKGEvaluator | None
+    rejected: tuple[str, str] | None = None
+
+
+async def load(body: Mapping[str, Any]) -> Loaded:
+    """Read the artifact, check the shape and checksum, and compile with the sidecars' engine."""
+    spec = body.get("spec") or {}
+    meta = body.get("metadata") or {}
+    wasm_bytes: bytes | None = None
+    ref = (spec.get("wasm") or {}).get("configMapRef")
+    if spec.get("engine") == "wasm" and ref:
+        try:
+            wasm_bytes = await kube.read_configmap_binary(
+                meta["namespace"], ref["name"], ref["key"]
+            )
+        except kube.KubeError as exc:
+            return Loaded(None, None, ("ArtifactUnavailable", str(exc)))
+    try:
+        snapshot = snapshot_from_resource(body, wasm_bytes=wasm_bytes)
+    except ChecksumMismatchError as exc:
+        return Loaded(None, None, ("ChecksumMismatch", _one_line(exc)))
+    except SnapshotLoadError as exc:
+        return Loaded(None, None, ("InvalidSnapshot", _one_line(exc)))
+    try:
+        # Compiling a large snapshot takes milliseconds to seconds: keep the loop free.
+        evaluator = await asyncio.to_thread(PKGEvaluator, snapshot)
+    except SnapshotLoadError as exc:
+        return Loaded(snapshot, None, ("InvalidSnapshot", _one_line(exc)))
+    return Loaded(snapshot, evaluator)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+async def store_and_validate(
+    ctx: OperatorContext, body: Mapping[str, Any], loaded: Loaded
+) -> Outcome:
+    """Store the compiled snapshot and run its fixtures once; the outcome for the status."""
+    if loaded.snapshot is None or loaded.evaluator is None:
+        raise ValueError("store_and_validate needs a snapshot that loaded and compiled")
+    meta = body["metadata"]
+    snapshot = loaded.snapshot
+    rule_count = len(snapshot.rules)
+    snapshot_id = await ctx.db.store_snapshot(
+        snapshot,
+        resource_uid=meta["uid"],
+        resource_namespace=meta.get("namespace"),
+        resource_name=meta["name"],
+    )
+    validation = await _validate_once(ctx, snapshot_id, snapshot, loaded.evaluator)
+    active = await ctx.db.get_active_snapshot(snapshot.env)
+    active_in = snapshot.env if active is not None and active.id == snapshot_id else None
+    superseded_by = None
+    if active_in is None and active is not None and await ctx.db.was_ever_active(snapshot_id):
+        superseded_by = active.version
+    return Outcome(
+        checksum=snapshot.checksum,
+        rule_count=rule_count,
+        snapshot_id=snapshot_id,
+        validation=validation,
+        active_in=active_in,
+        superseded_by=superseded_by,
+    )
+
+
+async def _validate_once(
+    ctx: OperatorContext, snapshot_id: int, snapshot: PKGSnapshotData, evaluator: PKGEvaluator
+) -> ValidationSummary:
+    runs = await ctx.db.get_validation_runs(snapshot_id=snapshot_id, limit=10)
+    for run in runs:
+        if run.get("finished_at") is not None:
+            return _summary(run)
+    unfinished = next((run for run in runs if run.get("finished_at") is None), None)
+    run_id = (
+        int(unfinished["id"]) if unfinished else await ctx.db.create_validation_run(snapshot_id)
+    )
+    report = await asyncio.to_thread(run_fixtures, evaluator.evaluate, snapshot.fixtures)
+    failures = [result for result in report.results if not result.passed]
+    message = f"{report.passed}/{report.total} fixtures passed"
+    if failures:
+        shown = report.format().splitlines()
+        message = (
+            f"{report.failed} of {report.total} fixtures failed: "
+            + "; ".join(
+                line.strip() for line in shown if line.strip() and not line.startswith("PASS")
+            )[:2000]
+        )
+        log.warning("snapshot %s failed validation: %s", snapshot.version, message)
+    details = report.to_dict()
+    details["message"] = message
+    await ctx.db.finish_validation_run(run_id, success=report.success, report=details)
+    return ValidationSummary(
+        run_id=run_id,
+        passed=report.passed,
+        failed=report.failed,
+        total=report.total,
+        finished_at=dt.datetime.now(dt.UTC),
+        message=message,
+    )
+
+
+def _summary(run: Mapping[str, Any]) -> ValidationSummary:
+    report = run.get("report") or {}
+    finished = run["finished_at"]
+    return ValidationSummary(
+        run_id=int(run["id"]),
+        passed=int(report.get("passed", 0)),
+        failed=int(report.get("failed", 0)),
+        total=int(report.get("total", 0)),
+        finished_at=finished if isinstance(finished, dt.datetime) else dt.datetime.now(dt.UTC),
+        message=str(
+            report.get("message")
+            or f"{report.get('passed', 0)}/{report.get('total', 0)} fixtures passed"
+        ),
+    )
