@@ -75,6 +75,10 @@ policies: $(STAMP) ## rebuild policies/*.wasm from their .rego with the real `op
 bench-wasm: $(STAMP) ## the WASM engine beside its public-API baseline and OPA's own evaluator (~1 min)
 	$(PY) -m benchmarks.bench_wasm $(BENCH_ARGS)
 
+.PHONY: bench-native
+bench-native: $(STAMP) ## the native engine (compiled) beside its reference interpreter, 100 and 1,000 rules (~1 min)
+	$(PY) -m benchmarks.bench_native $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
