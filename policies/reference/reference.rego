@@ -24,7 +24,13 @@
 # native engine reads non-integer text as a double, so the two agree on numbers
 # a double holds exactly as written (up to 15 significant digits, exponents
 # within +-308), which covers every number JSON serializers write for doubles.
-# RFC 3339 digits are ASCII [0-9].
+#
+# Known differences from the native engine, all outside what the reference rules
+# and well-formed task facts contain: RFC 3339 digits are ASCII here (the native
+# parser's \d also takes other scripts' digits); condition values are parsed
+# as OPA parses JSON (lone surrogate escapes, numbers beyond a double and
+# duplicate keys are read differently by Python's json); comma-separated IN
+# items are trimmed of Go's Unicode spaces, not Python's.
 package pkg
 
 # -- task facts ---------------------------------------------------------------------
