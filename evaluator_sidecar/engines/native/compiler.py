@@ -139,7 +139,6 @@ class _Generator:
             "_tag_matches": runtime.tag_matches,
             "_fact_any": runtime.fact_any,
             "_copy_json": runtime.copy_json,
-            "_fact_state": runtime.new_fact_state,
         }
         self._names = itertools.count()
         self._consts: dict[tuple[type, Any], str] = {}
@@ -429,17 +428,20 @@ def compile_rules(loaded: LoadedSnapshot) -> CompiledRules:
     body.append("    ctx = tf.get('context')")
     body.append("    if ctx.__class__ is not _dict:")
     body.append("        ctx = _as_mapping(ctx)")
-    body.append("    fv = _fact_state(tf)" if gen.uses_facts else "    fv = None")
+    # The per-call fact state: [task facts, now (read lazily), {key: objects}] (runtime).
+    body.append("    fv = [tf, None, None]" if gen.uses_facts else "    fv = None")
     body.append("    m = []")
     if tables["_TAG_GROUPS"]:
         body.append("    if tags:")
+        body.append("        group = _TAG_GROUPS.get")
         body.append("        for t in tags:")
-        body.append("            g = _TAG_GROUPS.get(t)")
+        body.append("            g = group(t)")
         body.append("            if g is not None:")
         body.append("                g(tf, tags, sig, ctx, fv, m)")
     if tables["_SIGNAL_GROUPS"]:
+        body.append("    group = _SIGNAL_GROUPS.get")
         body.append("    for k in sig:")
-        body.append("        g = _SIGNAL_GROUPS.get(k)")
+        body.append("        g = group(k)")
         body.append("        if g is not None:")
         body.append("            g(tf, tags, sig, ctx, fv, m)")
     for path, table in value_tables:
@@ -462,8 +464,9 @@ def compile_rules(loaded: LoadedSnapshot) -> CompiledRules:
     body.append("    S = []")
     body.append("    D = []")
     body.append("    R = []")
+    body.append("    E = _EMITTERS")
     body.append("    for i in m:")
-    body.append("        _EMITTERS[i](S, D, R)")
+    body.append("        E[i](S, D, R)")
     body.append("    return {'subtasks': S, 'dag': D, 'rules': R}")
     source = "\n".join([*lines, *body, ""])
 

@@ -33,7 +33,6 @@ __all__ = [
     "index_facts",
     "make_fact_lookup",
     "make_value_test",
-    "new_fact_state",
     "resolve_path",
     "tag_matches",
 ]
@@ -180,11 +179,6 @@ def _bound(value: Any) -> int | None:
 #: One evaluation's fact state, a plain list because it is made on every call:
 #: [task facts, now in ns or None until read, {key: valid objects} or None].
 FactState = list[Any]
-
-
-def new_fact_state(task_facts: Mapping[str, Any]) -> FactState:
-    """The fact state of one evaluation (cheap: the clock is read only if a fact needs it)."""
-    return [task_facts, None, None]
 
 
 def make_fact_lookup(store: FactStore) -> Callable[[FactState, FactKey], Sequence[Any]]:
