@@ -316,11 +316,12 @@ def test_results_share_no_mutable_objects(engine_cls: Any) -> None:
 
 
 def test_mutating_the_snapshot_after_load_does_not_change_results() -> None:
-    rules = [rule("r1", ALWAYS, [emit("a", params={"level": "high"})])]
+    rules = [rule("r1", ALWAYS, [emit("a", params={"level": "high", "opts": {"late": True}})])]
     data = snapshot(rules)
     engine = NativeRuleEngine.from_snapshot(data)
     data.rules[0]["emissions"][0]["params"]["level"] = "low"
-    assert engine.evaluate({})["subtasks"][0]["params"] == {"level": "high"}
+    data.rules[0]["emissions"][0]["params"]["opts"]["late"] = False
+    assert engine.evaluate({})["subtasks"][0]["params"] == {"level": "high", "opts": {"late": True}}
 
 
 def test_task_facts_are_not_modified(run: Run) -> None:

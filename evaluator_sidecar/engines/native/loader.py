@@ -22,6 +22,7 @@ from typing import Any
 from evaluator_sidecar.engines.native.regex import Pattern, compile_pattern
 from evaluator_sidecar.engines.native.values import (
     as_number,
+    copy_json,
     list_items,
     parse_number_text,
     parse_operand,
@@ -413,7 +414,8 @@ def _emission(
         subtask_type=str(stype),
         subtask_name=str(name),
         relationship=str(relationship),
-        params={**defaults, **params},
+        # A deep copy: later changes to the snapshot's dicts never reach the engine.
+        params=copy_json({**defaults, **params}),
     )
 
 

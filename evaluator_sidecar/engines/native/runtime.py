@@ -15,6 +15,7 @@ from evaluator_sidecar.engines.native.loader import Condition, Fact
 from evaluator_sidecar.engines.native.regex import Pattern
 from evaluator_sidecar.engines.native.values import (
     as_number,
+    copy_json,
     json_equal,
     timestamp_ns,
     values_equal,
@@ -230,12 +231,3 @@ def make_fact_lookup(store: FactStore) -> Callable[[FactState, FactKey], Sequenc
         return found
 
     return objects
-
-
-def copy_json(value: Any) -> Any:
-    """A deep copy of JSON-shaped data (dicts and lists copied; scalars shared, being immutable)."""
-    if isinstance(value, dict):
-        return {key: copy_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [copy_json(item) for item in value]
-    return value

@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "NUMBER_TEXT",
     "as_number",
+    "copy_json",
     "json_equal",
     "list_items",
     "parse_number_text",
@@ -194,3 +195,12 @@ def _parse_rfc3339(value: str) -> int:
         sign = 1 if offset[0] == "+" else -1
         seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
     return seconds * _NS_PER_S + (int(fraction.ljust(9, "0")) if fraction else 0)
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts and lists copied; scalars shared, being immutable)."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value
