@@ -2,21 +2,25 @@
 
 How a call runs (generated per snapshot):
 
-1. **Guard dispatch.** Every rule that needs a tag (TAG EXISTS, or TAG = a tag)
-   is filed under one such tag; a rule with no such tag but a SIGNAL condition
-   is filed under that signal's key (a missing signal makes every SIGNAL
-   condition false). Per tag and per signal key one generated function checks
-   the remaining conditions of its rules. A call looks up only the tags and
-   signal keys it carries, so rules whose guard cannot hold cost nothing.
-   Rules with neither guard are checked inline, in order.
+1. **Guard dispatch.** Every rule is filed under one condition it cannot match
+   without, chosen in this order: a required tag (TAG EXISTS, or TAG = a tag);
+   else a plain-text VALUE equality or IN list (filed under each of its strings
+   at that path); else a SIGNAL condition (a missing signal makes every SIGNAL
+   condition false), preferring a bound. One generated function per tag, per
+   (path, string) and per signal checks the rest of its rules. A call looks up
+   only the tags and signals it carries and the strings at the indexed paths,
+   so rules whose guard cannot hold cost nothing. Within a signal's function,
+   rules filed by a bound form chains sorted so that the first failing bound
+   ends the chain. Rules with no guard are checked inline, in order.
 2. **Conditions** are ordered cheapest first inside a rule (the result does not
    depend on their order: all must hold, none has side effects, none raises).
    Tag and signal tests are inlined (a missing signal reads as NaN, for which
    every comparison is false); VALUE, FACT and MATCHES tests call prepared
    helpers from ``runtime``.
 3. **Emission.** Matched rule indices are sorted into rule order and each
-   matched rule's generated emitter appends fresh dicts (subtasks, DAG edges,
-   rule entry) prepared at load: no sorting, merging or DAG building per call.
+   matched rule's generated emitter appends copies of dicts prepared at load
+   (subtasks with their merged params, DAG edges, the rule entry): no sorting,
+   merging or DAG building per call.
 
 Every constant taken from the snapshot (tags, keys, numbers, names, params,
 patterns) is bound in the generated code's namespace under a generated name;
