@@ -158,3 +158,8 @@ def test_fast_check_never_accepts_what_the_detailed_check_rejects(
 
     if _fits(task_facts):
         _explain(task_facts)  # must not raise
+
+
+def test_times_take_ascii_digits_only() -> None:
+    with pytest.raises(EvaluationError, match="is not an RFC 3339 time"):
+        validate_task_facts({"now": "\uff12\uff10\uff12\uff16-01-01T00:00:00Z"})  # fullwidth 2026
