@@ -52,7 +52,8 @@ class OperatorContext:
 async def open_context(settings: OperatorSettings) -> OperatorContext:
     if settings.migrate_on_start:
         applied = await apply_migrations(settings.database_url)
-        log.info("migrations applied at start: %s", applied or "none pending")
+        names = [migration.name for migration in applied]
+        log.info("migrations applied at start: %s", ", ".join(names) or "none pending")
     db = await PKGClient.connect(settings.database_url)
     redis = aioredis.from_url(settings.redis_url)
     try:

@@ -88,6 +88,7 @@ def fold(
         stale=stale,
         on_intended=on_intended,
         expected_canary=expected_canary,
+        weight=weight,
     )
     health = HealthObs(
         evaluations=evaluations,

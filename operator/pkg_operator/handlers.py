@@ -50,8 +50,11 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     """kopf's settings: our annotation prefix and finalizer, peering, event posting."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    # The diff base leaves out spec: a PolicySnapshot's spec is immutable (so its diff is
+    # never needed) and can hold thousands of rules or an inline WASM module, far more
+    # than the API server's 256 KiB limit for all of an object's annotations.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration", ignored_fields=["spec"]
     )
     settings.peering.clusterwide = True
     settings.peering.mandatory = not ours.standalone

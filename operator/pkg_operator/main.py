@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(settings.log_level)
+    if settings.log_level != "DEBUG":
+        # kopf reports every successful timer run at INFO: one line per deployment per tick.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     # Imported late: the handlers import the evaluator, the database and Redis clients,
     # which a settings error should not have to load.

@@ -145,7 +145,7 @@ async def _apply(
                 "step %s of %s names no stored snapshot; audit only", action.kind, meta["name"]
             )
             await ctx.db.append_audit(
-                f"deployment.{action.kind.lower()}",
+                f"deployment.{action.kind.lower().replace('-', '_')}",
                 actor="pkg-operator",
                 entity_type="deployment",
                 entity_id=str(meta["uid"]),
@@ -335,13 +335,15 @@ async def refresh_snapshot_active(ctx: OperatorContext, namespace: str, name: st
 def register(registry: kopf.OperatorRegistry, *, interval: float) -> None:
     """The indexes and the rollout timer."""
 
-    @kopf.index(*SNAPSHOTS, registry=registry)
+    # Explicit ids: kopf passes an index to handlers under its id, and the id of a
+    # nested function would otherwise be its qualified name.
+    @kopf.index(*SNAPSHOTS, registry=registry, id="snapshots_index")
     def snapshots_index(
         *, body: kopf.Body, namespace: str | None, name: str, **_: Any
     ) -> dict[Any, Any]:
         return {(namespace, name): body}
 
-    @kopf.index(*DEPLOYMENTS, registry=registry)
+    @kopf.index(*DEPLOYMENTS, registry=registry, id="deployments_index")
     def deployments_index(
         *, spec: kopf.Spec, meta: kopf.Meta, namespace: str | None, name: str, **_: Any
     ) -> dict[Any, Any]:
@@ -355,7 +357,9 @@ def register(registry: kopf.OperatorRegistry, *, interval: float) -> None:
             }
         }
 
-    @kopf.timer(*DEPLOYMENTS, interval=interval, registry=registry)
+    @kopf.timer(
+        *DEPLOYMENTS, interval=interval, backoff=max(interval, 2.0), registry=registry, id="rollout"
+    )
     async def rollout_tick(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
         # kopf passes each index as a keyword argument named after its function.
         snapshots, deployments = kwargs["snapshots_index"], kwargs["deployments_index"]

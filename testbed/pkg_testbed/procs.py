@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -110,10 +111,8 @@ class ServerProcess:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it died on its own meanwhile
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
 
     def log_tail(self, lines: int = 30) -> str:

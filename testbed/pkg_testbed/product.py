@@ -128,6 +128,10 @@ class SidecarProcess:
 
     def start(self, timeout: float = 60) -> None:
         self.proc.start()
+        self.start_wait(timeout)
+
+    def start_wait(self, timeout: float = 60) -> None:
+        """Wait for a sidecar whose process was started (start many, then wait for all)."""
         wait_until(
             lambda: _get_json(f"{self.url}/healthz") is not None,
             timeout=timeout,

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pkg_testbed.kube import KubeControlPlane
 from pkg_testbed.product import kubectl
 
-__all__ = ["Cluster", "condition", "wait_for"]
+__all__ = ["Cluster", "condition", "snapshot_doc", "wait_for"]
 
 
 @dataclass
@@ -64,3 +66,50 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
         if item.get("type") == kind:
             return dict(item)
     return {}
+
+
+def snapshot_doc(
+    name: str,
+    version: str,
+    *,
+    env: str = "prod",
+    expect: str = "escalate_vip",
+    checksum: str | None = None,
+    auto: bool = False,
+) -> str:
+    spec: dict[str, Any] = {
+        "version": version,
+        "env": env,
+        "engine": "native",
+        "subtaskTypes": [{"name": "escalate", "default_params": {"level": "low"}}],
+        "rules": [
+            {
+                "rule_id": "rule-001",
+                "rule_name": "high_priority_vip",
+                "priority": 10,
+                "conditions": [
+                    {"condition_type": "TAG", "condition_key": "vip", "operator": "EXISTS"}
+                ],
+                "emissions": [
+                    {
+                        "subtask_type": "escalate",
+                        "subtask_name": "escalate_vip",
+                        "params": {"level": "high"},
+                    }
+                ],
+            }
+        ],
+        "fixtures": [{"name": "vip", "input": {"tags": ["vip"]}, "expect": {"subtasks": [expect]}}],
+    }
+    if checksum:
+        spec["checksum"] = checksum
+    if auto:
+        spec["autoPromote"] = True
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pkg.seedcore.io/v1alpha1",
+            "kind": "PolicySnapshot",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )

@@ -16,59 +16,11 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-import yaml
-from e2e_helpers import Cluster, condition, wait_for
+from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
 from pkg_testbed.product import OperatorProcess
 
 pytestmark = pytest.mark.e2e
-
-
-def snapshot_doc(
-    name: str,
-    version: str,
-    *,
-    env: str = "prod",
-    expect: str = "escalate_vip",
-    checksum: str | None = None,
-    auto: bool = False,
-) -> str:
-    spec: dict[str, Any] = {
-        "version": version,
-        "env": env,
-        "engine": "native",
-        "subtaskTypes": [{"name": "escalate", "default_params": {"level": "low"}}],
-        "rules": [
-            {
-                "rule_id": "rule-001",
-                "rule_name": "high_priority_vip",
-                "priority": 10,
-                "conditions": [
-                    {"condition_type": "TAG", "condition_key": "vip", "operator": "EXISTS"}
-                ],
-                "emissions": [
-                    {
-                        "subtask_type": "escalate",
-                        "subtask_name": "escalate_vip",
-                        "params": {"level": "high"},
-                    }
-                ],
-            }
-        ],
-        "fixtures": [{"name": "vip", "input": {"tags": ["vip"]}, "expect": {"subtasks": [expect]}}],
-    }
-    if checksum:
-        spec["checksum"] = checksum
-    if auto:
-        spec["autoPromote"] = True
-    return yaml.safe_dump(
-        {
-            "apiVersion": "pkg.seedcore.io/v1alpha1",
-            "kind": "PolicySnapshot",
-            "metadata": {"name": name},
-            "spec": spec,
-        }
-    )
 
 
 def annotate(cluster: Cluster, namespace: str, name: str, action: str, **extra: str) -> str:
@@ -342,7 +294,8 @@ async def test_an_active_snapshot_is_held_and_an_inactive_one_archived_on_delete
 
     cluster.kubectl("delete", "psnap", "a", "-n", namespace, "--timeout=60s")
     rows = await fetch(cluster, "SELECT archived_at FROM pkg_snapshots WHERE version = $1", v1)
-    assert rows and rows[0]["archived_at"] is not None
+    assert len(rows) == 1
+    assert rows[0]["archived_at"] is not None
     assert await fetch(
         cluster,
         "SELECT 1 FROM pkg_validation_runs r JOIN pkg_snapshots s "
