@@ -42,18 +42,26 @@ def expected_files() -> dict[Path, str]:
     )
     rendered = subprocess.run(
         [_helm(), "template", "pkg-operator", str(CHART), "--namespace", "pkg-system"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     namespace = "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: pkg-system\n"
     files[MANIFESTS / "pkg-operator.yaml"] = (
-        HEADER.format(source="helm/pkg-operator (helm template, default values)") + namespace + rendered
+        HEADER.format(source="helm/pkg-operator (helm template, default values)")
+        + namespace
+        + rendered
     )
     return files
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check that the files are current")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check that the files are current"
+    )
     args = parser.parse_args(argv)
     stale = []
     for path, text in expected_files().items():

@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_generated_deploy_files_match_their_sources() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "gen_manifests.py"), "--check"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
@@ -30,7 +33,10 @@ def test_generated_deploy_files_match_their_sources() -> None:
 def test_helm_lints_the_chart_strictly(helm_bin: Path) -> None:
     result = subprocess.run(
         [str(helm_bin), "lint", "--strict", str(ROOT / "helm" / "pkg-operator")],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -39,7 +45,10 @@ def test_the_api_server_accepts_the_crds_and_the_rendered_chart(kube: KubeContro
     def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(kube.kubectl_bin), "--kubeconfig", str(kube.kubeconfig), *args],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
     crds = kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "crds.yaml"))
