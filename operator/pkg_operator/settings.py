@@ -1,9 +1,11 @@
 """The operator's settings: environment variables with the prefix ``PKG_``, validated at start.
 
+The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL``,
+``PKG_LOG_LEVEL``, ``PKG_LOG_FORMAT``) and their checks come from
+:class:`evaluator_sidecar.settings.CommonSettings`; these are the operator's own:
+
 | variable | default | meaning |
 | --- | --- | --- |
-| ``PKG_DATABASE_URL`` | (required) | PostgreSQL DSN, ``postgresql://user:pass@host:port/db`` |
-| ``PKG_REDIS_URL`` | (required) | Redis URL, ``redis://host:port/db`` |
 | ``PKG_MIGRATE_ON_START`` | ``true`` | apply pending SQL migrations before reconciling |
 | ``PKG_NAMESPACES`` | (all) | namespaces to watch, comma-separated, globs allowed |
 | ``PKG_PEERING_NAME`` | ``pkg-operator`` | the ClusterKopfPeering the replicas share |
@@ -14,65 +16,32 @@
 | ``PKG_ROLLOUT_INTERVAL_SECONDS`` | ``2`` | how often each PolicyDeployment is reconciled |
 | ``PKG_HEARTBEAT_FOLD_INTERVAL_SECONDS`` | ``1`` | how long a heartbeat read waits for more |
 | ``PKG_HEARTBEAT_BATCH_SIZE`` | ``500`` | heartbeats read and written per round trip |
-| ``PKG_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` |
-| ``PKG_LOG_FORMAT`` | ``json`` | ``json`` (one object per line) or ``text`` |
 """
 
 from __future__ import annotations
 
 import random
-from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from evaluator_sidecar.settings import CommonSettings, SettingsError
+from evaluator_sidecar.settings import load_settings as _load
 
 __all__ = ["OperatorSettings", "SettingsError", "load_settings"]
 
 
-class SettingsError(Exception):
-    """The environment does not describe a runnable operator; the message says which variable."""
-
-
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PKG_", extra="ignore", frozen=True)
-
-    database_url: str = Field(min_length=1)
-    redis_url: str = Field(min_length=1)
+class OperatorSettings(CommonSettings):
     migrate_on_start: bool = True
     namespaces: str = ""
     peering_name: str = "pkg-operator"
+    # Random unless set: replicas of one Deployment must differ, or kopf pauses them all.
     peering_priority: int = Field(default_factory=lambda: random.randint(1, 2**31 - 1))
     standalone: bool = False
-    liveness_host: str = "0.0.0.0"
+    liveness_host: str = "0.0.0.0"  # the kubelet probes from outside the pod
     liveness_port: int = Field(default=8080, ge=0, le=65535)
     rollout_interval_seconds: float = Field(default=2.0, gt=0, le=300)
     heartbeat_fold_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     heartbeat_batch_size: int = Field(default=500, ge=1, le=100_000)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "must start with postgresql:// (for example postgresql://pkg@db:5432/pkg)"
-            )
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                "must start with redis://, rediss:// or unix:// (for example redis://redis:6379/0)"
-            )
-        return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
 
     @property
     def namespace_list(self) -> list[str]:
@@ -86,18 +55,5 @@ class OperatorSettings(BaseSettings):
 
 
 def load_settings() -> OperatorSettings:
-    """Read the environment; raise SettingsError naming each bad variable and what it needs."""
-    try:
-        return OperatorSettings()  # type: ignore[call-arg]  # read from the environment
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            variable = f"PKG_{field.upper()}"
-            message = "is required" if error["type"] == "missing" else error["msg"]
-            problems.append(f"{variable} {message}")
-        raise SettingsError(
-            "the operator's settings are invalid: "
-            + "; ".join(problems)
-            + ". Set the environment variables (see pkg_operator.settings) and start again."
-        ) from None
+    """Read the environment; SettingsError names each bad variable and what it needs."""
+    return _load(OperatorSettings)
