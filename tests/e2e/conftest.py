@@ -32,7 +32,8 @@ def cluster(
     testbed_dir: Path,
 ) -> Cluster:
     database_url = postgres_server.create_database("e2e")
-    result = Cluster(kube, database_url, redis_server.url(), testbed_dir / "e2e")
+    # Its own Redis database: keys left by the integration tests (db 0) never leak in.
+    result = Cluster(kube, database_url, redis_server.url(1), testbed_dir / "e2e")
     result.kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "crds.yaml"))
     for crd in (
         "policysnapshots.pkg.seedcore.io",

@@ -27,6 +27,7 @@ are removed).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import hmac
@@ -272,6 +273,10 @@ class DiskCache:
 _memory_lock = threading.Lock()
 _memory: OrderedDict[str, wasmtime.Module] = OrderedDict()
 _disk: dict[Path, DiskCache] = {}
+# Free the compiled modules while wasmtime's own module is still intact: left to the
+# interpreter's final teardown, their finalizers find wasmtime's functions already gone
+# and print a TypeError per module at exit.
+atexit.register(_memory.clear)
 
 
 def _disk_cache(directory: Path | None) -> DiskCache | None:
