@@ -79,6 +79,9 @@ bench-wasm: $(STAMP) ## the WASM engine beside its public-API baseline and OPA's
 bench-native: $(STAMP) ## the native engine (compiled) beside its reference interpreter, 100 and 1,000 rules (~1 min)
 	$(PY) -m benchmarks.bench_native $(BENCH_ARGS)
 
+.PHONY: bench
+bench: bench-native bench-wasm bench-sidecar ## the whole benchmark suite (method and figures in BENCHMARKS.md)
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
