@@ -60,8 +60,8 @@ stack: testbed-bins ## start PostgreSQL, Redis, etcd and kube-apiserver and prin
 	$(TESTBED) up
 
 .PHONY: demo
-demo: testbed-bins ## the whole path on a local stack
-	$(TESTBED) up
+demo: testbed-bins ## the whole path on a fresh local stack: operator, sidecars, canary, audit (~30 s)
+	$(TESTBED) demo
 
 .PHONY: bench-sidecar
 bench-sidecar: $(STAMP) ## the sidecar's HTTP API under load on loopback (server on CPU 0, client on CPU 1; ~1 min)

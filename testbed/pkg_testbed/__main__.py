@@ -3,6 +3,7 @@
 python -m pkg_testbed build [TOOL ...]   find or build etcd, kube-apiserver, kubectl, opa, helm
 python -m pkg_testbed which TOOL         print the path of a tool (building it if needed)
 python -m pkg_testbed up [--no-kube]     start the stack, print its environment, wait for Ctrl-C
+python -m pkg_testbed demo [--keep]      the whole path on a fresh stack (make demo)
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the stack and wait")
     up.add_argument("--no-kube", action="store_true", help="only PostgreSQL and Redis")
     up.add_argument("--env-file", type=Path, help="also write the environment to this file")
+    demo = sub.add_parser("demo", help="the whole path on a fresh stack (make demo)")
+    demo.add_argument("--keep", action="store_true", help="keep the data and logs folder")
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        from pkg_testbed.demo import main as demo_main  # noqa: PLC0415 - loads the product
+
+        return demo_main(keep=args.keep)
     try:
         if args.command == "build":
             for tool in args.tools or list(TOOLS):
