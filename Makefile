@@ -55,6 +55,10 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 manifests: $(STAMP) ## regenerate helm/pkg-operator/crds and manifests/ from crds/ and the chart
 	$(PY) tools/gen_manifests.py
 
+.PHONY: docs
+docs: $(STAMP) ## regenerate docs/crd-reference.md from crds/ (a unit test fails when it is stale)
+	$(PY) tools/gen_crd_docs.py
+
 .PHONY: stack
 stack: testbed-bins ## start PostgreSQL, Redis, etcd and kube-apiserver and print how to reach them (Ctrl-C stops)
 	$(TESTBED) up
