@@ -454,6 +454,7 @@ class _Scenario:
         self.out.ok(
             f"{len(self.fleet.sidecars)} sidecars serve HTTP ({time.monotonic() - started:.1f}s)"
         )
+        self.out.say(f"versions below: one character per device, {self.legend()}")
         self.watch(lambda obs: True, "the fleet's versions")
 
     def snapshot_ready(self, policy: Policy) -> dict[str, Any]:
@@ -858,7 +859,7 @@ def main(*, keep: bool = False, stream: TextIO | None = None) -> int:
     guard.install()
     phases = Phases(out)
     workdir = Path(tempfile.mkdtemp(prefix="pkg-demo-"))
-    out.say(f"data and logs in {workdir}; Ctrl-C stops everything")
+    out.say(f"data and logs in {workdir} (kept on failure or with --keep); Ctrl-C stops everything")
     stack = Stack(workdir)
     status = 1
     report: DemoReport | None = None

@@ -10,6 +10,8 @@ the demo's output (headers, commands as typed, results) around it.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -32,6 +34,7 @@ __all__ = [
     "timings_table",
 ]
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _NO_VERSION = "-"
 _UNKNOWN_VERSION = "?"
 
@@ -158,6 +161,8 @@ class RolloutView:
     def step(self) -> str:
         index = self.status.get("currentStepIndex")
         progress = self.status.get("stepProgress") or f"0/{len(self.steps)}"
+        if self.summary == "Succeeded":
+            return f"step {progress} done, canary now stable"
         if not isinstance(index, int) or not self.status.get("stepStartedAt"):
             return f"step {progress}"
         return f"step {progress} {step_text(self.steps, index)}"
@@ -217,9 +222,10 @@ def fleet_line(groups: Sequence[DeviceGroup], labels: Mapping[str, str], elapsed
 
 def rollout_block(view: RolloutView, style: Style, legend: str = "") -> list[str]:
     """The rollout as a few lines for a terminal, redrawn in place."""
+    elapsed = style.dim(f"+{view.elapsed:.1f}s")
     return [
         f"  {style.bold(view.name)}  {_summary_color(view.summary, style)}  {view.step}"
-        f"  weight {view.weight:5.1f}% {bar(view.weight)}  {style.dim(f'+{view.elapsed:.1f}s')}",
+        f"  weight {view.weight:5.1f}% {bar(view.weight, 10)}  {elapsed}",
         f"  {view.coverage_text()}   {view.versions_text()}",
         *fleet_block(view.groups, view.labels, style, legend),
     ]
@@ -253,11 +259,19 @@ class LiveView:
     so that other output can follow it.
     """
 
-    def __init__(self, stream: TextIO, *, tty: bool) -> None:
+    def __init__(self, stream: TextIO, *, tty: bool, width: int | None = None) -> None:
         self.stream = stream
         self.tty = tty
+        self.width = width
         self._drawn = 0
         self._last_line: str | None = None
+
+    def _fit(self, text: str) -> str:
+        """A line that wraps would break the cursor arithmetic: cut it (plain) to the width."""
+        width = self.width or shutil.get_terminal_size((120, 24)).columns
+        if len(_ANSI.sub("", text)) < width:
+            return text
+        return _ANSI.sub("", text)[: width - 1]
 
     def update(self, block: Sequence[str], line: str, *, key: str | None = None) -> None:
         """Show ``block`` (terminal) or ``line`` (otherwise; only when ``key`` changed).
@@ -269,7 +283,7 @@ class LiveView:
             out = []
             if self._drawn:
                 out.append(f"\x1b[{self._drawn}F")  # to the start of the block's first line
-            out.extend(f"\x1b[2K{text}\n" for text in block)
+            out.extend(f"\x1b[2K{self._fit(text)}\n" for text in block)
             for _ in range(self._drawn - len(block)):
                 out.append("\x1b[2K\n")  # blank the lines a shorter block leaves behind
             self.stream.write("".join(out))

@@ -335,7 +335,7 @@ def test_ctrl_c_mid_rollout_stops_every_process_and_exits_130(
     reader.start()
     assert seen.wait(180), "".join(lines) + demo_command.stderr.read()
     time.sleep(1.0)  # into the rollout: the deployment applied, sidecars swapping
-    workdir = Path(lines[0].split("data and logs in ")[1].split(";")[0])
+    workdir = Path(lines[0].split("data and logs in ")[1].split()[0])
     assert processes_using(workdir), "the demo's servers run in its folder"
     os.killpg(demo_command.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     code = demo_command.wait(timeout=90)

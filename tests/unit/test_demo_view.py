@@ -103,6 +103,10 @@ class TestRolloutTable:
         assert "coverage 8/8  on canary 4 (expect 4)" in line
         assert line.endswith("| router/eu-west 21- | edge:door/eu-west 1?")
 
+    def test_a_succeeded_rollout_says_the_canary_is_now_stable(self) -> None:
+        line = rollout_line(view(summary="Succeeded", stepProgress="5/5", weight=0))
+        assert "step 5/5 done, canary now stable" in line
+
     def test_a_step_not_started_yet_shows_no_step_name(self) -> None:
         assert "step 0/5 " in rollout_line(view(stepProgress="0/5", currentStepIndex=0))
 
@@ -129,13 +133,19 @@ class TestLiveView:
 
     def test_a_terminal_gets_the_block_redrawn_in_place(self) -> None:
         stream = io.StringIO()
-        live = LiveView(stream, tty=True)
+        live = LiveView(stream, tty=True, width=80)
         live.update(["one", "two"], "ignored")
         live.update(["three"], "ignored")
         assert stream.getvalue() == (
             "\x1b[2Kone\n\x1b[2Ktwo\n"  # first draw
             "\x1b[2F\x1b[2Kthree\n\x1b[2K\n"  # back two lines, redraw, blank the leftover
         )
+
+    def test_a_line_wider_than_the_terminal_is_cut_not_wrapped(self) -> None:
+        stream = io.StringIO()
+        live = LiveView(stream, tty=True, width=10)
+        live.update([Style(color=True).green("0123456789abc"), "short"], "")
+        assert stream.getvalue() == "\x1b[2K012345678\n\x1b[2Kshort\n"
 
     def test_after_a_commit_the_next_block_starts_below(self) -> None:
         stream = io.StringIO()
