@@ -271,7 +271,9 @@ class _Tick:
                 return
             self._accept(request, f"attempt {attempt.id + 1} starts from the first step")
             self._new_attempt("Retried", "retried")
-            self._record_step("retry", self._describe_request(request), token=request.token)
+            self._record_step(
+                "retry", self._describe_request(request), token=request.token, actor=request.actor
+            )
             self._try_start()
             return
         if request.action == "rollback":
@@ -490,7 +492,7 @@ class _Tick:
         where = self._step_text()
         full = f"{message} ({where})"
         self._publish(st.stable, None, 0.0, kind=kind, reason=f"{reason}: {message}", token=token)
-        self._record_step(kind, full, token=token)
+        self._record_step(kind, full, token=token, actor=actor)
         if had_canary:
             self.records.append(
                 RecordPromotion(
@@ -543,7 +545,7 @@ class _Tick:
                 key=self._key("rollback", "promotion", token=request.token),
             )
         )
-        self._record_step("rollback", message, token=request.token)
+        self._record_step("rollback", message, token=request.token, actor=request.actor)
         self._note_rollback(
             reason="RollbackRequested",
             message=message,
@@ -606,7 +608,9 @@ class _Tick:
                 self._accept(request, "already at 100%: completes once coverage holds")
                 return False
             self._accept(request, "skipping the remaining steps: 100%, then complete on coverage")
-            self._record_step("promote-full", self._describe_request(request), request.token)
+            self._record_step(
+                "promote-full", self._describe_request(request), request.token, request.actor
+            )
             self._start_step(len(steps))
             return True
         step = self._current_step()
@@ -627,7 +631,9 @@ class _Tick:
             )
             return False
         self._accept(request, f"step {index + 1}/{len(steps)} ({step.describe()}) finished early")
-        self._record_step(request.action, self._describe_request(request), request.token)
+        self._record_step(
+            request.action, self._describe_request(request), request.token, request.actor
+        )
         self._start_step(index + 1)
         return True
 
@@ -781,7 +787,9 @@ class _Tick:
         self.st.stable, self.st.canary, self.st.weight = stable, canary, weight
         self.intent = _Intent(kind, self.st.step_index, reason, token)
 
-    def _record_step(self, kind: str, detail: str, token: str | None = None) -> None:
+    def _record_step(
+        self, kind: str, detail: str, token: str | None = None, actor: str = OPERATOR_ACTOR
+    ) -> None:
         attempt = self._attempt
         self.records.append(
             RecordStep(
@@ -792,6 +800,7 @@ class _Tick:
                 version=attempt.snapshot.version if attempt.snapshot else "",
                 detail=detail,
                 key=self._key(kind, "step", token=token),
+                actor=actor,
             )
         )
 

@@ -158,6 +158,8 @@ class RecordStep:
     version: str
     detail: str
     key: str
+    #: Who moved the rollout: the person whose request it carried out, else the operator.
+    actor: str = "pkg-operator"
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ async def _apply(
             )
             await ctx.db.append_audit(
                 f"deployment.{action.kind.lower().replace('-', '_')}",
-                actor="pkg-operator",
+                actor=action.actor,
                 entity_type="deployment",
                 entity_id=str(meta["uid"]),
                 details=_step_details(action),
@@ -162,6 +162,7 @@ async def _apply(
             deployment_name=f"{meta['namespace']}/{meta['name']}",
             deployment_uid=str(meta["uid"]),
             step=action.step_index,
+            actor=action.actor,
             idempotency_key=action.key,
             details=_step_details(action),
         )

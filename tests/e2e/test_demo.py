@@ -232,6 +232,11 @@ def test_the_audit_trail_holds_every_step_and_its_chain_verifies(played: Played)
     ]
     gate = next(r for r in report.audit if r["details"].get("kind") == "promote")
     assert ACTOR in gate["details"]["detail"]
+    # The person who opened the gate is the audit row's actor; the operator moved the rest.
+    assert gate["actor"] == ACTOR
+    assert {
+        r["actor"] for r in report.audit if r is not gate and r["action"] == "deployment.step"
+    } == {"pkg-operator"}
     assert report.chain is not None
     assert report.chain.ok, str(report.chain)
     assert report.chain.rows_checked >= len(report.audit)
