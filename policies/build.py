@@ -70,9 +70,13 @@ def build(opa: Path, spec: PolicySpec) -> bytes:
             spec.entrypoint,
             "-o",
             str(bundle),
-            *map(str, spec.sources),
+            # Relative to policies/: opa embeds the source paths in the module, and an
+            # absolute path would make the build differ from one clone to the next.
+            *(str(source.relative_to(POLICIES_DIR)) for source in spec.sources),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, timeout=300, cwd=POLICIES_DIR
+        )
         if done.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr.strip()}"
