@@ -26,12 +26,14 @@ from typing import Any
 
 __all__ = [
     "ENGINES",
+    "ENVS",
     "PKGSnapshotData",
     "normalize_checksum",
     "sha256_hex",
 ]
 
 ENGINES = ("native", "wasm")
+ENVS = ("prod", "staging", "dev")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

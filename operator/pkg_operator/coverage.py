@@ -74,7 +74,9 @@ def fold(
         if intended is not None and report.version == intended:
             on_intended += 1
         if canary_cohort and (step_started_at is None or report.last_seen >= step_started_at):
-            evaluations += report.evaluations
+            # A heartbeat counts successful evaluations and errors apart: the error rate's
+            # denominator is every evaluation attempted.
+            evaluations += report.evaluations + report.errors
             errors += report.errors
             activation_failures += report.activation_failures
             if report.p99_ms is not None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from redis.exceptions import RedisError
 
 from evaluator_sidecar.db.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
 from pkg_operator import heartbeats, promotions, rollouts, snapshots
@@ -61,6 +62,12 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.peering.standalone = ours.standalone
     # Only the operator's explicit events and warnings reach `kubectl describe`.
     settings.posting.level = logging.WARNING
+
+
+def _normal(body: kopf.Body, *, reason: str, message: str) -> None:
+    """A Normal event. kopf.info() would be dropped: posting.level keeps kopf's own
+    per-handler log lines out of events, and kopf.info() obeys the same level."""
+    kopf.event(body, type="Normal", reason=reason, message=message)
 
 
 def _ctx(memo: Any) -> OperatorContext:
@@ -123,7 +130,13 @@ async def _reconcile_snapshot(
         elif spec.get("autoPromote") and _auto_promotable(outcome):
             outcome, last_action = await _auto_promote(ctx, body, outcome)
     except DatabaseUnavailableError as exc:
-        raise kopf.TemporaryError(f"PostgreSQL is unavailable: {exc}", delay=RETRY_DELAY) from exc
+        message = f"PostgreSQL is unavailable ({exc}); retrying every {RETRY_DELAY:.0f}s"
+        _not_synced(patch, status, generation, "DatabaseUnavailable", message)
+        raise kopf.TemporaryError(message, delay=RETRY_DELAY) from exc
+    except RedisError as exc:
+        message = f"Redis is unavailable ({exc}); retrying every {RETRY_DELAY:.0f}s"
+        _not_synced(patch, status, generation, "RedisUnavailable", message)
+        raise kopf.TemporaryError(message, delay=RETRY_DELAY) from exc
     new_status = snapshot_status(outcome, previous=status, generation=generation, now=_now())
     if last_action is not None:
         new_status["lastAction"] = last_action
@@ -131,6 +144,15 @@ async def _reconcile_snapshot(
     validation = outcome.validation
     if validation is not None and not validation.success:
         kopf.warn(body, reason="FixturesFailed", message=validation.message)
+
+
+def _not_synced(
+    patch: kopf.Patch, status: kopf.Status, generation: int, reason: str, message: str
+) -> None:
+    """Say in the status why reconciliation is stuck (kopf applies the patch, then retries)."""
+    patch.status["conditions"] = set_condition(
+        list(status.get("conditions") or []), "Synced", "False", reason, message, generation, _now()
+    )
 
 
 def _auto_promotable(outcome: Outcome) -> bool:
@@ -148,7 +170,7 @@ async def _auto_promote(
     spec, meta = body["spec"], body["metadata"]
     assert outcome.snapshot_id is not None
     if await ctx.db.newer_snapshot_promoted(outcome.snapshot_id, spec["env"]):
-        kopf.info(
+        _normal(
             body,
             reason="AutoPromoteSkipped",
             message="a snapshot created after this one is already promoted; not promoting",
@@ -164,7 +186,7 @@ async def _auto_promote(
         reason="spec.autoPromote: promoted once Ready",
         idempotency_key=f"{meta['uid']}:auto",
     )
-    kopf.info(body, reason="Promoted", message=_promotion_message(done))
+    _normal(body, reason="Promoted", message=_promotion_message(done))
     await _mark_superseded(ctx, body, done)
     return (
         Outcome(**{**outcome.__dict__, "active_in": done.env, "superseded_by": None}),
@@ -201,7 +223,7 @@ async def _snapshot_action(
             idempotency_key=key,
         )
         await _mark_superseded(ctx, body, done)
-        kopf.info(body, reason="Promoted", message=_promotion_message(done))
+        _normal(body, reason="Promoted", message=_promotion_message(done))
         new = Outcome(**{**outcome.__dict__, "active_in": env, "superseded_by": None})
         return new, _action_record(
             "promote", request.token, request.actor, _promotion_message(done)
@@ -220,7 +242,7 @@ async def _snapshot_action(
     except PKGError as exc:
         kopf.warn(body, reason="RollbackRefused", message=str(exc))
         return outcome, _action_record("rollback", request.token, request.actor, f"refused: {exc}")
-    kopf.info(body, reason="RolledBack", message=f"rolled {env} back to {done.to_version}")
+    _normal(body, reason="RolledBack", message=f"rolled {env} back to {done.to_version}")
     await _refresh_snapshot(ctx, done.to_version)
     new = Outcome(**{**outcome.__dict__, "active_in": None, "superseded_by": done.to_version})
     return new, _action_record(
@@ -348,7 +370,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             raise kopf.TemporaryError(
                 f"PostgreSQL is unavailable: {exc}", delay=RETRY_DELAY
             ) from exc
-        kopf.info(
+        _normal(
             body,
             reason="Archived",
             message=f"{spec['version']} archived in PostgreSQL; its audit history is kept",

@@ -1,5 +1,8 @@
 """Fold the sidecars' heartbeats from Redis into ``pkg_device_versions``, in batches.
 
+The same background task also repairs what a Redis restart loses: the consumer
+group, and (every few seconds) any environment's desired state.
+
 Sidecars append heartbeats to the stream ``pkg:heartbeats``; the operator reads
 it through the consumer group ``pkg-operator`` (so replicas share the work and
 none reads an entry twice), keeps the newest beat per device of each batch,
@@ -15,15 +18,23 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 
+from redis.exceptions import ResponseError
+
 from evaluator_sidecar.db.models import DeviceHeartbeat
+from evaluator_sidecar.model import ENVS
 from evaluator_sidecar.signals import Heartbeat, backoff_delay
+from pkg_operator import promotions
 from pkg_operator.context import OperatorContext
 
 __all__ = ["newest_per_device", "start_folder", "to_row"]
 
 log = logging.getLogger(__name__)
+
+#: How often the environments' desired states are checked for loss (a Redis restart).
+REPAIR_INTERVAL_SECONDS = 10.0
 
 
 def to_row(beat: Heartbeat) -> DeviceHeartbeat:
@@ -72,14 +83,29 @@ async def _fold_forever(ctx: OperatorContext) -> None:
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     failures = 0
     recovering = True  # first re-read what this consumer was given but never acknowledged
+    next_repair = 0.0
     while True:
         try:
             folded = await fold_once(ctx, consumer, pending=recovering)
             if recovering and folded == 0:
                 recovering = False
             failures = 0
+            if time.monotonic() >= next_repair:
+                next_repair = time.monotonic() + REPAIR_INTERVAL_SECONDS
+                await promotions.repair_environment_levels(ctx, ENVS)
         except asyncio.CancelledError:
             raise
+        except ResponseError as exc:
+            if not _stream_lost(exc):
+                failures += 1
+                log.exception("reading heartbeats failed (attempt %d)", failures)
+                await asyncio.sleep(backoff_delay(failures, base=0.5, cap=30.0))
+                continue
+            # Redis restarted without persistence, or the stream was deleted: the stream
+            # and its consumer group are gone. Blocked readers get UNBLOCKED, later NOGROUP.
+            log.warning("the heartbeat stream or its group is gone (%s); recreating it", exc)
+            await ctx.signals.ensure_heartbeat_group()
+            recovering = False
         except Exception:
             failures += 1
             delay = backoff_delay(failures, base=0.5, cap=30.0)
@@ -89,5 +115,20 @@ async def _fold_forever(ctx: OperatorContext) -> None:
             await asyncio.sleep(delay)
 
 
+def _stream_lost(exc: ResponseError) -> bool:
+    text = str(exc)
+    return "NOGROUP" in text or "no longer exists" in text
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "the heartbeat folder stopped: coverage will go stale until the operator restarts",
+            exc_info=task.exception(),
+        )
+
+
 def start_folder(ctx: OperatorContext) -> asyncio.Task[None]:
-    return asyncio.create_task(_fold_forever(ctx), name="pkg-heartbeat-folder")
+    task = asyncio.create_task(_fold_forever(ctx), name="pkg-heartbeat-folder")
+    task.add_done_callback(_report_end)
+    return task

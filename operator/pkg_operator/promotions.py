@@ -14,10 +14,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from evaluator_sidecar.signals import DesiredState, SnapshotRef
+from evaluator_sidecar.signals import DesiredState, SnapshotRef, env_key
 from pkg_operator.context import OperatorContext
 
-__all__ = ["Promotion", "promote", "publish_environment", "roll_back"]
+__all__ = [
+    "Promotion",
+    "promote",
+    "publish_environment",
+    "repair_environment_levels",
+    "roll_back",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,11 @@ async def promote(
     if current is None or current.id != snapshot_id:
         raise RuntimeError(f"promoting snapshot {snapshot_id} in {env} left {current} active")
     epoch = await publish_environment(ctx, env, f"promote {current.version}: {reason}")
-    from_version = previous.version if previous is not None and previous.id != snapshot_id else None
+    # From the promotion row, not from `previous`: on a retry (Redis failed after the
+    # database step) the snapshot is already active and `previous` is itself.
+    from_version = await _from_version(ctx, snapshot_id, promotion_id)
+    if from_version is None and previous is not None and previous.id != snapshot_id:
+        from_version = previous.version
     log.info(
         "promoted %s in %s",
         current.version,
@@ -73,6 +83,14 @@ async def promote(
         },
     )
     return Promotion(promotion_id, env, from_version, current.version, epoch)
+
+
+async def _from_version(ctx: OperatorContext, snapshot_id: int, promotion_id: int) -> str | None:
+    for row in await ctx.db.get_promotions(snapshot_id=snapshot_id, limit=20):
+        if int(row["id"]) == promotion_id:
+            version = row.get("from_version")
+            return str(version) if version else None
+    return None
 
 
 async def roll_back(
@@ -101,3 +119,24 @@ async def roll_back(
     return Promotion(
         promotion_id, env, previous.version if previous else None, current.version, epoch
     )
+
+
+async def repair_environment_levels(ctx: OperatorContext, envs: tuple[str, ...]) -> list[str]:
+    """Rewrite an environment's desired state that Redis lost; the environments repaired.
+
+    Redis may run without persistence: after a restart the levels are gone and a
+    sidecar that starts then would fall back to PostgreSQL alone. PostgreSQL stays
+    the source of truth, so the missing level is written again from it.
+    """
+    repaired = []
+    for env in envs:
+        if await ctx.signals.read_state(env_key(env)) is not None:
+            continue
+        if await ctx.db.get_active_snapshot(env) is None:
+            continue
+        epoch = await publish_environment(ctx, env, "repair: the desired state was missing")
+        log.warning(
+            "the desired state of %s was missing in Redis; rewrote it at epoch %d", env, epoch
+        )
+        repaired.append(env)
+    return repaired

@@ -289,6 +289,8 @@ async def _tick(
         action=action,
         superseded_by=superseded_by,
     )
+    if superseded_by is None:  # a superseded deployment must not write its old state back
+        await _repair_level(ctx, body, status, env=env, target=target, region=region)
     decision = reconcile(spec, status, obs, now)
     for effect in decision.actions:
         await _apply(ctx, body, effect, env=env, target=target, region=region)
@@ -298,6 +300,56 @@ async def _tick(
         )
         if written is not None:
             memo.rollout_status = written.get("status") or decision.status
+
+
+async def _repair_level(
+    ctx: OperatorContext,
+    body: kopf.Body,
+    status: Mapping[str, Any],
+    *,
+    env: str,
+    target: str,
+    region: str,
+) -> None:
+    """Rewrite this rollout's desired state if Redis lost it (a restart without persistence).
+
+    The machine publishes only when the state changes; without this, sidecars that
+    start after such a restart would run the environment's version, not the rollout's.
+    """
+    if not status.get("lastPublish"):
+        return
+    if await ctx.signals.read_state(sig.rollout_key(env, target, region)) is not None:
+        return
+
+    def ref(value: Any) -> SnapshotRef | None:
+        if not isinstance(value, Mapping) or not value.get("version"):
+            return None
+        return SnapshotRef(
+            str(value.get("name", "")),
+            str(value["version"]),
+            str(value.get("checksum") or ""),
+            value.get("snapshotId"),
+        )
+
+    canary = ref(status.get("canary"))
+    weight = float(status.get("weight") or 0.0) if canary is not None else 0.0
+    await _apply(
+        ctx,
+        body,
+        SetDesiredState(
+            stable=ref(status.get("stable")),
+            canary=canary,
+            canary_percent=weight,
+            reason="repair: the desired state was missing (Redis restarted?)",
+            key="repair",
+        ),
+        env=env,
+        target=target,
+        region=region,
+    )
+    log.warning(
+        "the desired state of %s/%s in %s was missing in Redis; rewrote it", target, region, env
+    )
 
 
 async def refresh_snapshot_active(ctx: OperatorContext, namespace: str, name: str) -> None:

@@ -8,7 +8,9 @@ count, the validation summary, and four conditions in Kubernetes style:
 - ``Stored``: the snapshot is in PostgreSQL (``snapshotId``);
 - ``Validated``: its fixtures passed with the engine the sidecars run;
 - ``Ready``: stored, compiled and validated, so it may be promoted;
-- ``Active``: it is its environment's active snapshot.
+- ``Active``: it is its environment's active snapshot;
+- ``Synced``: the last reconciliation finished; False (DatabaseUnavailable,
+  RedisUnavailable) while the operator retries, so an outage shows in the status.
 
 A snapshot that fails at one stage is ``False`` at that stage and at every later
 one, with the same reason, so ``kubectl get psnap`` and ``kubectl wait`` read one
@@ -120,5 +122,6 @@ def snapshot_status(
         put("Active", "False", "Superseded", f"superseded by {outcome.superseded_by}")
     else:
         put("Active", "False", "NotPromoted", "not promoted in its environment")
+    put("Synced", "True", "Reconciled", "the operator reconciled this generation")
     status["conditions"] = conditions
     return status

@@ -356,3 +356,29 @@ async def test_two_operator_replicas_promote_once(
         version,
     )
     assert rows[0]["n"] == 1
+
+
+async def test_what_a_redis_restart_loses_is_rebuilt_from_postgresql(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., OperatorProcess],
+) -> None:
+    start_operator()
+    env, version = "dev", f"rules@6.0.0-{namespace}"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                    stdin=snapshot_doc("r", version, env=env, auto=True))
+    wait_for(lambda: condition(cluster.get("psnap", "r", namespace), "Active").get("status")
+             == "True", what="autoPromote")
+    client = aioredis.from_url(cluster.redis_url)
+    try:
+        # A Redis restart without persistence: the levels and the heartbeat group are gone.
+        await client.delete(f"pkg:desired:{env}", "pkg:heartbeats")
+        for _ in range(120):
+            raw = await client.get(f"pkg:desired:{env}")
+            if raw is not None:
+                break
+            await asyncio.sleep(0.25)
+        assert raw is not None, "the operator did not rewrite the lost desired state"
+        assert json.loads(raw)["stable"]["version"] == version
+        groups = await client.xinfo_groups("pkg:heartbeats")
+        assert [g["name"] for g in groups] == [b"pkg-operator"]
+    finally:
+        await client.aclose()

@@ -200,5 +200,6 @@ class TestCoverage:
             _report("c", "v2", age=20, evaluations=999, errors=999, p99_ms=99.0),  # before the step
         ]
         _, health = self._fold(reports, 100, step_started_at=step)
-        assert (health.evaluations, health.errors, health.p99_ms) == (150, 5, 9.0)
+        # 150 successful evaluations and 5 errors: 155 attempted.
+        assert (health.evaluations, health.errors, health.p99_ms) == (155, 5, 9.0)
         assert health.window_seconds == 10.0
