@@ -177,6 +177,23 @@ def active_stable(cluster: Cluster, namespace: str, env: str, tag: str) -> str:
     return version
 
 
+def v1_v2_and_fleet(
+    cluster: Cluster,
+    namespace: str,
+    fleet_factory: Callable[[str, str], Fleet],
+    env: str,
+    target: str,
+) -> tuple[str, str, Fleet, list[str]]:
+    """v1 promoted in ``env``, v2 Ready, and six eu-west sidecars of ``target`` running v1."""
+    v1 = active_stable(cluster, namespace, env, namespace)
+    v2 = f"rules@2.0.0-{namespace}"
+    ready_snapshot(cluster, namespace, "v2", snapshot_doc("v2", v2, env=env))
+    fleet = fleet_factory(env, target)
+    eu = fleet.start(EU, 6)
+    wait_for(lambda: fleet.converged(dict.fromkeys(eu, v1)), what="the fleet on v1")
+    return v1, v2, fleet, eu
+
+
 def expected_versions(
     ids: list[str], uid: str, weight: float, stable: str, canary: str
 ) -> dict[str, str]:
@@ -430,12 +447,7 @@ async def test_abort_retry_and_promote_full_are_carried_out_once_each(
 ) -> None:
     env, target = "dev", f"kiosk-{namespace}"
     start_operator()
-    v1 = active_stable(cluster, namespace, env, namespace)
-    v2 = f"rules@2.0.0-{namespace}"
-    ready_snapshot(cluster, namespace, "v2", snapshot_doc("v2", v2, env=env))
-    fleet = fleet_factory(env, target)
-    eu = fleet.start(EU, 6)
-    wait_for(lambda: fleet.converged(dict.fromkeys(eu, v1)), what="the fleet on v1")
+    v1, v2, fleet, eu = v1_v2_and_fleet(cluster, namespace, fleet_factory, env, target)
     cluster.kubectl(
         "apply",
         "-n",
@@ -531,12 +543,7 @@ async def test_an_operator_killed_mid_rollout_resumes_without_repeating_a_step(
 ) -> None:
     env, target = "staging", f"lift-{namespace}"
     first = start_operator(name="first")
-    v1 = active_stable(cluster, namespace, env, namespace)
-    v2 = f"rules@2.0.0-{namespace}"
-    ready_snapshot(cluster, namespace, "v2", snapshot_doc("v2", v2, env=env))
-    fleet = fleet_factory(env, target)
-    eu = fleet.start(EU, 6)
-    wait_for(lambda: fleet.converged(dict.fromkeys(eu, v1)), what="the fleet on v1")
+    _v1, v2, fleet, eu = v1_v2_and_fleet(cluster, namespace, fleet_factory, env, target)
     cluster.kubectl(
         "apply",
         "-n",
