@@ -33,6 +33,9 @@ __all__ = ["Loaded", "load", "store_and_validate"]
 
 log = logging.getLogger(__name__)
 
+#: Who the audit log names for what the operator stores and validates.
+ACTOR = "pkg-operator"
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -88,6 +91,7 @@ async def store_and_validate(
         resource_uid=meta["uid"],
         resource_namespace=meta.get("namespace"),
         resource_name=meta["name"],
+        actor=ACTOR,
     )
     validation = await _validate_once(ctx, snapshot_id, snapshot, loaded.evaluator)
     active = await ctx.db.get_active_snapshot(snapshot.env)
@@ -114,7 +118,9 @@ async def _validate_once(
             return _summary(run)
     unfinished = next((run for run in runs if run.get("finished_at") is None), None)
     run_id = (
-        int(unfinished["id"]) if unfinished else await ctx.db.create_validation_run(snapshot_id)
+        int(unfinished["id"])
+        if unfinished
+        else await ctx.db.create_validation_run(snapshot_id, actor=ACTOR)
     )
     report = await asyncio.to_thread(run_fixtures, evaluator.evaluate, snapshot.fixtures)
     failures = [result for result in report.results if not result.passed]
