@@ -33,6 +33,10 @@ class Cluster:
     def kubectl_result(self, *args: str, stdin: str | None = None) -> Any:
         return kubectl(self.kube.kubectl_bin, self.kube.kubeconfig, *args, stdin=stdin, check=False)
 
+    def apply(self, namespace: str, document: str) -> str:
+        """``kubectl apply -n NAMESPACE -f -`` of a YAML document."""
+        return self.kubectl("apply", "-n", namespace, "-f", "-", stdin=document)
+
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
         data = json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json"))
         assert isinstance(data, dict)

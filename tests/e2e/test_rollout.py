@@ -223,13 +223,9 @@ async def test_a_canary_goes_10_50_100_through_a_timed_pause_and_a_manual_gate(
     eu, us = fleet.start(EU, 10), fleet.start(US, 4)
     wait_for(lambda: fleet.converged(dict.fromkeys(eu + us, v1)), what="the fleet on v1")
 
-    cluster.kubectl(
-        "apply",
-        "-n",
+    cluster.apply(
         namespace,
-        "-f",
-        "-",
-        stdin=deployment_doc(
+        deployment_doc(
             "canary",
             "v2",
             env=env,
@@ -380,13 +376,9 @@ async def test_a_canary_whose_sidecars_report_errors_is_rolled_back_at_once(
     )
     worker.start()
     try:
-        cluster.kubectl(
-            "apply",
-            "-n",
+        cluster.apply(
             namespace,
-            "-f",
-            "-",
-            stdin=deployment_doc(
+            deployment_doc(
                 "bad",
                 "spin",
                 env=env,
@@ -448,13 +440,9 @@ async def test_abort_retry_and_promote_full_are_carried_out_once_each(
     env, target = "dev", f"kiosk-{namespace}"
     start_operator()
     v1, v2, fleet, eu = v1_v2_and_fleet(cluster, namespace, fleet_factory, env, target)
-    cluster.kubectl(
-        "apply",
-        "-n",
+    cluster.apply(
         namespace,
-        "-f",
-        "-",
-        stdin=deployment_doc(
+        deployment_doc(
             "manual",
             "v2",
             env=env,
@@ -517,12 +505,12 @@ async def test_a_spec_change_mid_rollout_restarts_with_the_new_snapshot(
         min_devices=6,
         steps=[{"setWeight": 50}, {"pause": {}}],
     )
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=doc)
+    cluster.apply(namespace, doc)
     uid = pdep(cluster, namespace, "change")["metadata"]["uid"]
     status_is(cluster, namespace, "change", summary="Paused")
 
     # v3 does not exist yet: the rollout waits and never publishes it.
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=doc.replace("name: v2", "name: v3"))
+    cluster.apply(namespace, doc.replace("name: v2", "name: v3"))
     waiting = status_is(cluster, namespace, "change", summary="Waiting")
     assert waiting["status"]["attempt"]["id"] == 2
     wait_for(lambda: fleet.converged(dict.fromkeys(eu, v1)), what="the old canary withdrawn")
@@ -544,13 +532,9 @@ async def test_an_operator_killed_mid_rollout_resumes_without_repeating_a_step(
     env, target = "staging", f"lift-{namespace}"
     first = start_operator(name="first")
     _v1, v2, fleet, eu = v1_v2_and_fleet(cluster, namespace, fleet_factory, env, target)
-    cluster.kubectl(
-        "apply",
-        "-n",
+    cluster.apply(
         namespace,
-        "-f",
-        "-",
-        stdin=deployment_doc(
+        deployment_doc(
             "resume",
             "v2",
             env=env,

@@ -78,7 +78,7 @@ async def test_a_valid_snapshot_becomes_ready_with_its_rows_in_postgresql(
 ) -> None:
     start_operator()
     version = f"rules@1.0.0-{namespace}"
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=snapshot_doc("v1", version))
+    cluster.apply(namespace, snapshot_doc("v1", version))
     obj = ready(cluster, namespace, "v1")
     status = obj["status"]
     assert condition(obj, "Ready")["status"] == "True", status
@@ -119,13 +119,8 @@ async def test_a_failing_fixture_leaves_it_not_ready_and_it_can_never_be_promote
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
     start_operator()
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=snapshot_doc("bad", f"rules@1.0.1-{namespace}", expect="something_else"),
+    cluster.apply(
+        namespace, snapshot_doc("bad", f"rules@1.0.1-{namespace}", expect="something_else")
     )
     obj = ready(cluster, namespace, "bad")
     assert condition(obj, "Ready")["status"] == "False"
@@ -151,14 +146,7 @@ async def test_a_checksum_mismatch_is_rejected_with_a_clear_condition(
 ) -> None:
     start_operator()
     version = f"rules@1.0.2-{namespace}"
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=snapshot_doc("tampered", version, checksum="0" * 64),
-    )
+    cluster.apply(namespace, snapshot_doc("tampered", version, checksum="0" * 64))
     obj = ready(cluster, namespace, "tampered")
     stored = condition(obj, "Stored")
     assert (stored["status"], stored["reason"]) == ("False", "ChecksumMismatch")
@@ -171,7 +159,7 @@ async def test_the_api_server_refuses_an_edit_of_the_spec(
     namespace: str,
 ) -> None:
     version = f"rules@1.0.3-{namespace}"
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=snapshot_doc("frozen", version))
+    cluster.apply(namespace, snapshot_doc("frozen", version))
     edited = cluster.kubectl_result(
         "apply", "-n", namespace, "-f", "-", stdin=snapshot_doc("frozen", version, expect="other")
     )
@@ -188,9 +176,7 @@ async def test_promote_and_rollback_write_rows_and_signal_the_sidecars(
     env = "staging"
     v1, v2 = f"rules@2.0.0-{namespace}", f"rules@2.1.0-{namespace}"
     for name, version in (("one", v1), ("two", v2)):
-        cluster.kubectl(
-            "apply", "-n", namespace, "-f", "-", stdin=snapshot_doc(name, version, env=env)
-        )
+        cluster.apply(namespace, snapshot_doc(name, version, env=env))
         assert condition(ready(cluster, namespace, name), "Ready")["status"] == "True"
 
     client = aioredis.from_url(cluster.redis_url)
@@ -267,10 +253,8 @@ async def test_an_active_snapshot_is_held_and_an_inactive_one_archived_on_delete
     start_operator()
     env = "dev"
     v1, v2 = f"rules@3.0.0-{namespace}", f"rules@3.1.0-{namespace}"
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=snapshot_doc("a", v1, env=env))
-    cluster.kubectl(
-        "apply", "-n", namespace, "-f", "-", stdin=snapshot_doc("b", v2, env=env, auto=True)
-    )
+    cluster.apply(namespace, snapshot_doc("a", v1, env=env))
+    cluster.apply(namespace, snapshot_doc("b", v2, env=env, auto=True))
     wait_for(
         lambda: condition(cluster.get("psnap", "b", namespace), "Active").get("status") == "True",
         what="autoPromote to activate b",
@@ -312,7 +296,7 @@ async def test_a_restarted_operator_duplicates_no_rows(
     first = start_operator(name="first")
     versions = [f"rules@4.{i}.0-{namespace}" for i in range(5)]
     for i, version in enumerate(versions):
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=snapshot_doc(f"s{i}", version))
+        cluster.apply(namespace, snapshot_doc(f"s{i}", version))
     await asyncio.sleep(0.5)
     first.kill()  # mid-way: some stored, some validated, some untouched
     start_operator(name="second")
@@ -342,9 +326,7 @@ async def test_two_operator_replicas_promote_once(
     start_operator(name="replica-a", PKG_PEERING_PRIORITY="10")
     start_operator(name="replica-b", PKG_PEERING_PRIORITY="20")
     version = f"rules@5.0.0-{namespace}"
-    cluster.kubectl(
-        "apply", "-n", namespace, "-f", "-", stdin=snapshot_doc("p", version, env="staging")
-    )
+    cluster.apply(namespace, snapshot_doc("p", version, env="staging"))
     assert condition(ready(cluster, namespace, "p"), "Ready")["status"] == "True"
     token = annotate(cluster, namespace, "p", "promote")
     action_done(cluster, namespace, "p", token)
@@ -359,14 +341,17 @@ async def test_two_operator_replicas_promote_once(
 
 
 async def test_what_a_redis_restart_loses_is_rebuilt_from_postgresql(
-    cluster: Cluster, namespace: str, start_operator: Callable[..., OperatorProcess],
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
 ) -> None:
     start_operator()
     env, version = "dev", f"rules@6.0.0-{namespace}"
-    cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                    stdin=snapshot_doc("r", version, env=env, auto=True))
-    wait_for(lambda: condition(cluster.get("psnap", "r", namespace), "Active").get("status")
-             == "True", what="autoPromote")
+    cluster.apply(namespace, snapshot_doc("r", version, env=env, auto=True))
+    wait_for(
+        lambda: condition(cluster.get("psnap", "r", namespace), "Active").get("status") == "True",
+        what="autoPromote",
+    )
     client = aioredis.from_url(cluster.redis_url)
     try:
         # A Redis restart without persistence: the levels and the heartbeat group are gone.
