@@ -243,7 +243,7 @@ async def _snapshot_action(
         kopf.warn(body, reason="RollbackRefused", message=str(exc))
         return outcome, _action_record("rollback", request.token, request.actor, f"refused: {exc}")
     _normal(body, reason="RolledBack", message=f"rolled {env} back to {done.to_version}")
-    await _refresh_snapshot(ctx, done.to_version)
+    await snapshots.refresh_active(ctx, done.to_version)
     new = Outcome(**{**outcome.__dict__, "active_in": None, "superseded_by": done.to_version})
     return new, _action_record(
         "rollback",
@@ -272,16 +272,7 @@ async def _mark_superseded(
     ctx: OperatorContext, body: kopf.Body, done: promotions.Promotion
 ) -> None:
     if done.from_version:
-        await _refresh_snapshot(ctx, done.from_version)
-
-
-async def _refresh_snapshot(ctx: OperatorContext, version: str) -> None:
-    """Recompute the Active condition of another snapshot after a promotion moved it."""
-    location = await ctx.db.snapshot_resource(version)
-    if location is None:
-        return
-    namespace, name = location
-    await rollouts.refresh_snapshot_active(ctx, namespace, name)
+        await snapshots.refresh_active(ctx, done.from_version)
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:

@@ -29,7 +29,7 @@ from evaluator_sidecar import signals as sig
 from evaluator_sidecar.db.errors import DatabaseUnavailableError
 from pkg_operator import coverage, kube
 from pkg_operator.actions import DEPLOYMENT_ACTIONS, ActionError, parse_action
-from pkg_operator.conditions import is_true, parse_time, set_condition
+from pkg_operator.conditions import is_true, parse_time
 from pkg_operator.context import OperatorContext
 from pkg_operator.rollout import reconcile
 from pkg_operator.rollout_model import (
@@ -43,7 +43,7 @@ from pkg_operator.rollout_model import (
     SnapshotRef,
 )
 
-__all__ = ["refresh_snapshot_active", "register"]
+__all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
@@ -349,39 +349,6 @@ async def _repair_level(
     )
     log.warning(
         "the desired state of %s/%s in %s was missing in Redis; rewrote it", target, region, env
-    )
-
-
-async def refresh_snapshot_active(ctx: OperatorContext, namespace: str, name: str) -> None:
-    """Set another snapshot's Active condition from PostgreSQL (after a promotion moved it)."""
-    body = await kube.get_object("policysnapshots", namespace, name)
-    if body is None:
-        return
-    status = body.get("status") or {}
-    snapshot_id, env = status.get("snapshotId"), body["spec"]["env"]
-    active = await ctx.db.get_active_snapshot(env)
-    generation = int(body["metadata"].get("generation") or 1)
-    now = dt.datetime.now(dt.UTC)
-    conditions = list(status.get("conditions") or [])
-    if active is not None and active.id == snapshot_id:
-        conditions = set_condition(
-            conditions,
-            "Active",
-            "True",
-            "Promoted",
-            f"the active snapshot of environment {env}",
-            generation,
-            now,
-        )
-        active_in: str | None = env
-    else:
-        by = active.version if active is not None else "nothing"
-        conditions = set_condition(
-            conditions, "Active", "False", "Superseded", f"superseded by {by}", generation, now
-        )
-        active_in = None
-    await kube.patch_status(
-        "policysnapshots", namespace, name, {"conditions": conditions, "activeIn": active_in}
     )
 
 

@@ -26,10 +26,11 @@ from evaluator_sidecar.fixtures import run_fixtures
 from evaluator_sidecar.model import PKGSnapshotData
 from evaluator_sidecar.resource import ChecksumMismatchError, snapshot_from_resource
 from pkg_operator import kube
+from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext
 from pkg_operator.snapshot_status import Outcome, ValidationSummary
 
-__all__ = ["Loaded", "load", "store_and_validate"]
+__all__ = ["Loaded", "load", "refresh_active", "store_and_validate"]
 
 log = logging.getLogger(__name__)
 
@@ -160,4 +161,41 @@ def _summary(run: Mapping[str, Any]) -> ValidationSummary:
             report.get("message")
             or f"{report.get('passed', 0)}/{report.get('total', 0)} fixtures passed"
         ),
+    )
+
+
+async def refresh_active(ctx: OperatorContext, version: str) -> None:
+    """Set another snapshot's Active condition from PostgreSQL (after a promotion moved it)."""
+    location = await ctx.db.snapshot_resource(version)
+    if location is None:
+        return  # stored by other means than a PolicySnapshot
+    namespace, name = location
+    body = await kube.get_object("policysnapshots", namespace, name)
+    if body is None:
+        return
+    status = body.get("status") or {}
+    snapshot_id, env = status.get("snapshotId"), body["spec"]["env"]
+    active = await ctx.db.get_active_snapshot(env)
+    generation = int(body["metadata"].get("generation") or 1)
+    now = dt.datetime.now(dt.UTC)
+    conditions = list(status.get("conditions") or [])
+    if active is not None and active.id == snapshot_id:
+        conditions = set_condition(
+            conditions,
+            "Active",
+            "True",
+            "Promoted",
+            f"the active snapshot of environment {env}",
+            generation,
+            now,
+        )
+        active_in: str | None = env
+    else:
+        by = active.version if active is not None else "nothing"
+        conditions = set_condition(
+            conditions, "Active", "False", "Superseded", f"superseded by {by}", generation, now
+        )
+        active_in = None
+    await kube.patch_status(
+        "policysnapshots", namespace, name, {"conditions": conditions, "activeIn": active_in}
     )
