@@ -29,7 +29,7 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -41,11 +41,13 @@ __all__ = [
     "API_VERSION",
     "ENVS",
     "KIND",
+    "MAX_NESTING",
     "ChecksumMismatchError",
     "InvalidResourceError",
     "canonical_json",
     "content_checksum",
     "load_documents",
+    "nesting_problem",
     "select_policy_snapshot",
     "snapshot_from_resource",
     "validate_resource",
@@ -61,7 +63,21 @@ API_VERSION = "pkg.seedcore.io/v1alpha1"
 KIND = "PolicySnapshot"
 ENVS = ("prod", "staging", "dev")
 
-_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[0-9A-Za-z][0-9A-Za-z.+-]*$")
+#: NAME@SEMVER: a name, then a semantic version exactly as semver.org 2.0.0 defines it
+#: (no leading zeros, optional pre-release and build parts). The CRD declares the same
+#: pattern, so the API server refuses what this refuses; a test keeps the two equal.
+_SEMVER = (
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?"
+    r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
+)
+_VERSION_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]*@{_SEMVER}$")
+#: How deep a spec may nest, counting the spec itself as level 1. Free-form fields
+#: (data, params, default_params, fixture inputs, fact objects) have no schema to bound
+#: them, and the API server stores objects nested thousands of levels deep, which
+#: recursive code (JSON encoders, deep copies) cannot process; real policies need a
+#: handful of levels.
+MAX_NESTING = 64
 _ANY: dict[str, Any] = {}
 _OBJECT_ANY: dict[str, Any] = {"type": "object"}
 
@@ -114,7 +130,7 @@ _SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["version", "env", "engine"],
     "properties": {
-        "version": _str(3, 128, pattern=_VERSION_PATTERN, example="rules@1.4.0"),
+        "version": _str(3, 128, pattern=_VERSION_PATTERN, example="rules@1.4.0, NAME@SEMVER"),
         "env": {"type": "string", "enum": list(ENVS)},
         "engine": {"type": "string", "enum": list(ENGINES)},
         "autoPromote": {"type": "boolean"},
@@ -467,6 +483,39 @@ def _check_fixture_names(fixtures: Any, out: list[Problem]) -> None:
             seen[name] = i
 
 
+def nesting_problem(value: Any, where: str, limit: int = MAX_NESTING) -> Problem | None:
+    """The problem with ``value`` if its objects and arrays nest more than ``limit`` levels.
+
+    Iterative on purpose: it must answer for values too deep for any recursive walk.
+    """
+    stack: list[tuple[str, Iterator[tuple[str, Any]]]] = [(where, _children(value))]
+    while stack:
+        step = next(stack[-1][1], None)
+        if step is None:
+            stack.pop()
+            continue
+        key, child = step
+        if not isinstance(child, (Mapping, list)):
+            continue
+        if len(stack) >= limit:
+            path = "".join(name for name, _ in stack) + key
+            return Problem(
+                where,
+                f"nests more than {limit} levels deep (at {path}); flatten the structure: "
+                f"objects and arrays may nest at most {limit} levels",
+            )
+        stack.append((key, _children(child)))
+    return None
+
+
+def _children(value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return ((f".{key}", item) for key, item in value.items())
+    if isinstance(value, list):
+        return ((f"[{i}]", item) for i, item in enumerate(value))
+    return iter(())
+
+
 def validate_resource(resource: Any) -> list[Problem]:
     """Every problem with the resource's shape (empty when well-formed)."""
     out: list[Problem] = []
@@ -485,6 +534,10 @@ def validate_resource(resource: Any) -> list[Problem]:
     if not isinstance(spec, Mapping):
         out.append(Problem("spec", "is required (a mapping)"))
         return out
+    too_deep = nesting_problem(spec, "spec")
+    if too_deep is not None:
+        # Every later check recurses into the values: stop before one of them overflows.
+        return [*out, too_deep]
     _check_schema(spec, _SPEC_SCHEMA, "spec", out)
     if isinstance(spec.get("checksum"), str):
         try:

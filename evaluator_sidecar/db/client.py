@@ -203,6 +203,7 @@ class PKGClient:
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-client",
+        reclaim_from: str | None = None,
     ) -> int:
         """Store a whole snapshot (a PKGSnapshotData, or its parts) in one transaction,
         idempotently; its id (see PKGSnapshotsDAO.store_snapshot)."""
@@ -225,6 +226,7 @@ class PKGClient:
             notes=notes,
             metadata=metadata,
             actor=actor,
+            reclaim_from=reclaim_from,
         )
 
     async def store_snapshot_spec(
@@ -238,6 +240,7 @@ class PKGClient:
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-operator",
+        reclaim_from: str | None = None,
     ) -> int:
         """``store_snapshot`` for a PolicySnapshot spec as written (camelCase keys); its id."""
         return await self.snapshots.store_snapshot_spec(
@@ -249,6 +252,7 @@ class PKGClient:
             notes=notes,
             metadata=metadata,
             actor=actor,
+            reclaim_from=reclaim_from,
         )
 
     async def snapshot_resource(self, version: str) -> tuple[str, str] | None:

@@ -33,6 +33,7 @@ __all__ = [
     "SnapshotArchivedError",
     "SnapshotInUseError",
     "ValidationRequiredError",
+    "VersionOwnedError",
     "db_errors",
     "translate",
 ]
@@ -50,6 +51,22 @@ class NotFoundError(PKGError, LookupError):
 
 class ConflictError(PKGError):
     """The request contradicts what is stored (same version, different content; a reused key)."""
+
+
+class VersionOwnedError(ConflictError):
+    """The version is stored for another PolicySnapshot resource, which still owns it.
+
+    ``owner_uid``, ``owner_namespace`` and ``owner_name`` name that resource, so a
+    caller that can see the cluster may check whether it still exists.
+    """
+
+    def __init__(
+        self, message: str, *, owner_uid: str, owner_namespace: str | None, owner_name: str | None
+    ) -> None:
+        super().__init__(message)
+        self.owner_uid = owner_uid
+        self.owner_namespace = owner_namespace
+        self.owner_name = owner_name
 
 
 class SnapshotArchivedError(ConflictError):

@@ -21,7 +21,12 @@ from typing import Any
 import asyncpg
 
 from evaluator_sidecar.db.audit import append_in
-from evaluator_sidecar.db.errors import ConflictError, InvalidInputError, db_errors
+from evaluator_sidecar.db.errors import (
+    ConflictError,
+    InvalidInputError,
+    VersionOwnedError,
+    db_errors,
+)
 from evaluator_sidecar.db.models import TemporalFact
 from evaluator_sidecar.db.pool import Connection, Database, json_dumps
 from evaluator_sidecar.db.snapshot_rows import (
@@ -295,6 +300,7 @@ class PKGSnapshotsDAO:
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-client",
+        reclaim_from: str | None = None,
     ) -> int:
         """Store a snapshot with its rules, conditions, emissions, subtask types, facts,
         fixtures and artifact in one transaction; its id. Idempotent.
@@ -304,8 +310,11 @@ class PKGSnapshotsDAO:
         content checksum (``evaluator_sidecar.resource.content_checksum`` of the spec),
         computed when omitted. Keyed by ``resource_uid`` (the PolicySnapshot's
         ``metadata.uid``) and ``version``: storing identical content again returns the
-        stored id and writes nothing; an identical snapshot that was archived is restored;
-        an identical one from a new resource uid is taken over by that resource. Raises
+        stored id and writes nothing; an identical snapshot that was archived is restored.
+        A version belongs to one resource: an identical snapshot from another resource uid
+        is taken over only when its row was archived (its resource was deleted), stored
+        without a uid, or owned by ``reclaim_from`` (a caller that checked that this
+        owner no longer exists); otherwise VersionOwnedError names the owner. Raises
         ConflictError when the version holds different content or the uid another
         version, InvalidSnapshotError listing every problem, ChecksumMismatchError when a
         wasm checksum is not the artifact's.
@@ -366,7 +375,7 @@ class PKGSnapshotsDAO:
                     "SELECT pg_advisory_xact_lock(hashtext('pkg_store_snapshot'), hashtext($1))",
                     version,
                 )
-                existing = await self._existing(conn, content, source, actor)
+                existing = await self._existing(conn, content, source, actor, reclaim_from)
                 if existing is not None:
                     log.debug("snapshot %s already stored (id %d)", version, existing)
                     return existing
@@ -406,6 +415,7 @@ class PKGSnapshotsDAO:
         notes: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str = "pkg-operator",
+        reclaim_from: str | None = None,
     ) -> int:
         """``store_snapshot`` for a PolicySnapshot ``spec`` as written (camelCase keys).
 
@@ -441,14 +451,21 @@ class PKGSnapshotsDAO:
             notes=notes,
             metadata=metadata,
             actor=actor,
+            reclaim_from=reclaim_from,
         )
 
     async def _existing(
-        self, conn: Connection, content: SnapshotContent, source: _Source, actor: str
+        self,
+        conn: Connection,
+        content: SnapshotContent,
+        source: _Source,
+        actor: str,
+        reclaim_from: str | None,
     ) -> int | None:
         uid = source.uid
         rows = await conn.fetch(
-            "SELECT id, version, uid, content_sha256, archived_at FROM pkg_snapshots "
+            "SELECT id, version, uid, content_sha256, archived_at, resource_namespace, "
+            "resource_name FROM pkg_snapshots "
             "WHERE version = $1 OR ($2::text IS NOT NULL AND uid = $2) FOR UPDATE",
             content.version,
             uid,
@@ -471,6 +488,21 @@ class PKGSnapshotsDAO:
                 "snapshot a new version"
             )
         if uid is not None and row["uid"] != uid:
+            owned = row["uid"] is not None and row["archived_at"] is None
+            if owned and row["uid"] != reclaim_from:
+                where = (
+                    f"PolicySnapshot {row['resource_namespace']}/{row['resource_name']}"
+                    if row["resource_name"]
+                    else "another resource"
+                )
+                raise VersionOwnedError(
+                    f"version {content.version!r} already belongs to {where} (uid "
+                    f"{row['uid']}, snapshot {row['id']}); a version belongs to one resource: "
+                    "give this snapshot a new version, or delete the other resource first",
+                    owner_uid=row["uid"],
+                    owner_namespace=row["resource_namespace"],
+                    owner_name=row["resource_name"],
+                )
             await conn.execute(
                 "UPDATE pkg_snapshots SET uid = $2, resource_namespace = $3, resource_name = $4 "
                 "WHERE id = $1",

@@ -60,6 +60,7 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.peering.clusterwide = True
     settings.peering.mandatory = not ours.standalone
     settings.peering.standalone = ours.standalone
+    settings.peering.lifetime = ours.peering_lifetime_seconds
     # Only the operator's explicit events and warnings reach `kubectl describe`.
     settings.posting.level = logging.WARNING
 
@@ -125,7 +126,9 @@ async def _reconcile_snapshot(
         except ActionError as exc:
             kopf.warn(body, reason="InvalidAction", message=str(exc))
             request = None
-        if request is not None:
+        if outcome.rejected is not None:
+            pass  # reported below; no action applies to a snapshot that was not stored
+        elif request is not None:
             outcome, last_action = await _snapshot_action(ctx, body, outcome, request)
         elif spec.get("autoPromote") and _auto_promotable(outcome):
             outcome, last_action = await _auto_promote(ctx, body, outcome)
@@ -141,6 +144,9 @@ async def _reconcile_snapshot(
     if last_action is not None:
         new_status["lastAction"] = last_action
     patch.status.update(new_status)
+    if outcome.rejected is not None:
+        reason, message = outcome.rejected
+        kopf.warn(body, reason=reason, message=message)
     validation = outcome.validation
     if validation is not None and not validation.success:
         kopf.warn(body, reason="FixturesFailed", message=validation.message)
@@ -325,29 +331,36 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         **_: Any,
     ) -> None:
         ctx = _ctx(memo)
-        snapshot_id = status.get("snapshotId")
-        if snapshot_id is None:
-            return  # never stored: nothing to keep
-        env = spec["env"]
+        env = spec.get("env")
+
+        def hold(reason: str, message: str) -> kopf.TemporaryError:
+            patch.status["conditions"] = set_condition(
+                list(status.get("conditions") or []),
+                "DeletionHeld",
+                "True",
+                reason,
+                message,
+                int(meta.get("generation") or 1),
+                _now(),
+            )
+            kopf.warn(body, reason="DeletionHeld", message=message)
+            return kopf.TemporaryError(message, delay=30)
+
         try:
-            active = await ctx.db.get_active_snapshot(env)
+            # The row this resource owns, found by its uid, never by what its status
+            # says: a resource refused for a version another one owns has no row, and
+            # deleting it must not touch the owner's.
+            owned = await ctx.db.get_snapshot_info(resource_uid=meta["uid"])
+            if owned is None or owned.get("archived_at") is not None:
+                return  # never stored, or already archived: nothing to keep
+            snapshot_id = int(owned["id"])
+            active = await ctx.db.get_active_snapshot(env) if env else None
             if active is not None and active.id == snapshot_id:
-                message = (
-                    f"{spec['version']} is the active snapshot of {env}: promote another "
-                    "snapshot or roll back first; the finalizer holds it until then"
-                )
-                generation = int(meta.get("generation") or 1)
-                patch.status["conditions"] = set_condition(
-                    list(status.get("conditions") or []),
-                    "DeletionHeld",
-                    "True",
+                raise hold(
                     "ActiveSnapshot",
-                    message,
-                    generation,
-                    _now(),
+                    f"{spec['version']} is the active snapshot of {env}: promote another "
+                    "snapshot or roll back first; the finalizer holds it until then",
                 )
-                kopf.warn(body, reason="DeletionHeld", message=message)
-                raise kopf.TemporaryError(message, delay=30)
             try:
                 await ctx.db.archive_snapshot(
                     snapshot_id,
@@ -355,8 +368,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
                     reason=f"PolicySnapshot {meta['name']} deleted",
                 )
             except SnapshotInUseError as exc:
-                kopf.warn(body, reason="DeletionHeld", message=str(exc))
-                raise kopf.TemporaryError(str(exc), delay=30) from exc
+                raise hold("StillDeployed", f"{exc}; the finalizer holds it until then") from exc
         except DatabaseUnavailableError as exc:
             raise kopf.TemporaryError(
                 f"PostgreSQL is unavailable: {exc}", delay=RETRY_DELAY

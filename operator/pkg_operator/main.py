@@ -15,7 +15,15 @@ import kopf
 
 from pkg_operator.settings import SettingsError, load_settings
 
-__all__ = ["main"]
+__all__ = ["RECURSION_LIMIT", "main"]
+
+#: The API server stores custom resources nested up to 10,000 levels deep (its JSON
+#: decoder's limit), while Python's default recursion limit (1,000) makes the JSON
+#: decoding in kopf's watch stream raise: one such object would stop the whole
+#: operator, on every restart. With this limit it decodes whatever the API server
+#: hands over, and the snapshot handler refuses the object in its status. Decoding
+#: 10,000 levels needs far less C stack than the main thread has.
+RECURSION_LIMIT = 25_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "(see `python -c 'import pkg_operator.settings as s; print(s.__doc__)'`).",
     )
     parser.parse_args(argv)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -10,6 +10,7 @@ The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL`
 | ``PKG_NAMESPACES`` | (all) | namespaces to watch, comma-separated, globs allowed |
 | ``PKG_PEERING_NAME`` | ``pkg-operator`` | the ClusterKopfPeering the replicas share |
 | ``PKG_PEERING_PRIORITY`` | random | the highest live priority works, the others wait |
+| ``PKG_PEERING_LIFETIME_SECONDS`` | ``30`` | how long a silent replica still counts as alive |
 | ``PKG_STANDALONE`` | ``false`` | run without peering (a single replica) |
 | ``PKG_LIVENESS_PORT`` | ``8080`` | port of ``/healthz`` (0 disables it) |
 | ``PKG_LIVENESS_HOST`` | ``0.0.0.0`` | address of ``/healthz`` |
@@ -36,6 +37,11 @@ class OperatorSettings(CommonSettings):
     peering_name: str = "pkg-operator"
     # Random unless set: replicas of one Deployment must differ, or kopf pauses them all.
     peering_priority: int = Field(default_factory=lambda: random.randint(1, 2**31 - 1))
+    # kopf refreshes the record every lifetime minus 5-10 s. A replica killed without
+    # a clean exit keeps the others (and its own successor, unless POD_ID gives both one
+    # identity) paused until the record expires; too short a lifetime lets a standby
+    # start while a slow active replica is still working.
+    peering_lifetime_seconds: int = Field(default=30, ge=15, le=3600)
     standalone: bool = False
     liveness_host: str = "0.0.0.0"  # the kubelet probes from outside the pod
     liveness_port: int = Field(default=8080, ge=0, le=65535)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from evaluator_sidecar.db.errors import ConflictError, VersionOwnedError
 from evaluator_sidecar.errors import SnapshotLoadError
 from evaluator_sidecar.evaluator import PKGEvaluator
 from evaluator_sidecar.fixtures import run_fixtures
@@ -87,13 +88,20 @@ async def store_and_validate(
     meta = body["metadata"]
     snapshot = loaded.snapshot
     rule_count = len(snapshot.rules)
-    snapshot_id = await ctx.db.store_snapshot(
-        snapshot,
-        resource_uid=meta["uid"],
-        resource_namespace=meta.get("namespace"),
-        resource_name=meta["name"],
-        actor=ACTOR,
-    )
+    try:
+        snapshot_id = await _store(ctx, meta, snapshot)
+    except VersionOwnedError as exc:
+        # Final: another live resource owns the version; retrying cannot change that.
+        return Outcome(
+            checksum=snapshot.checksum, rule_count=rule_count, rejected=("VersionInUse", str(exc))
+        )
+    except ConflictError as exc:
+        # Final too: the stored version holds other content, and stored versions never change.
+        return Outcome(
+            checksum=snapshot.checksum,
+            rule_count=rule_count,
+            rejected=("VersionConflict", str(exc)),
+        )
     validation = await _validate_once(ctx, snapshot_id, snapshot, loaded.evaluator)
     active = await ctx.db.get_active_snapshot(snapshot.env)
     active_in = snapshot.env if active is not None and active.id == snapshot_id else None
@@ -108,6 +116,46 @@ async def store_and_validate(
         active_in=active_in,
         superseded_by=superseded_by,
     )
+
+
+async def _store(ctx: OperatorContext, meta: Mapping[str, Any], snapshot: PKGSnapshotData) -> int:
+    """Store the snapshot for this resource; reclaim its version from an owner that is gone.
+
+    A version belongs to one PolicySnapshot. Its owner's row is archived when that
+    resource is deleted, but not when someone stripped the finalizer by hand: then
+    the owner named by the database no longer exists, and this resource may take the
+    version over.
+    """
+
+    async def store(reclaim_from: str | None = None) -> int:
+        return await ctx.db.store_snapshot(
+            snapshot,
+            resource_uid=meta["uid"],
+            resource_namespace=meta.get("namespace"),
+            resource_name=meta["name"],
+            actor=ACTOR,
+            reclaim_from=reclaim_from,
+        )
+
+    try:
+        return await store()
+    except VersionOwnedError as exc:
+        if exc.owner_name is None or exc.owner_namespace is None:
+            raise  # stored by other means than a PolicySnapshot: nothing to look up
+        owner = await kube.get_object("policysnapshots", exc.owner_namespace, exc.owner_name)
+        if owner is not None and owner["metadata"].get("uid") == exc.owner_uid:
+            raise
+        log.warning(
+            "version %s belonged to PolicySnapshot %s/%s (uid %s), which no longer exists; "
+            "%s/%s takes it over",
+            snapshot.version,
+            exc.owner_namespace,
+            exc.owner_name,
+            exc.owner_uid,
+            meta.get("namespace"),
+            meta["name"],
+        )
+        return await store(reclaim_from=exc.owner_uid)
 
 
 async def _validate_once(

@@ -18,6 +18,7 @@ from evaluator_sidecar.db.errors import (
     ConflictError,
     SnapshotArchivedError,
     SnapshotInUseError,
+    VersionOwnedError,
 )
 from evaluator_sidecar.db.models import TemporalFact
 from evaluator_sidecar.db.snapshot_rows import InvalidSnapshotError
@@ -347,17 +348,56 @@ class TestIdempotentStore:
         with pytest.raises(ConflictError, match="immutable"):
             await make_snapshot("rules@1.0.1", uid="uid-1", validated=False)
 
-    async def test_a_recreated_resource_takes_over_its_identical_snapshot(
+    async def test_a_version_owned_by_a_live_resource_is_refused_to_another_one(
+        self, client: PKGClient, sql: asyncpg.Connection, reference_spec: dict[str, Any]
+    ) -> None:
+        first = await client.store_snapshot_spec(
+            reference_spec, resource_uid="uid-a", resource_namespace="ns", resource_name="a"
+        )
+        before = await _counts(sql)
+        with pytest.raises(VersionOwnedError, match="already belongs to PolicySnapshot ns/a") as e:
+            await client.store_snapshot_spec(
+                reference_spec, resource_uid="uid-b", resource_namespace="ns2", resource_name="b"
+            )
+        assert (e.value.owner_uid, e.value.owner_namespace, e.value.owner_name) == (
+            "uid-a", "ns", "a"
+        )  # fmt: skip
+        assert await _counts(sql) == before
+        row = await sql.fetchrow(
+            "SELECT uid, resource_namespace, resource_name FROM pkg_snapshots WHERE id = $1", first
+        )
+        assert tuple(row) == ("uid-a", "ns", "a")
+
+    async def test_a_recreated_resource_takes_over_its_identical_snapshot_once_archived(
         self, client: PKGClient, make_snapshot: MakeSnapshot
     ) -> None:
         snapshot_id = await make_snapshot("rules@1.0.0", uid="uid-old", validated=False)
+        await client.archive_snapshot(snapshot_id, reason="its resource was deleted")
         again = await make_snapshot("rules@1.0.0", uid="uid-new", validated=False)
         assert again == snapshot_id
         info = await client.get_snapshot_info(resource_uid="uid-new")
         assert info is not None
         assert info["id"] == snapshot_id
         actions = [r["action"] for r in await client.get_audit_log(snapshot_id=snapshot_id)]
-        assert actions == ["snapshot.stored", "snapshot.reclaimed"]
+        assert actions == [
+            "snapshot.stored", "snapshot.archived", "snapshot.reclaimed", "snapshot.restored"
+        ]  # fmt: skip
+
+    async def test_a_caller_that_saw_the_owner_gone_may_reclaim_its_version(
+        self, client: PKGClient, reference_spec: dict[str, Any]
+    ) -> None:
+        first = await client.store_snapshot_spec(reference_spec, resource_uid="uid-gone")
+        with pytest.raises(VersionOwnedError):
+            await client.store_snapshot_spec(
+                reference_spec, resource_uid="uid-new", reclaim_from="uid-other"
+            )
+        again = await client.store_snapshot_spec(
+            reference_spec, resource_uid="uid-new", reclaim_from="uid-gone"
+        )
+        assert again == first
+        info = await client.get_snapshot_info(resource_uid="uid-new")
+        assert info is not None
+        assert info["id"] == first
 
     async def test_concurrent_stores_of_one_snapshot_write_it_once(
         self, client: PKGClient, sql: asyncpg.Connection, reference_spec: dict[str, Any]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,13 @@ def test_the_api_server_accepts_the_crds_and_the_rendered_chart(kube: KubeContro
 
     crds = kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "crds.yaml"))
     assert crds.returncode == 0, crds.stderr
+    established = '{.status.conditions[?(@.type=="Established")].status}'
     for name in ("policysnapshots.pkg.seedcore.io", "clusterkopfpeerings.kopf.dev"):
-        waited = kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
-        assert waited.returncode == 0, waited.stderr
+        # Not `kubectl wait`: it errors out on a CRD too new to have any conditions yet.
+        deadline = time.monotonic() + 60
+        while kubectl("get", f"crd/{name}", "-o", f"jsonpath={established}").stdout != "True":
+            assert time.monotonic() < deadline, f"crd/{name} not Established after 60 s"
+            time.sleep(0.2)
     chart = kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "pkg-operator.yaml"))
     assert chart.returncode == 0, chart.stderr
     assert "deployment.apps/pkg-operator serverside-applied" in chart.stdout

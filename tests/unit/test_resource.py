@@ -19,6 +19,7 @@ from conftest import REFERENCE_SNAPSHOT, REPO, SAMPLE_SNAPSHOT
 from evaluator_sidecar.errors import SnapshotLoadError
 from evaluator_sidecar.resource import (
     _SPEC_SCHEMA,
+    MAX_NESTING,
     ChecksumMismatchError,
     InvalidResourceError,
     canonical_json,
@@ -229,6 +230,8 @@ def _compare(ours: dict[str, Any], theirs: dict[str, Any], where: str, out: list
             crd = sorted(crd or [])
         if mine != crd and not (key == "maxLength" and mine is None):
             out.append(f"{where}: {key} {mine!r} != {crd!r}")
+    if "pattern" in ours and ours["pattern"].pattern != theirs.get("pattern"):
+        out.append(f"{where}: pattern {ours['pattern'].pattern!r} != {theirs.get('pattern')!r}")
     if ours.get("minLength", 0) != theirs.get("minLength", 0):
         out.append(f"{where}: minLength {ours.get('minLength')} != {theirs.get('minLength')}")
     if "properties" in ours or "properties" in theirs:
@@ -246,6 +249,68 @@ def test_shape_checks_match_the_crd_schema() -> None:
     differences: list[str] = []
     _compare(_SPEC_SCHEMA, _crd_spec_schema(), "spec", differences)
     assert differences == []
+
+
+# -- versions and nesting ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["rules@1.4.0", "wh@0.0.1", "edge.door_v2@10.20.30", "rules@2.0.0-rc.1",
+     "rules@1.0.0-alpha.beta-2+build.5", "rules@1.0.0+20261204", "rules@3.0.0-e2e-1-1234"],
+)  # fmt: skip
+def test_a_name_at_a_semantic_version_is_accepted(version: str) -> None:
+    assert _problems(_with(_native(), "spec.version", version)) == []
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["wh@banana", "wh@1.2", "wh@1", "wh@01.2.3", "wh@1.02.3", "wh@1.2.3-01", "wh@1.2.3-",
+     "wh@1.2.3+", "wh@v1.2.3", "@1.2.3", "wh1.2.3", "wh@1.2.3@4.5.6", "wh@1.2.3 "],
+)  # fmt: skip
+def test_a_version_that_is_not_name_at_semver_is_refused_showing_the_form(version: str) -> None:
+    problems = _problems(_with(_native(), "spec.version", version))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"spec.version: {version!r} does not match"), problems
+    assert "rules@1.4.0, NAME@SEMVER" in problems[0]
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_free_form_fields_may_nest_up_to_the_limit() -> None:
+    # spec (1) > data (2) > ... : the data object may take the remaining levels.
+    resource = _with(_native(), "spec.data", _nested(MAX_NESTING - 1))
+    assert _problems(resource) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [("spec.data", _nested(MAX_NESTING + 5), "spec.data.a.a"),
+     ("spec.rules.0.emissions.0.params", _nested(MAX_NESTING + 5), "spec.rules[0].emissions[0].params.a"),
+     ("spec.fixtures", [{"name": "f", "input": _nested(MAX_NESTING + 5), "expect": {}}], "spec.fixtures[0].input.a")],
+)  # fmt: skip
+def test_deeper_nesting_is_one_clear_problem_naming_the_path(
+    path: str, value: Any, where: str
+) -> None:
+    resource = _with(_native(), path, value)
+    problems = _problems(resource)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("spec: nests more than 64 levels deep (at " + where), problems
+
+
+def test_nesting_far_beyond_pythons_recursion_limit_is_refused_not_crashed() -> None:
+    # What the API server stores: thousands of levels, past any recursive walk.
+    deep: Any = 1
+    for _ in range(20_000):
+        deep = [deep]
+    resource = _with(_native(), "spec.data", {"x": deep})
+    with pytest.raises(InvalidResourceError, match="nests more than 64 levels deep"):
+        snapshot_from_resource(resource)
 
 
 # -- checksum -----------------------------------------------------------------------------
