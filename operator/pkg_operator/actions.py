@@ -25,6 +25,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
+from pkg_operator.api import ACTION_ANNOTATION
+
 __all__ = [
     "ACTION_ANNOTATION",
     "DEPLOYMENT_ACTIONS",
@@ -34,7 +36,6 @@ __all__ = [
     "parse_action",
 ]
 
-ACTION_ANNOTATION: Final = "pkg.seedcore.io/action"
 DEPLOYMENT_ACTIONS: Final = frozenset(
     {"promote", "promote-full", "abort", "retry", "rollback", "resume"}
 )

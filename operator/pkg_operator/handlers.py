@@ -24,22 +24,13 @@ from redis.exceptions import RedisError
 from evaluator_sidecar.db.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
 from pkg_operator import heartbeats, promotions, rollouts, snapshots
 from pkg_operator.actions import SNAPSHOT_ACTIONS, ActionError, ActionRequest, parse_action
+from pkg_operator.api import ACTION_ANNOTATION, FINALIZER, KOPF_PREFIX, SNAPSHOTS
 from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext, open_context
-from pkg_operator.kube import GROUP, VERSION
 from pkg_operator.settings import OperatorSettings
 from pkg_operator.snapshot_status import Outcome, snapshot_status
 
-__all__ = ["ACTION_ANNOTATION", "FINALIZER", "PREFIX", "build_registry"]
-
-PREFIX = "pkg.seedcore.io"
-FINALIZER = f"{PREFIX}/finalizer"
-ACTION_ANNOTATION = f"{PREFIX}/action"
-#: kopf ignores changes to annotations under its own storage prefix, so its
-#: bookkeeping gets a sub-prefix of ours and people's actions stay visible to it.
-KOPF_PREFIX = f"kopf.{PREFIX}"
-SNAPSHOTS = (GROUP, VERSION, "policysnapshots")
-DEPLOYMENTS = (GROUP, VERSION, "policydeployments")
+__all__ = ["build_registry"]
 
 #: How long to wait before retrying after PostgreSQL or Redis failed.
 RETRY_DELAY = 10.0

@@ -20,17 +20,14 @@ from typing import Any, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from pkg_operator.api import GROUP, VERSION
+
 __all__ = [
-    "GROUP",
-    "VERSION",
     "KubeError",
     "get_object",
     "patch_status",
     "read_configmap_binary",
 ]
-
-GROUP = "pkg.seedcore.io"
-VERSION = "v1alpha1"
 
 log = logging.getLogger(__name__)
 

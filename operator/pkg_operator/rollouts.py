@@ -29,6 +29,7 @@ from evaluator_sidecar import signals as sig
 from evaluator_sidecar.db.errors import DatabaseUnavailableError
 from pkg_operator import coverage, kube
 from pkg_operator.actions import DEPLOYMENT_ACTIONS, ActionError, parse_action
+from pkg_operator.api import ACTION_ANNOTATION, DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.conditions import is_true, parse_time
 from pkg_operator.context import OperatorContext
 from pkg_operator.rollout import reconcile
@@ -46,11 +47,6 @@ from pkg_operator.rollout_model import (
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
-
-GROUP, VERSION = kube.GROUP, kube.VERSION
-SNAPSHOTS = (GROUP, VERSION, "policysnapshots")
-DEPLOYMENTS = (GROUP, VERSION, "policydeployments")
-ACTION_ANNOTATION = "pkg.seedcore.io/action"
 
 
 def snapshot_info(body: Mapping[str, Any]) -> SnapshotInfo:
