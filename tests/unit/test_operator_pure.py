@@ -9,7 +9,7 @@ import pytest
 from evaluator_sidecar.cohorts import in_canary
 from pkg_operator.coverage import DeviceReport, fold
 from pkg_operator.settings import OperatorSettings, SettingsError, load_settings
-from pkg_operator.snapshot_status import Outcome, ValidationSummary, snapshot_status
+from pkg_operator.snapshot.status import Outcome, ValidationSummary, snapshot_status
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 DSN = "postgresql://pkg@db:5432/pkg"

@@ -1,14 +1,14 @@
-"""Reconcile one PolicySnapshot: verify, compile, store, validate, promote, archive.
+"""A PolicySnapshot's I/O steps: load and compile, store, validate once, refresh ``Active``.
 
-The steps that need I/O live here, each idempotent so that a resumed or
-restarted operator repeats none of their effects:
+Each is idempotent, so that a resumed or restarted operator repeats none of its
+effects:
 
 - storing is keyed by the resource's uid (the database returns the same id);
 - a snapshot is validated once: a finished validation run is reused, an
   unfinished one (a crash mid-run) is finished, never duplicated;
 - a promotion is keyed by the snapshot's uid and the request's one-time token.
 
-What the status says is decided by :mod:`pkg_operator.snapshot_status` (pure).
+What the status says is decided by :mod:`pkg_operator.snapshot.status` (pure).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from evaluator_sidecar.resource import ChecksumMismatchError, snapshot_from_reso
 from pkg_operator import kube
 from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext
-from pkg_operator.snapshot_status import Outcome, ValidationSummary
+from pkg_operator.snapshot.status import Outcome, ValidationSummary
 
 __all__ = ["Loaded", "load", "refresh_active", "store_and_validate"]
 
