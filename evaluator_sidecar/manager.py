@@ -542,7 +542,7 @@ class PKGManager:
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(RedisError, OSError):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _on_message(self, message: ActivateMessage | DesiredMessage) -> None:
         if isinstance(message, ActivateMessage):
