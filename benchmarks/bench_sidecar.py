@@ -43,7 +43,7 @@ from aiohttp import web
 
 from evaluator_sidecar.http import Request, SidecarAPI, serve_api
 from evaluator_sidecar.manager import PKGManager
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,

@@ -34,17 +34,17 @@ if TYPE_CHECKING:
     from evaluator_sidecar.db.promotions import PKGPromotionsDAO
     from evaluator_sidecar.db.snapshots import PKGSnapshotsDAO
     from evaluator_sidecar.db.validation import PKGValidationDAO
-    from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
-    from evaluator_sidecar.engines.native import NativeRuleEngine
-    from evaluator_sidecar.engines.wasm import OpaWasm
-    from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
-    from evaluator_sidecar.evaluator import PKGEvaluator
     from evaluator_sidecar.manager import (
         PKGManager,
         get_global_pkg_manager,
         initialize_global_pkg_manager,
     )
-    from evaluator_sidecar.model import PKGSnapshotData
+    from evaluator_sidecar.policy.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
+    from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+    from evaluator_sidecar.policy.engines.wasm import OpaWasm
+    from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
+    from evaluator_sidecar.policy.evaluator import PKGEvaluator
+    from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = [
     "ENGINE_REGISTRY",
@@ -78,15 +78,15 @@ __all__ = [
 
 # name -> module that defines it. Later parts of the library add their names here.
 _LAZY: dict[str, str] = {
-    "ENGINE_REGISTRY": "evaluator_sidecar.engines.base",
-    "PolicyEngine": "evaluator_sidecar.engines.base",
-    "register_engine": "evaluator_sidecar.engines.base",
-    "EvaluationError": "evaluator_sidecar.errors",
-    "SnapshotLoadError": "evaluator_sidecar.errors",
-    "NativeRuleEngine": "evaluator_sidecar.engines.native",
-    "OpaWasm": "evaluator_sidecar.engines.wasm",
-    "PKGEvaluator": "evaluator_sidecar.evaluator",
-    "PKGSnapshotData": "evaluator_sidecar.model",
+    "ENGINE_REGISTRY": "evaluator_sidecar.policy.engines.base",
+    "PolicyEngine": "evaluator_sidecar.policy.engines.base",
+    "register_engine": "evaluator_sidecar.policy.engines.base",
+    "EvaluationError": "evaluator_sidecar.policy.errors",
+    "SnapshotLoadError": "evaluator_sidecar.policy.errors",
+    "NativeRuleEngine": "evaluator_sidecar.policy.engines.native",
+    "OpaWasm": "evaluator_sidecar.policy.engines.wasm",
+    "PKGEvaluator": "evaluator_sidecar.policy.evaluator",
+    "PKGSnapshotData": "evaluator_sidecar.policy.model",
     "PKGManager": "evaluator_sidecar.manager",
     "get_global_pkg_manager": "evaluator_sidecar.manager",
     "initialize_global_pkg_manager": "evaluator_sidecar.manager",

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["CachedActive", "SnapshotDiskCache"]
 

@@ -46,13 +46,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from redis.exceptions import RedisError
 
 from evaluator_sidecar.cache import SnapshotDiskCache
-from evaluator_sidecar.errors import EvaluatorError
-from evaluator_sidecar.evaluator import PKGEvaluator
-from evaluator_sidecar.fixtures import run_fixtures
 from evaluator_sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.logs import log_event
 from evaluator_sidecar.metrics import SidecarMetrics
-from evaluator_sidecar.model import PKGSnapshotData, normalize_checksum
+from evaluator_sidecar.policy.errors import EvaluatorError
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.policy.fixtures import run_fixtures
+from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
 from evaluator_sidecar.signals import (
     CHANNEL,
     MAX_RECONNECT_BACKOFF,

@@ -32,14 +32,14 @@ from evaluator_sidecar.db.pool import Database
 from evaluator_sidecar.db.promotions import PKGPromotionsDAO
 from evaluator_sidecar.db.snapshots import PKGSnapshotsDAO
 from evaluator_sidecar.db.validation import PKGValidationDAO
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["FixtureRunner", "PKGClient"]
 
 log = logging.getLogger(__name__)
 
 #: Runs a snapshot's fixtures: returns ``(success, report)``. The default loads the
-#: snapshot into ``PKGEvaluator`` and runs ``evaluator_sidecar.fixtures.run_fixtures``.
+#: snapshot into ``PKGEvaluator`` and runs ``evaluator_sidecar.policy.fixtures.run_fixtures``.
 FixtureRunner = Callable[[PKGSnapshotData], tuple[bool, dict[str, Any]]]
 
 
@@ -48,9 +48,9 @@ def run_snapshot_fixtures(snapshot: PKGSnapshotData) -> tuple[bool, dict[str, An
 
     A snapshot that does not load fails validation with the load problems as its report.
     """
-    from evaluator_sidecar.errors import EvaluatorError  # noqa: PLC0415 - keep imports lazy
-    from evaluator_sidecar.evaluator import PKGEvaluator  # noqa: PLC0415
-    from evaluator_sidecar.fixtures import run_fixtures  # noqa: PLC0415
+    from evaluator_sidecar.policy.errors import EvaluatorError  # noqa: PLC0415 - keep imports lazy
+    from evaluator_sidecar.policy.evaluator import PKGEvaluator  # noqa: PLC0415
+    from evaluator_sidecar.policy.fixtures import run_fixtures  # noqa: PLC0415
 
     try:
         evaluator = PKGEvaluator(snapshot)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from evaluator_sidecar.db.errors import ChecksumMismatchError, InvalidInputError
-from evaluator_sidecar.model import normalize_checksum, sha256_hex
+from evaluator_sidecar.policy.model import normalize_checksum, sha256_hex
 
 __all__ = [
     "CONDITION_TYPES",

@@ -32,7 +32,7 @@ from evaluator_sidecar.db.snapshot_rows import (
     parse_timestamp,
     prepare_snapshot,
 )
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["PKGSnapshotsDAO"]
 
@@ -301,7 +301,7 @@ class PKGSnapshotsDAO:
 
         Give either ``snapshot`` (a ``PKGSnapshotData``, e.g. from
         ``resource.snapshot_from_resource``) or the parts as keywords. ``checksum`` is the
-        content checksum (``evaluator_sidecar.resource.content_checksum`` of the spec),
+        content checksum (``evaluator_sidecar.policy.resource.content_checksum`` of the spec),
         computed when omitted. Keyed by ``resource_uid`` (the PolicySnapshot's
         ``metadata.uid``) and ``version``: storing identical content again returns the
         stored id and writes nothing; an identical snapshot that was archived is restored;
@@ -413,7 +413,7 @@ class PKGSnapshotsDAO:
         ``spec.wasm.inline`` when omitted). The checksum is ``spec.checksum`` when
         given, else computed.
         """
-        from evaluator_sidecar import resource  # noqa: PLC0415 - only this path needs YAML
+        from evaluator_sidecar.policy import resource  # noqa: PLC0415 - only this path needs YAML
 
         engine = spec.get("engine")
         if engine == "wasm" and wasm_artifact is None:
@@ -780,7 +780,7 @@ def _content_checksum(
     wasm_artifact: bytes | None,
 ) -> str:
     # The project's one definition of the checksum lives with the resource.
-    from evaluator_sidecar.resource import content_checksum  # noqa: PLC0415
+    from evaluator_sidecar.policy.resource import content_checksum  # noqa: PLC0415
 
     spec = {
         "engine": engine,

@@ -24,9 +24,9 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from evaluator_sidecar.errors import EvaluationError
 from evaluator_sidecar.http.openapi import openapi_document
 from evaluator_sidecar.http.protocol import Request, Response
+from evaluator_sidecar.policy.errors import EvaluationError
 
 if TYPE_CHECKING:
     from evaluator_sidecar.manager import PKGManager

@@ -19,7 +19,7 @@ from evaluator_sidecar.db.errors import (
     NothingToRollBackError,
     ValidationRequiredError,
 )
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 pytestmark = pytest.mark.integration
 

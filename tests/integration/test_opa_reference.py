@@ -18,10 +18,14 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.interpreter import REFERENCE_POLICY, rules_as_data, wasm_twin
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.interpreter import (
+    REFERENCE_POLICY,
+    rules_as_data,
+    wasm_twin,
+)
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluator_sidecar.model import PKGSnapshotData
-from evaluator_sidecar.resource import content_checksum
+from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.policy.resource import content_checksum
 
 FACTS = {"tags": ["vip"], "signals": {"x2": 0.8}, "context": {"domain": "hotel_ops"}}
 

@@ -17,7 +17,7 @@ import yaml
 from conftest import REFERENCE_SNAPSHOT, REPO, SAMPLE_SNAPSHOT
 
 from evaluator_sidecar.cli import EXIT_FIXTURES_FAILED, EXIT_OK, EXIT_USAGE, main
-from evaluator_sidecar.resource import content_checksum, load_documents
+from evaluator_sidecar.policy.resource import content_checksum, load_documents
 
 
 def _run(*argv: str, stdin: str = "") -> tuple[int, str, str]:

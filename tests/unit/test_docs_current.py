@@ -24,15 +24,15 @@ import yaml
 from prometheus_client import generate_latest
 from pydantic.fields import FieldInfo
 
-from evaluator_sidecar.engines.wasm import limits
 from evaluator_sidecar.http import ROUTES
 from evaluator_sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.policy.engines.wasm import limits
 from evaluator_sidecar.settings import CommonSettings, SidecarSettings
 from pkg_operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-WASM_PACKAGE = REPO / "evaluator_sidecar" / "engines" / "wasm"
+WASM_PACKAGE = REPO / "evaluator_sidecar" / "policy" / "engines" / "wasm"
 
 
 @cache

@@ -22,8 +22,8 @@ from evaluator_sidecar import (
     PKGSnapshotData,
     register_engine,
 )
-from evaluator_sidecar.errors import EngineUnavailableError, SnapshotLoadError
-from evaluator_sidecar.evaluator import resolve_engine
+from evaluator_sidecar.policy.errors import EngineUnavailableError, SnapshotLoadError
+from evaluator_sidecar.policy.evaluator import resolve_engine
 
 
 def _native(version: str = "rules@1.4.0") -> PKGSnapshotData:
@@ -86,7 +86,7 @@ def test_unknown_engine_names_the_registered_ones() -> None:
         PKGEvaluator(data)
     message = str(info.value)
     assert "no policy engine 'llm' is available" in message
-    assert "evaluator_sidecar.engines.llm" in message
+    assert "evaluator_sidecar.policy.engines.llm" in message
     assert "registered engines:" in message
     assert "native" in message
 
@@ -148,7 +148,9 @@ def test_bad_task_facts_raise_evaluation_error_before_the_engine() -> None:
 
 def test_engine_called_directly_reports_unvalidated_garbage_as_evaluation_error() -> None:
     engine = NativeRuleEngine.from_snapshot(snapshot([rule("r1", [cond("SIGNAL", "x", ">", 1)])]))
-    with pytest.raises(EvaluationError, match=re.escape("check them with evaluator_sidecar.facts")):
+    with pytest.raises(
+        EvaluationError, match=re.escape("check them with evaluator_sidecar.policy.facts")
+    ):
         engine.evaluate({"signals": {"x": "high"}})
 
 
@@ -159,7 +161,7 @@ def test_native_use_never_imports_the_wasm_engine() -> None:
         "data = PKGSnapshotData(id=0, version='v@1', engine='native', wasm_artifact=None, checksum=None,\n"
         "    rules=[{'rule_id': 'r', 'rule_name': 'r', 'conditions': [], 'emissions': [{'subtask_type': 't'}]}])\n"
         "assert PKGEvaluator(data).evaluate({})['rules']\n"
-        "assert not any(m.startswith('evaluator_sidecar.engines.wasm') for m in sys.modules), 'wasm imported'\n"
+        "assert not any(m.startswith('evaluator_sidecar.policy.engines.wasm') for m in sys.modules), 'wasm imported'\n"
         "assert 'wasmtime' not in sys.modules\n"
         "print('ok')\n"
     )

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator_sidecar.errors import EvaluationError
-from evaluator_sidecar.facts import (
+from evaluator_sidecar.policy.errors import EvaluationError
+from evaluator_sidecar.policy.facts import (
     MAX_DEPTH,
     MAX_FACTS,
     MAX_NODES,
@@ -104,7 +104,7 @@ def test_malformed_task_facts_say_what_is_wrong(task_facts: Any, fragment: str) 
 
 
 def test_limits_are_documented_in_the_module() -> None:
-    import evaluator_sidecar.facts as module
+    import evaluator_sidecar.policy.facts as module
 
     doc = module.__doc__ or ""
     for name in (
@@ -154,7 +154,7 @@ _task_facts_like = st.dictionaries(
 def test_fast_check_never_accepts_what_the_detailed_check_rejects(
     task_facts: dict[str, Any],
 ) -> None:
-    from evaluator_sidecar.facts import _explain, _fits
+    from evaluator_sidecar.policy.facts import _explain, _fits
 
     if _fits(task_facts):
         _explain(task_facts)  # must not raise

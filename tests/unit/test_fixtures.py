@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.errors import EvaluationError
-from evaluator_sidecar.fixtures import FixtureReport, check_expectation, run_fixtures
+from evaluator_sidecar.policy.errors import EvaluationError
+from evaluator_sidecar.policy.fixtures import FixtureReport, check_expectation, run_fixtures
 
 RESULT: dict[str, Any] = {
     "subtasks": [

@@ -9,7 +9,7 @@ import pytest
 from sidecar_snapshots import snapshot_for
 
 from evaluator_sidecar.cache import SnapshotDiskCache
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 
 def test_a_stored_snapshot_reads_back_equal(tmp_path: Path) -> None:

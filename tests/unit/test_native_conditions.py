@@ -1,5 +1,6 @@
 """Every condition type with every operator it supports, held to the compiled engine and
-the reference interpreter alike (see the specification in evaluator_sidecar.engines.native)."""
+the reference interpreter alike (see the specification in
+evaluator_sidecar.policy.engines.native)."""
 
 from __future__ import annotations
 
@@ -381,7 +382,7 @@ def test_fact_conditions_with_validity_windows(
 
 
 def test_every_supported_operator_is_covered() -> None:
-    from evaluator_sidecar.engines.native.loader import SUPPORTED_OPERATORS
+    from evaluator_sidecar.policy.engines.native.loader import SUPPORTED_OPERATORS
 
     covered = {(c[1]["condition_type"], c[1]["operator"]) for c in [*CASES, *FACT_CASES]}
     expected = {(t, op) for t, ops in SUPPORTED_OPERATORS.items() for op in ops}

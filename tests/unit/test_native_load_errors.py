@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from conftest import cond, emit, rule, snapshot
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.reference import ReferenceEngine
-from evaluator_sidecar.errors import SnapshotLoadError
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.reference import ReferenceEngine
+from evaluator_sidecar.policy.errors import SnapshotLoadError
 
 
 def _problems(rules: list[Any], **kw: Any) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 from conftest import cond, emit, rule, snapshot
 
 from evaluator_sidecar import PKGEvaluator, PKGSnapshotData
-from evaluator_sidecar.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
 
 Run = Callable[..., dict[str, Any]]
 
@@ -337,7 +337,7 @@ def test_task_facts_are_not_modified(run: Run) -> None:
 
 
 def test_many_rules_match_in_order_like_the_reference() -> None:
-    from evaluator_sidecar.engines.reference import ReferenceEngine
+    from evaluator_sidecar.policy.engines.reference import ReferenceEngine
 
     rules = [
         rule(f"r{i:03d}", [cond("TAG", f"t{i % 7}", "EXISTS"), cond("SIGNAL", f"x{i % 5}", ">=", (i % 10) / 10)],  # noqa: E501

@@ -18,8 +18,8 @@ from conftest import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.reference import ReferenceEngine
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.reference import ReferenceEngine
 
 TAGS = ["a", "b", "5", "loyalty-gold"]
 SIGNALS = ["x", "y"]

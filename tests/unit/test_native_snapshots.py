@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest import REFERENCE_SNAPSHOT, SAMPLE_SNAPSHOT
 
-from evaluator_sidecar.fixtures import run_fixtures
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.fixtures import run_fixtures
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,
@@ -33,7 +33,7 @@ def test_fixtures_pass(engine_cls: Any, path: Path) -> None:
 
 
 def test_reference_snapshot_covers_the_language() -> None:
-    from evaluator_sidecar.engines.native.loader import SUPPORTED_OPERATORS
+    from evaluator_sidecar.policy.engines.native.loader import SUPPORTED_OPERATORS
 
     spec = select_policy_snapshot(load_documents(REFERENCE_SNAPSHOT.read_text()))["spec"]
     rules = spec["rules"]

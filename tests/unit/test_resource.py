@@ -16,8 +16,8 @@ import pytest
 import yaml
 from conftest import REFERENCE_SNAPSHOT, REPO, SAMPLE_SNAPSHOT
 
-from evaluator_sidecar.errors import SnapshotLoadError
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.errors import SnapshotLoadError
+from evaluator_sidecar.policy.resource import (
     _SPEC_SCHEMA,
     ChecksumMismatchError,
     InvalidResourceError,

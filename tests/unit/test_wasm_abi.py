@@ -6,16 +6,16 @@ import pytest
 import wasmtime
 from wasm_modules import opa_like, opa_like_wasm
 
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.abi import (
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.abi import (
     DEFAULT_ENTRYPOINT,
     ModuleShape,
     check_abi_version,
     check_shape,
     choose_entrypoint,
 )
-from evaluator_sidecar.engines.wasm.instance import describe_module
-from evaluator_sidecar.errors import Problem, SnapshotLoadError
+from evaluator_sidecar.policy.engines.wasm.instance import describe_module
+from evaluator_sidecar.policy.errors import Problem, SnapshotLoadError
 
 
 def shape_of(wat: str) -> ModuleShape:

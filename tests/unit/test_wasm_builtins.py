@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evaluator_sidecar.engines.wasm import builtins as builtins_module
-from evaluator_sidecar.engines.wasm.builtins import (
+from evaluator_sidecar.policy.engines.wasm import builtins as builtins_module
+from evaluator_sidecar.policy.engines.wasm.builtins import (
     PROVIDED,
     BuiltinLimitError,
     BuiltinUndefined,
@@ -68,6 +68,6 @@ class TestCalls:
             )
 
     def test_trace_is_true_and_logged(self, caplog: pytest.LogCaptureFixture) -> None:
-        caplog.set_level("DEBUG", logger="evaluator_sidecar.engines.wasm.builtins")
+        caplog.set_level("DEBUG", logger="evaluator_sidecar.policy.engines.wasm.builtins")
         assert call_builtin(PROVIDED["trace"], ["checkpoint"], ctx()) is True
         assert "checkpoint" in caplog.text

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from wasm_modules import opa_like_wasm
 
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.cache import (
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.cache import (
     DiskCache,
     cache_key,
     clear_memory_cache,
@@ -19,8 +19,8 @@ from evaluator_sidecar.engines.wasm.cache import (
     make_manifest,
     verify_manifest,
 )
-from evaluator_sidecar.engines.wasm.runtime import Runtime, get_runtime
-from evaluator_sidecar.model import sha256_hex
+from evaluator_sidecar.policy.engines.wasm.runtime import Runtime, get_runtime
+from evaluator_sidecar.policy.model import sha256_hex
 
 SHA = "ab" * 32
 TAG = "wasmtime-50.0.1-epoch-nomove-speed-v1"

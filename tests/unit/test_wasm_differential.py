@@ -18,14 +18,18 @@ from typing import Any
 import pytest
 from wasm_factgen import fact_sets
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.interpreter import REFERENCE_POLICY, rules_as_data, wasm_twin
-from evaluator_sidecar.evaluator import PKGEvaluator
-from evaluator_sidecar.facts import validate_task_facts
-from evaluator_sidecar.fixtures import run_fixtures
-from evaluator_sidecar.model import PKGSnapshotData
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.interpreter import (
+    REFERENCE_POLICY,
+    rules_as_data,
+    wasm_twin,
+)
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.policy.facts import validate_task_facts
+from evaluator_sidecar.policy.fixtures import run_fixtures
+from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,

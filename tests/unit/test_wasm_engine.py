@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from wasm_modules import opa_like_wasm
 
-from evaluator_sidecar.engines.base import ENGINE_REGISTRY
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.wasm import DEFAULT_ENTRYPOINT, OpaWasm
-from evaluator_sidecar.engines.wasm.instance import OpaInstance
-from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
-from evaluator_sidecar.evaluator import PKGEvaluator
-from evaluator_sidecar.model import PKGSnapshotData, sha256_hex
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.engines.base import ENGINE_REGISTRY
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.wasm import DEFAULT_ENTRYPOINT, OpaWasm
+from evaluator_sidecar.policy.engines.wasm.instance import OpaInstance
+from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.policy.model import PKGSnapshotData, sha256_hex
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,

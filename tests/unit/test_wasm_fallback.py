@@ -30,10 +30,10 @@ CHILD = textwrap.dedent(
     sys.meta_path.insert(0, BlockWasmtime())
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
 
-    from evaluator_sidecar.engines.wasm import OpaWasm
-    from evaluator_sidecar.errors import SnapshotLoadError
-    from evaluator_sidecar.evaluator import PKGEvaluator
-    from evaluator_sidecar.model import PKGSnapshotData, sha256_hex
+    from evaluator_sidecar.policy.engines.wasm import OpaWasm
+    from evaluator_sidecar.policy.errors import SnapshotLoadError
+    from evaluator_sidecar.policy.evaluator import PKGEvaluator
+    from evaluator_sidecar.policy.model import PKGSnapshotData, sha256_hex
 
     wasm = open(sys.argv[1], "rb").read()
     first = OpaWasm.load_from_bytes(wasm, checksum="sha256-" + sha256_hex(wasm))

@@ -17,11 +17,15 @@ import wasmtime
 from wasm_factgen import fact_sets
 from wasm_modules import opa_like_wasm
 
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.fastcall import FastCaller, PublicCaller
-from evaluator_sidecar.engines.wasm.interpreter import REFERENCE_POLICY, rules_as_data, wasm_twin
-from evaluator_sidecar.engines.wasm.runtime import FAST_PATH_VERSIONS, get_runtime
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.fastcall import FastCaller, PublicCaller
+from evaluator_sidecar.policy.engines.wasm.interpreter import (
+    REFERENCE_POLICY,
+    rules_as_data,
+    wasm_twin,
+)
+from evaluator_sidecar.policy.engines.wasm.runtime import FAST_PATH_VERSIONS, get_runtime
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,

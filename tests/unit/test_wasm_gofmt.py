@@ -11,8 +11,13 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.wasm.gofmt import go_quote, go_sprintf, rego_text, sprintf_operand
-from evaluator_sidecar.engines.wasm.values import RegoFloat, RegoSet, parse_rego
+from evaluator_sidecar.policy.engines.wasm.gofmt import (
+    go_quote,
+    go_sprintf,
+    rego_text,
+    sprintf_operand,
+)
+from evaluator_sidecar.policy.engines.wasm.values import RegoFloat, RegoSet, parse_rego
 
 
 def sprintf(fmt: str, args_text: str) -> str:

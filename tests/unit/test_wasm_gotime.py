@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.wasm import gotime
-from evaluator_sidecar.engines.wasm.gotime import GoTimeError
+from evaluator_sidecar.policy.engines.wasm import gotime
+from evaluator_sidecar.policy.engines.wasm.gotime import GoTimeError
 
 NEW_YEAR_2026 = 1767225600000000000
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.wasm import hostlib
-from evaluator_sidecar.engines.wasm.hostlib import HostBuiltinError
-from evaluator_sidecar.engines.wasm.values import RegoSet
+from evaluator_sidecar.policy.engines.wasm import hostlib
+from evaluator_sidecar.policy.engines.wasm.hostlib import HostBuiltinError
+from evaluator_sidecar.policy.engines.wasm.values import RegoSet
 
 
 class TestStrings:

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from wasm_modules import opa_like_wasm
 
-from evaluator_sidecar.engines.wasm import OpaWasm, WasmLimits
-from evaluator_sidecar.engines.wasm.limits import (
+from evaluator_sidecar.policy.engines.wasm import OpaWasm, WasmLimits
+from evaluator_sidecar.policy.engines.wasm.limits import (
     DEFAULT_DEADLINE_MS,
     DEFAULT_MAX_MEMORY_PAGES,
     PAGE_SIZE,
     tick_ms_from_env,
     ticks_for,
 )
-from evaluator_sidecar.engines.wasm.runtime import get_runtime
-from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
+from evaluator_sidecar.policy.engines.wasm.runtime import get_runtime
+from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 LOOP = (POLICIES / "limits" / "loop.wasm").read_bytes()

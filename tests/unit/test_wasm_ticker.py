@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from evaluator_sidecar.engines.wasm.ticker import EpochTicker
+from evaluator_sidecar.policy.engines.wasm.ticker import EpochTicker
 
 
 class Counter:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.wasm.values import (
+from evaluator_sidecar.policy.engines.wasm.values import (
     RegoFloat,
     RegoSet,
     RegoValueError,

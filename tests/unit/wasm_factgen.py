@@ -11,7 +11,7 @@ every form the task-facts check accepts (``Z``, ``z``, offsets, fractions, a
 space or ``t`` separator, epoch seconds as ints and floats).
 
 ``fact_sets(seed, n)`` is deterministic for a seed. Every set it yields passes
-``evaluator_sidecar.facts.validate_task_facts``.
+``evaluator_sidecar.policy.facts.validate_task_facts``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ that every rule is testable without wasmtime:
   ``data.pkg.result``), else :data:`DEFAULT_ENTRYPOINT` when the module has it,
   else the module's only entrypoint.
 
-Each check returns a list of :class:`~evaluator_sidecar.errors.Problem` that
+Each check returns a list of :class:`~evaluator_sidecar.policy.errors.Problem` that
 says what is wrong and what to do, so a load error lists them all at once.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from evaluator_sidecar.errors import Problem
+from evaluator_sidecar.policy.errors import Problem
 
 __all__ = [
     "DEFAULT_ENTRYPOINT",

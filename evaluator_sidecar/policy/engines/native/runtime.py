@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from evaluator_sidecar.engines.native.loader import Condition, Fact
-from evaluator_sidecar.engines.native.regex import Pattern
-from evaluator_sidecar.engines.native.values import (
+from evaluator_sidecar.policy.engines.native.loader import Condition, Fact
+from evaluator_sidecar.policy.engines.native.regex import Pattern
+from evaluator_sidecar.policy.engines.native.values import (
     as_number,
     copy_json,
     json_equal,

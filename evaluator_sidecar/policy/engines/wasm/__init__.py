@@ -25,10 +25,10 @@ Modules:
 * ``interpreter``: the native rule form as ``data`` for the reference Rego policy.
 """
 
-from evaluator_sidecar.engines.base import register_engine
-from evaluator_sidecar.engines.wasm.abi import DEFAULT_ENTRYPOINT
-from evaluator_sidecar.engines.wasm.engine import OpaWasm
-from evaluator_sidecar.engines.wasm.limits import WasmLimits
+from evaluator_sidecar.policy.engines.base import register_engine
+from evaluator_sidecar.policy.engines.wasm.abi import DEFAULT_ENTRYPOINT
+from evaluator_sidecar.policy.engines.wasm.engine import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.limits import WasmLimits
 
 __all__ = ["DEFAULT_ENTRYPOINT", "OpaWasm", "WasmLimits"]
 

@@ -6,6 +6,6 @@ native engine (``native``) compiles declarative rules; the WASM engine
 register themselves by name; ``PKGEvaluator`` picks one by ``snapshot.engine``.
 """
 
-from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
+from evaluator_sidecar.policy.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
 
 __all__ = ["ENGINE_REGISTRY", "PolicyEngine", "register_engine"]

@@ -1,6 +1,6 @@
 """The one place that imports wasmtime: availability, the process-wide Engine and epoch ticker.
 
-``import evaluator_sidecar.engines.wasm`` never fails because wasmtime is
+``import evaluator_sidecar.policy.engines.wasm`` never fails because wasmtime is
 missing or broken: :func:`load_wasmtime` tries the import once and remembers
 why it failed, and the engine falls back to a no-op (see ``fallback``).
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from evaluator_sidecar.engines.wasm.limits import tick_ms_from_env
-from evaluator_sidecar.engines.wasm.ticker import EpochTicker
+from evaluator_sidecar.policy.engines.wasm.limits import tick_ms_from_env
+from evaluator_sidecar.policy.engines.wasm.ticker import EpochTicker
 
 if TYPE_CHECKING:
     from wasmtime import Engine

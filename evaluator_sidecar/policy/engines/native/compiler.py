@@ -41,9 +41,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluator_sidecar.engines.native import runtime
-from evaluator_sidecar.engines.native.loader import Condition, LoadedSnapshot, Rule
-from evaluator_sidecar.engines.native.values import as_number, json_equal
+from evaluator_sidecar.policy.engines.native import runtime
+from evaluator_sidecar.policy.engines.native.loader import Condition, LoadedSnapshot, Rule
+from evaluator_sidecar.policy.engines.native.values import as_number, json_equal
 
 __all__ = ["CompiledRules", "compile_rules"]
 

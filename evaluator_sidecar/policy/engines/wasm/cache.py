@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import wasmtime
 
-    from evaluator_sidecar.engines.wasm.runtime import Runtime
+    from evaluator_sidecar.policy.engines.wasm.runtime import Runtime
 
 __all__ = [
     "DISK_ENTRIES",

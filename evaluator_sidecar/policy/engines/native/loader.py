@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluator_sidecar.engines.native.regex import Pattern, compile_pattern
-from evaluator_sidecar.engines.native.values import (
+from evaluator_sidecar.policy.engines.native.regex import Pattern, compile_pattern
+from evaluator_sidecar.policy.engines.native.values import (
     as_number,
     copy_json,
     list_items,
@@ -29,8 +29,8 @@ from evaluator_sidecar.engines.native.values import (
     timestamp_ns,
     value_text,
 )
-from evaluator_sidecar.errors import Problem, SnapshotLoadError
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.errors import Problem, SnapshotLoadError
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = [
     "COMPARISONS",

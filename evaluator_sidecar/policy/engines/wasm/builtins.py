@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evaluator_sidecar.engines.wasm import gotime, hostlib
-from evaluator_sidecar.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
+from evaluator_sidecar.policy.engines.wasm import gotime, hostlib
+from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
 __all__ = [
     "PROVIDED",

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from evaluator_sidecar.engines.wasm.abi import ExternShape, ModuleShape
-from evaluator_sidecar.engines.wasm.builtins import (
+from evaluator_sidecar.policy.engines.wasm.abi import ExternShape, ModuleShape
+from evaluator_sidecar.policy.engines.wasm.builtins import (
     PROVIDED,
     Builtin,
     BuiltinLimitError,
@@ -40,15 +40,15 @@ from evaluator_sidecar.engines.wasm.builtins import (
     CallContext,
     call_builtin,
 )
-from evaluator_sidecar.engines.wasm.fastcall import CallFailure, FastCaller, PublicCaller
-from evaluator_sidecar.engines.wasm.hostfuncs import RawHostFuncs, define_public
-from evaluator_sidecar.engines.wasm.limits import PAGE_SIZE, WasmLimits
-from evaluator_sidecar.engines.wasm.values import RegoValueError, dump_rego, parse_rego
+from evaluator_sidecar.policy.engines.wasm.fastcall import CallFailure, FastCaller, PublicCaller
+from evaluator_sidecar.policy.engines.wasm.hostfuncs import RawHostFuncs, define_public
+from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
+from evaluator_sidecar.policy.engines.wasm.values import RegoValueError, dump_rego, parse_rego
 
 if TYPE_CHECKING:
     import wasmtime
 
-    from evaluator_sidecar.engines.wasm.runtime import Runtime
+    from evaluator_sidecar.policy.engines.wasm.runtime import Runtime
 
 __all__ = ["HostAbort", "InstanceError", "OpaInstance", "describe_module"]
 

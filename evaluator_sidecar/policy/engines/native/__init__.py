@@ -2,13 +2,13 @@
 
 Importing this package registers the engine as ``"native"``. This docstring is
 the rule language's specification; the WASM engine's reference Rego policy and
-the reference interpreter (``evaluator_sidecar.engines.reference``) implement the
+the reference interpreter (``evaluator_sidecar.policy.engines.reference``) implement the
 same semantics, and tests hold all three to it.
 
 Task facts
     ``{"tags": [str], "signals": {str: number}, "context": {...}, "facts": [fact],
     "now": RFC 3339 string | epoch seconds}``; every part optional (checked by
-    ``evaluator_sidecar.facts`` before an engine sees them). ``now`` sets the instant
+    ``evaluator_sidecar.policy.facts`` before an engine sees them). ``now`` sets the instant
     for FACT validity; without it the wall clock is read once per evaluation.
 
 Condition values
@@ -107,7 +107,7 @@ Load-time checks (one SnapshotLoadError lists all, each naming rule and field)
     (disabled ones included) could produce, over subtask names, must be acyclic.
 
 Results never share mutable objects with the engine or with other results.
-How the rules are compiled: ``evaluator_sidecar.engines.native.compiler``.
+How the rules are compiled: ``evaluator_sidecar.policy.engines.native.compiler``.
 """
 
 from __future__ import annotations
@@ -115,11 +115,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evaluator_sidecar.engines.base import EngineResult, register_engine
-from evaluator_sidecar.engines.native.compiler import CompiledRules, compile_rules
-from evaluator_sidecar.engines.native.loader import LoadedSnapshot, load_rules
-from evaluator_sidecar.errors import EvaluationError
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.engines.base import EngineResult, register_engine
+from evaluator_sidecar.policy.engines.native.compiler import CompiledRules, compile_rules
+from evaluator_sidecar.policy.engines.native.loader import LoadedSnapshot, load_rules
+from evaluator_sidecar.policy.errors import EvaluationError
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["NativeRuleEngine"]
 
@@ -146,7 +146,8 @@ class NativeRuleEngine:
             # Validated facts never get here; facts passed straight to the engine might.
             raise EvaluationError(
                 f"native evaluation of snapshot {self._loaded.version!r} failed on these task "
-                f"facts ({type(exc).__name__}: {exc}); check them with evaluator_sidecar.facts"
+                f"facts ({type(exc).__name__}: {exc}); check them with "
+                "evaluator_sidecar.policy.facts"
             ) from exc
 
     @property

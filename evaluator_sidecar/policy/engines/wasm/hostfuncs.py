@@ -25,7 +25,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from evaluator_sidecar.engines.wasm.fastcall import park_host_exception
+from evaluator_sidecar.policy.engines.wasm.fastcall import park_host_exception
 
 if TYPE_CHECKING:
     import wasmtime

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from evaluator_sidecar.engines.base import EngineResult
+from evaluator_sidecar.policy.engines.base import EngineResult
 
 __all__ = ["NoopBackend", "empty_result", "warn_fallback_once"]
 

@@ -2,12 +2,12 @@
 
 The engine is chosen by ``snapshot.engine`` from ``ENGINE_REGISTRY``. Engines
 register themselves when their module is imported; an unregistered name is
-imported on first use as ``evaluator_sidecar.engines.<name>`` (so the native
+imported on first use as ``evaluator_sidecar.policy.engines.<name>`` (so the native
 engine never needs the WASM engine's modules, and the reverse), and
 ``EngineUnavailableError`` names the registered engines when it is still
 missing.
 
-``evaluate`` checks the task facts first (``evaluator_sidecar.facts``: types and
+``evaluate`` checks the task facts first (``evaluator_sidecar.policy.facts``: types and
 size limits) and raises ``EvaluationError`` saying what is wrong; a failure
 inside an engine also surfaces as ``EvaluationError``. The result is exactly
 ``{"subtasks": [...], "dag": [...], "rules": [...], "snapshot": version}``.
@@ -21,10 +21,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine
-from evaluator_sidecar.errors import EngineUnavailableError, EvaluationError
-from evaluator_sidecar.facts import validate_task_facts
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.engines.base import ENGINE_REGISTRY, PolicyEngine
+from evaluator_sidecar.policy.errors import EngineUnavailableError, EvaluationError
+from evaluator_sidecar.policy.facts import validate_task_facts
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["PKGEvaluator", "resolve_engine"]
 
@@ -38,7 +38,7 @@ def resolve_engine(name: str) -> type[PolicyEngine]:
         return cls
     reason = ""
     if isinstance(name, str) and name.isidentifier():
-        module = f"evaluator_sidecar.engines.{name}"
+        module = f"evaluator_sidecar.policy.engines.{name}"
         try:
             importlib.import_module(module)
         except ImportError as exc:

@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
-from evaluator_sidecar.errors import Problem, SnapshotLoadError
-from evaluator_sidecar.model import ENGINES, PKGSnapshotData, normalize_checksum
+from evaluator_sidecar.policy.errors import Problem, SnapshotLoadError
+from evaluator_sidecar.policy.model import ENGINES, PKGSnapshotData, normalize_checksum
 
 __all__ = [
     "API_VERSION",

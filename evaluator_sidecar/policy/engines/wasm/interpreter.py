@@ -12,12 +12,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from evaluator_sidecar.model import PKGSnapshotData, sha256_hex
+from evaluator_sidecar.policy.model import PKGSnapshotData, sha256_hex
 
 __all__ = ["REFERENCE_ENTRYPOINT", "REFERENCE_POLICY", "rules_as_data", "wasm_twin"]
 
 #: The built reference policy and its entrypoint (``make policies`` rebuilds it).
-REFERENCE_POLICY = Path(__file__).resolve().parents[3] / "policies" / "reference" / "policy.wasm"
+REFERENCE_POLICY = Path(__file__).resolve().parents[4] / "policies" / "reference" / "policy.wasm"
 REFERENCE_ENTRYPOINT = "pkg/result"
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from evaluator_sidecar.engines.wasm.values import RegoSet
+from evaluator_sidecar.policy.engines.wasm.values import RegoSet
 
 __all__ = ["GoFormatError", "go_quote", "go_sprintf", "rego_text", "sprintf_operand"]
 

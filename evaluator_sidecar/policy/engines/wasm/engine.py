@@ -29,22 +29,26 @@ from typing import Any
 
 import orjson
 
-from evaluator_sidecar.engines.base import EngineResult
-from evaluator_sidecar.engines.wasm import abi
-from evaluator_sidecar.engines.wasm.builtins import missing_builtins
-from evaluator_sidecar.engines.wasm.cache import compiled_module
-from evaluator_sidecar.engines.wasm.fallback import NoopBackend, empty_result, warn_fallback_once
-from evaluator_sidecar.engines.wasm.fastcall import CallFailure
-from evaluator_sidecar.engines.wasm.instance import (
+from evaluator_sidecar.policy.engines.base import EngineResult
+from evaluator_sidecar.policy.engines.wasm import abi
+from evaluator_sidecar.policy.engines.wasm.builtins import missing_builtins
+from evaluator_sidecar.policy.engines.wasm.cache import compiled_module
+from evaluator_sidecar.policy.engines.wasm.fallback import (
+    NoopBackend,
+    empty_result,
+    warn_fallback_once,
+)
+from evaluator_sidecar.policy.engines.wasm.fastcall import CallFailure
+from evaluator_sidecar.policy.engines.wasm.instance import (
     HostAbort,
     InstanceError,
     OpaInstance,
     describe_module,
 )
-from evaluator_sidecar.engines.wasm.limits import PAGE_SIZE, WasmLimits
-from evaluator_sidecar.engines.wasm.runtime import Runtime, get_runtime, import_problem
-from evaluator_sidecar.errors import EvaluationError, Problem, SnapshotLoadError
-from evaluator_sidecar.model import PKGSnapshotData, normalize_checksum, sha256_hex
+from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
+from evaluator_sidecar.policy.engines.wasm.runtime import Runtime, get_runtime, import_problem
+from evaluator_sidecar.policy.errors import EvaluationError, Problem, SnapshotLoadError
+from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum, sha256_hex
 
 __all__ = ["OpaWasm", "result_from_json"]
 
@@ -337,7 +341,7 @@ class OpaWasm:
                     "builtins",
                     "the policy needs builtin(s) this engine does not provide: "
                     f"{', '.join(missing)}; rewrite the policy without them (see "
-                    "evaluator_sidecar.engines.wasm.builtins for the "
+                    "evaluator_sidecar.policy.engines.wasm.builtins for the "
                     "provided set) or use the native engine",
                 )
             )

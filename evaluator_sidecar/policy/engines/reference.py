@@ -3,7 +3,7 @@
 It walks the snapshot's raw rule dicts on every call: sorts the rules, reads
 each condition's value text, parses lists and numbers, compiles patterns, merges
 params and builds the DAG, exactly as the specification in
-``evaluator_sidecar.engines.native`` reads. It exists to check the compiled
+``evaluator_sidecar.policy.engines.native`` reads. It exists to check the compiled
 engine (a property test runs both on generated rules and facts) and as the
 benchmark's baseline; it is not registered as an engine.
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-from evaluator_sidecar.engines.base import EngineResult
-from evaluator_sidecar.engines.native.loader import load_rules
-from evaluator_sidecar.engines.native.values import (
+from evaluator_sidecar.policy.engines.base import EngineResult
+from evaluator_sidecar.policy.engines.native.loader import load_rules
+from evaluator_sidecar.policy.engines.native.values import (
     as_number,
     list_items,
     parse_number_text,
@@ -31,7 +31,7 @@ from evaluator_sidecar.engines.native.values import (
     value_text,
     values_equal,
 )
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["ReferenceEngine"]
 

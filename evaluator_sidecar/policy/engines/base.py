@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["ENGINE_REGISTRY", "EngineResult", "PolicyEngine", "register_engine"]
 

@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from evaluator_sidecar.engines.wasm.values import RegoSet
+from evaluator_sidecar.policy.engines.wasm.values import RegoSet
 
 __all__ = [
     "HostBuiltinError",

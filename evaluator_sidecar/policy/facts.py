@@ -29,8 +29,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from evaluator_sidecar.engines.native.values import timestamp_ns
-from evaluator_sidecar.errors import EvaluationError
+from evaluator_sidecar.policy.engines.native.values import timestamp_ns
+from evaluator_sidecar.policy.errors import EvaluationError
 
 __all__ = [
     "MAX_DEPTH",

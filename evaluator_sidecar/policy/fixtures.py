@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluator_sidecar.engines.native.values import json_equal
-from evaluator_sidecar.errors import EvaluatorError
+from evaluator_sidecar.policy.engines.native.values import json_equal
+from evaluator_sidecar.policy.errors import EvaluatorError
 
 __all__ = [
     "EXPECT_KEYS",
