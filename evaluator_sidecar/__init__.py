@@ -18,22 +18,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evaluator_sidecar.db.audit import PKGAuditDAO
-    from evaluator_sidecar.db.client import PKGClient
-    from evaluator_sidecar.db.deployments import PKGDeploymentsDAO
-    from evaluator_sidecar.db.devices import PKGDevicesDAO
-    from evaluator_sidecar.db.errors import (
-        ChecksumMismatchError,
-        ConflictError,
-        DatabaseUnavailableError,
-        IntegrityError,
-        NotFoundError,
-        PKGError,
-    )
-    from evaluator_sidecar.db.models import DeviceHeartbeat, TemporalFact
-    from evaluator_sidecar.db.promotions import PKGPromotionsDAO
-    from evaluator_sidecar.db.snapshots import PKGSnapshotsDAO
-    from evaluator_sidecar.db.validation import PKGValidationDAO
     from evaluator_sidecar.manager import (
         PKGManager,
         get_global_pkg_manager,
@@ -45,6 +29,22 @@ if TYPE_CHECKING:
     from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
     from evaluator_sidecar.policy.evaluator import PKGEvaluator
     from evaluator_sidecar.policy.model import PKGSnapshotData
+    from evaluator_sidecar.store.audit import PKGAuditDAO
+    from evaluator_sidecar.store.client import PKGClient
+    from evaluator_sidecar.store.deployments import PKGDeploymentsDAO
+    from evaluator_sidecar.store.devices import PKGDevicesDAO
+    from evaluator_sidecar.store.errors import (
+        ChecksumMismatchError,
+        ConflictError,
+        DatabaseUnavailableError,
+        IntegrityError,
+        NotFoundError,
+        PKGError,
+    )
+    from evaluator_sidecar.store.models import DeviceHeartbeat, TemporalFact
+    from evaluator_sidecar.store.promotions import PKGPromotionsDAO
+    from evaluator_sidecar.store.snapshots import PKGSnapshotsDAO
+    from evaluator_sidecar.store.validation import PKGValidationDAO
 
 __all__ = [
     "ENGINE_REGISTRY",
@@ -90,22 +90,22 @@ _LAZY: dict[str, str] = {
     "PKGManager": "evaluator_sidecar.manager",
     "get_global_pkg_manager": "evaluator_sidecar.manager",
     "initialize_global_pkg_manager": "evaluator_sidecar.manager",
-    # The PostgreSQL client (evaluator_sidecar.db).
-    "PKGClient": "evaluator_sidecar.db.client",
-    "PKGSnapshotsDAO": "evaluator_sidecar.db.snapshots",
-    "PKGDeploymentsDAO": "evaluator_sidecar.db.deployments",
-    "PKGValidationDAO": "evaluator_sidecar.db.validation",
-    "PKGPromotionsDAO": "evaluator_sidecar.db.promotions",
-    "PKGDevicesDAO": "evaluator_sidecar.db.devices",
-    "PKGAuditDAO": "evaluator_sidecar.db.audit",
-    "DeviceHeartbeat": "evaluator_sidecar.db.models",
-    "TemporalFact": "evaluator_sidecar.db.models",
-    "PKGError": "evaluator_sidecar.db.errors",
-    "NotFoundError": "evaluator_sidecar.db.errors",
-    "ConflictError": "evaluator_sidecar.db.errors",
-    "IntegrityError": "evaluator_sidecar.db.errors",
-    "ChecksumMismatchError": "evaluator_sidecar.db.errors",
-    "DatabaseUnavailableError": "evaluator_sidecar.db.errors",
+    # The PostgreSQL client (evaluator_sidecar.store).
+    "PKGClient": "evaluator_sidecar.store.client",
+    "PKGSnapshotsDAO": "evaluator_sidecar.store.snapshots",
+    "PKGDeploymentsDAO": "evaluator_sidecar.store.deployments",
+    "PKGValidationDAO": "evaluator_sidecar.store.validation",
+    "PKGPromotionsDAO": "evaluator_sidecar.store.promotions",
+    "PKGDevicesDAO": "evaluator_sidecar.store.devices",
+    "PKGAuditDAO": "evaluator_sidecar.store.audit",
+    "DeviceHeartbeat": "evaluator_sidecar.store.models",
+    "TemporalFact": "evaluator_sidecar.store.models",
+    "PKGError": "evaluator_sidecar.store.errors",
+    "NotFoundError": "evaluator_sidecar.store.errors",
+    "ConflictError": "evaluator_sidecar.store.errors",
+    "IntegrityError": "evaluator_sidecar.store.errors",
+    "ChecksumMismatchError": "evaluator_sidecar.store.errors",
+    "DatabaseUnavailableError": "evaluator_sidecar.store.errors",
 }
 
 

@@ -30,13 +30,13 @@ async def run(settings: SidecarSettings, *, stop: asyncio.Event | None = None) -
     """Serve until ``stop`` is set (or SIGTERM/SIGINT arrives)."""
     from redis.asyncio import Redis  # noqa: PLC0415 - keep `--help` and config errors fast
 
-    from evaluator_sidecar.db.client import PKGClient  # noqa: PLC0415
     from evaluator_sidecar.http import SidecarAPI, serve_api  # noqa: PLC0415
     from evaluator_sidecar.manager import (  # noqa: PLC0415
         PKGManager,
         manager_options,
         set_global_pkg_manager,
     )
+    from evaluator_sidecar.store.client import PKGClient  # noqa: PLC0415
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -980,7 +980,7 @@ async def initialize_global_pkg_manager(
 
         settings = load_settings(SidecarSettings)
         if pkg_client is None:
-            from evaluator_sidecar.db.client import PKGClient  # noqa: PLC0415
+            from evaluator_sidecar.store.client import PKGClient  # noqa: PLC0415
 
             pkg_client = PKGClient(settings.database_url, env=settings.env, min_size=1, max_size=2)
         if redis_client is None:

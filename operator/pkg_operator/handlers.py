@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from redis.exceptions import RedisError
 
-from evaluator_sidecar.db.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
+from evaluator_sidecar.store.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
 from pkg_operator import heartbeats, promotions, rollouts, snapshots
 from pkg_operator.actions import SNAPSHOT_ACTIONS, ActionError, ActionRequest, parse_action
 from pkg_operator.conditions import set_condition

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from evaluator_sidecar.db.audit_chain import (
+from evaluator_sidecar.store.audit_chain import (
     GENESIS_HASH,
     AuditRow,
     ChainWalker,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from evaluator_sidecar.db.errors import (
+from evaluator_sidecar.store.errors import (
     AuditLogAppendOnlyError,
     ConflictError,
     DatabaseUnavailableError,

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from evaluator_sidecar.db.errors import (
+from evaluator_sidecar.store.errors import (
     DatabaseUnavailableError,
     MigrationChecksumError,
     MigrationError,
 )
-from evaluator_sidecar.db.migrations import (
+from evaluator_sidecar.store.migrations import (
     AppliedMigration,
     Migration,
     check_applied,
     load_migrations,
     migrations_dir,
 )
-from evaluator_sidecar.db.pool import describe_dsn, redact_dsn, resolve_dsn
-from evaluator_sidecar.db.schema_dump import normalize_dump
+from evaluator_sidecar.store.pool import describe_dsn, redact_dsn, resolve_dsn
+from evaluator_sidecar.store.schema_dump import normalize_dump
 
 
 def _m(version: int, sha: str = "a") -> Migration:
@@ -31,7 +31,7 @@ def _m(version: int, sha: str = "a") -> Migration:
 
 class TestPackagedFiles:
     def test_the_migrations_ship_inside_the_package_in_order(self) -> None:
-        packaged = importlib.resources.files("evaluator_sidecar.db") / "migrations_sql"
+        packaged = importlib.resources.files("evaluator_sidecar.store") / "migrations_sql"
         names = sorted(p.name for p in packaged.iterdir() if p.name.endswith(".sql"))
         assert names == [m.name for m in load_migrations()]
         assert [m.version for m in load_migrations()] == list(range(1, len(names) + 1))

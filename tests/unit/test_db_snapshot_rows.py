@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.db.errors import ChecksumMismatchError
-from evaluator_sidecar.db.snapshot_rows import (
+from evaluator_sidecar.store.errors import ChecksumMismatchError
+from evaluator_sidecar.store.snapshot_rows import (
     InvalidSnapshotError,
     assemble_rules,
     condition_value_text,

@@ -2,7 +2,7 @@
 
 The migrations are forward-only numbered plain SQL files
 (``NNNN_description.sql``) shipped inside this package, in
-``evaluator_sidecar/db/migrations_sql/``, so an installed package finds them as
+``evaluator_sidecar/store/migrations_sql/``, so an installed package finds them as
 surely as a checkout does. The runner:
 
 - holds a session advisory lock for the whole run, so two runners started at
@@ -32,12 +32,12 @@ from pathlib import Path
 
 import asyncpg
 
-from evaluator_sidecar.db.errors import (
+from evaluator_sidecar.store.errors import (
     DatabaseUnavailableError,
     MigrationChecksumError,
     MigrationError,
 )
-from evaluator_sidecar.db.pool import DSN_ENV, describe_dsn, resolve_dsn
+from evaluator_sidecar.store.pool import DSN_ENV, describe_dsn, resolve_dsn
 
 __all__ = [
     "ADVISORY_LOCK_KEY",
@@ -89,7 +89,7 @@ class AppliedMigration:
 
 def migrations_dir() -> Path:
     """The folder of the packaged migration files."""
-    return Path(str(importlib.resources.files("evaluator_sidecar.db") / "migrations_sql"))
+    return Path(str(importlib.resources.files("evaluator_sidecar.store") / "migrations_sql"))
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from evaluator_sidecar.db.errors import DatabaseUnavailableError
+from evaluator_sidecar.store.errors import DatabaseUnavailableError
 
 __all__ = [
     "DSN_ENV",

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from evaluator_sidecar.db.errors import ChecksumMismatchError, InvalidInputError
 from evaluator_sidecar.policy.model import normalize_checksum, sha256_hex
+from evaluator_sidecar.store.errors import ChecksumMismatchError, InvalidInputError
 
 __all__ = [
     "CONDITION_TYPES",

@@ -1,6 +1,11 @@
-"""The PKG PostgreSQL layer: schema migrations, the client and its DAOs.
+"""The store: the PKG PostgreSQL layer (schema migrations, the client and its DAOs).
 
-Modules (``import evaluator_sidecar.db`` loads none of them until a name is used):
+It owns everything that talks to PostgreSQL. It may import the policy core
+(``evaluator_sidecar.policy``: the snapshot model, resources, the evaluator for
+validation runs) and ``evaluator_sidecar.settings``, never ``evaluator_sidecar.signals``
+(Redis) nor the sidecar's runtime nor the operator; import-linter contracts hold this.
+
+Modules (``import evaluator_sidecar.store`` loads none of them until a name is used):
 
 - ``migrations``: the ``pkg-migrate`` runner; the SQL files live in
   ``migrations_sql/`` (package data), ``NNNN_description.sql``, forward-only.
@@ -20,9 +25,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evaluator_sidecar.db.audit_chain import AuditChainReport, ChainBreak
-    from evaluator_sidecar.db.client import PKGClient
-    from evaluator_sidecar.db.errors import (
+    from evaluator_sidecar.store.audit_chain import AuditChainReport, ChainBreak
+    from evaluator_sidecar.store.client import PKGClient
+    from evaluator_sidecar.store.errors import (
         ChecksumMismatchError,
         ConflictError,
         DatabaseUnavailableError,
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
         NotFoundError,
         PKGError,
     )
-    from evaluator_sidecar.db.models import AUDIT_ACTIONS, DeviceHeartbeat, TemporalFact
+    from evaluator_sidecar.store.models import AUDIT_ACTIONS, DeviceHeartbeat, TemporalFact
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -48,25 +53,25 @@ __all__ = [
 ]
 
 _LAZY: dict[str, str] = {
-    "AUDIT_ACTIONS": "evaluator_sidecar.db.models",
-    "AuditChainReport": "evaluator_sidecar.db.audit_chain",
-    "ChainBreak": "evaluator_sidecar.db.audit_chain",
-    "ChecksumMismatchError": "evaluator_sidecar.db.errors",
-    "ConflictError": "evaluator_sidecar.db.errors",
-    "DatabaseUnavailableError": "evaluator_sidecar.db.errors",
-    "DeviceHeartbeat": "evaluator_sidecar.db.models",
-    "IntegrityError": "evaluator_sidecar.db.errors",
-    "NotFoundError": "evaluator_sidecar.db.errors",
-    "PKGClient": "evaluator_sidecar.db.client",
-    "PKGError": "evaluator_sidecar.db.errors",
-    "TemporalFact": "evaluator_sidecar.db.models",
+    "AUDIT_ACTIONS": "evaluator_sidecar.store.models",
+    "AuditChainReport": "evaluator_sidecar.store.audit_chain",
+    "ChainBreak": "evaluator_sidecar.store.audit_chain",
+    "ChecksumMismatchError": "evaluator_sidecar.store.errors",
+    "ConflictError": "evaluator_sidecar.store.errors",
+    "DatabaseUnavailableError": "evaluator_sidecar.store.errors",
+    "DeviceHeartbeat": "evaluator_sidecar.store.models",
+    "IntegrityError": "evaluator_sidecar.store.errors",
+    "NotFoundError": "evaluator_sidecar.store.errors",
+    "PKGClient": "evaluator_sidecar.store.client",
+    "PKGError": "evaluator_sidecar.store.errors",
+    "TemporalFact": "evaluator_sidecar.store.models",
 }
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'evaluator_sidecar.db' has no attribute {name!r}")
+        raise AttributeError(f"module 'evaluator_sidecar.store' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

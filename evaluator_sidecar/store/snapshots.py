@@ -20,11 +20,12 @@ from typing import Any
 
 import asyncpg
 
-from evaluator_sidecar.db.audit import append_in
-from evaluator_sidecar.db.errors import ConflictError, InvalidInputError, db_errors
-from evaluator_sidecar.db.models import TemporalFact
-from evaluator_sidecar.db.pool import Connection, Database, json_dumps
-from evaluator_sidecar.db.snapshot_rows import (
+from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.store.audit import append_in
+from evaluator_sidecar.store.errors import ConflictError, InvalidInputError, db_errors
+from evaluator_sidecar.store.models import TemporalFact
+from evaluator_sidecar.store.pool import Connection, Database, json_dumps
+from evaluator_sidecar.store.snapshot_rows import (
     ENVS,
     SnapshotContent,
     assemble_rules,
@@ -32,7 +33,6 @@ from evaluator_sidecar.db.snapshot_rows import (
     parse_timestamp,
     prepare_snapshot,
 )
-from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["PKGSnapshotsDAO"]
 

@@ -4,7 +4,7 @@ Every write the client makes that changes governance state appends its audit
 row in the same transaction, through :func:`append_in`, always as the last
 statement, because the chain's head row stays locked until commit. The
 operator appends its own events with ``append_audit`` (action names:
-``evaluator_sidecar.db.models.AUDIT_ACTIONS`` lists the client's own).
+``evaluator_sidecar.store.models.AUDIT_ACTIONS`` lists the client's own).
 ``verify_audit_chain`` recomputes every hash in Python (it does not trust
 the database's functions) and reports the first broken link.
 """
@@ -16,9 +16,14 @@ from typing import Any
 
 import asyncpg
 
-from evaluator_sidecar.db.audit_chain import ACTION_PATTERN, AuditChainReport, AuditRow, ChainWalker
-from evaluator_sidecar.db.errors import IdempotencyConflictError, InvalidInputError, db_errors
-from evaluator_sidecar.db.pool import Connection, Database
+from evaluator_sidecar.store.audit_chain import (
+    ACTION_PATTERN,
+    AuditChainReport,
+    AuditRow,
+    ChainWalker,
+)
+from evaluator_sidecar.store.errors import IdempotencyConflictError, InvalidInputError, db_errors
+from evaluator_sidecar.store.pool import Connection, Database
 
 __all__ = ["PKGAuditDAO", "append_in", "check_action", "existing_key"]
 

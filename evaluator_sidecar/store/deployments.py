@@ -15,9 +15,9 @@ from typing import Any
 
 import asyncpg
 
-from evaluator_sidecar.db.audit import append_in, check_action, existing_key
-from evaluator_sidecar.db.errors import InvalidInputError, SnapshotArchivedError, db_errors
-from evaluator_sidecar.db.pool import Connection, Database
+from evaluator_sidecar.store.audit import append_in, check_action, existing_key
+from evaluator_sidecar.store.errors import InvalidInputError, SnapshotArchivedError, db_errors
+from evaluator_sidecar.store.pool import Connection, Database
 
 __all__ = ["PKGDeploymentsDAO"]
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import asyncpg
 
-from evaluator_sidecar.db.audit import append_in
-from evaluator_sidecar.db.errors import (
+from evaluator_sidecar.store.audit import append_in
+from evaluator_sidecar.store.errors import (
     IdempotencyConflictError,
     InvalidInputError,
     NotFoundError,
     db_errors,
 )
-from evaluator_sidecar.db.pool import Connection, Database
+from evaluator_sidecar.store.pool import Connection, Database
 
 __all__ = ["PKGPromotionsDAO"]
 

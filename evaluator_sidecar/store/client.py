@@ -22,17 +22,17 @@ from typing import Any
 
 import asyncpg
 
-from evaluator_sidecar.db.audit import PKGAuditDAO
-from evaluator_sidecar.db.audit_chain import AuditChainReport
-from evaluator_sidecar.db.deployments import PKGDeploymentsDAO
-from evaluator_sidecar.db.devices import PKGDevicesDAO
-from evaluator_sidecar.db.errors import NotFoundError
-from evaluator_sidecar.db.models import DeviceHeartbeat, TemporalFact, ValidationOutcome
-from evaluator_sidecar.db.pool import Database
-from evaluator_sidecar.db.promotions import PKGPromotionsDAO
-from evaluator_sidecar.db.snapshots import PKGSnapshotsDAO
-from evaluator_sidecar.db.validation import PKGValidationDAO
 from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.store.audit import PKGAuditDAO
+from evaluator_sidecar.store.audit_chain import AuditChainReport
+from evaluator_sidecar.store.deployments import PKGDeploymentsDAO
+from evaluator_sidecar.store.devices import PKGDevicesDAO
+from evaluator_sidecar.store.errors import NotFoundError
+from evaluator_sidecar.store.models import DeviceHeartbeat, TemporalFact, ValidationOutcome
+from evaluator_sidecar.store.pool import Database
+from evaluator_sidecar.store.promotions import PKGPromotionsDAO
+from evaluator_sidecar.store.snapshots import PKGSnapshotsDAO
+from evaluator_sidecar.store.validation import PKGValidationDAO
 
 __all__ = ["FixtureRunner", "PKGClient"]
 

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from evaluator_sidecar.db.audit import append_in
-from evaluator_sidecar.db.errors import ConflictError, NotFoundError, db_errors
-from evaluator_sidecar.db.pool import Database, json_dumps
+from evaluator_sidecar.store.audit import append_in
+from evaluator_sidecar.store.errors import ConflictError, NotFoundError, db_errors
+from evaluator_sidecar.store.pool import Database, json_dumps
 
 __all__ = ["PKGValidationDAO"]
 

@@ -7,7 +7,7 @@ the schema: pg_dump's comment headers, ``SET`` lines, search-path reset and
 A test migrates an empty database and compares; after adding a migration,
 regenerate it with::
 
-    python -m evaluator_sidecar.db.schema_dump --dsn postgresql://.../db > migrations/schema.sql
+    python -m evaluator_sidecar.store.schema_dump --dsn postgresql://.../db > migrations/schema.sql
 
 (on a database migrated from empty by ``pkg-migrate``, with a pg_dump of the
 server's major version or newer).
@@ -23,8 +23,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from evaluator_sidecar.db.errors import PKGError
-from evaluator_sidecar.db.pool import DSN_ENV, redact_dsn, resolve_dsn
+from evaluator_sidecar.store.errors import PKGError
+from evaluator_sidecar.store.pool import DSN_ENV, redact_dsn, resolve_dsn
 
 __all__ = ["dump_schema", "main", "normalize_dump"]
 
@@ -72,7 +72,7 @@ def dump_schema(dsn: str, *, pg_dump: str | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the normalized schema of ``--dsn`` (default ``$PKG_DATABASE_URL``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m evaluator_sidecar.db.schema_dump",
+        prog="python -m evaluator_sidecar.store.schema_dump",
         description="Print the normalized schema of a migrated database (migrations/schema.sql).",
     )
     parser.add_argument("--dsn", help=f"postgresql:// DSN (default: ${DSN_ENV})")

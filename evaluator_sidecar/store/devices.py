@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from evaluator_sidecar.db.errors import InvalidInputError, db_errors
-from evaluator_sidecar.db.models import DeviceHeartbeat
-from evaluator_sidecar.db.pool import Database
+from evaluator_sidecar.store.errors import InvalidInputError, db_errors
+from evaluator_sidecar.store.models import DeviceHeartbeat
+from evaluator_sidecar.store.pool import Database
 
 __all__ = ["PKGDevicesDAO"]
 
