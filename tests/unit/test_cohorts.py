@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator_sidecar.cohorts import bucket, cohort_size, in_canary
+from evaluator_sidecar.signals.cohorts import bucket, cohort_size, in_canary
 
 ids = st.text(min_size=1, max_size=40)
 percents = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator_sidecar.cohorts import in_canary
 from evaluator_sidecar.signals import (
     ActivateMessage,
     DesiredLevels,
@@ -28,6 +27,7 @@ from evaluator_sidecar.signals import (
     resolve_desired,
     rollout_key,
 )
+from evaluator_sidecar.signals.cohorts import in_canary
 
 V14 = SnapshotRef("rules@1.4.0", 14, "a" * 64)
 V15 = SnapshotRef("rules@1.5.0", 15, "b" * 64)
