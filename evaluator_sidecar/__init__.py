@@ -1,11 +1,22 @@
 """The evaluator library both sides share, and the evaluator sidecar.
 
-It owns the policy engines (native declarative rules compiled at load; OPA
-policies compiled to WebAssembly and run in wasmtime), ``PKGEvaluator`` (one
-loaded snapshot behind one ``evaluate()``), the PostgreSQL client
-(``PKGClient``), the Redis protocol shared with the operator, the hot-swap
-manager (``PKGManager``), the sidecar's HTTP API and heartbeats, and the
-offline ``pkg`` CLI. It never imports the operator.
+Four layers, each a subpackage that imports only the layers below it (import-linter
+contracts in pyproject.toml hold this):
+
+- ``evaluator_sidecar.sidecar``: the runtime of one sidecar: the hot-swap manager
+  (``PKGManager``), heartbeats, the disk cache, the HTTP API, metrics, logs, its
+  settings and the ``pkg-sidecar`` entry point;
+- ``evaluator_sidecar.store`` (PostgreSQL: ``PKGClient``, its DAOs, the migration
+  runner) and ``evaluator_sidecar.signals`` (the Redis protocol shared with the
+  operator: desired state, messages, heartbeats, cohorts), independent of each other;
+- ``evaluator_sidecar.policy``: the pure policy core: the snapshot model, the engines
+  (native declarative rules compiled at load; OPA policies compiled to WebAssembly and
+  run in wasmtime), ``PKGEvaluator`` (one loaded snapshot behind one ``evaluate()``),
+  task facts and fixtures; no server, no database, no Redis.
+
+Beside them: ``evaluator_sidecar.settings`` (the settings the sidecar and the operator
+share) and ``evaluator_sidecar.cli`` (the offline ``pkg`` CLI). It never imports the
+operator.
 
 Public names are imported lazily so that ``import evaluator_sidecar`` stays
 cheap and a process that only needs the evaluator does not load asyncpg,
@@ -18,17 +29,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evaluator_sidecar.manager import (
-        PKGManager,
-        get_global_pkg_manager,
-        initialize_global_pkg_manager,
-    )
     from evaluator_sidecar.policy.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
     from evaluator_sidecar.policy.engines.native import NativeRuleEngine
     from evaluator_sidecar.policy.engines.wasm import OpaWasm
     from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
     from evaluator_sidecar.policy.evaluator import PKGEvaluator
     from evaluator_sidecar.policy.model import PKGSnapshotData
+    from evaluator_sidecar.sidecar.manager import (
+        PKGManager,
+        get_global_pkg_manager,
+        initialize_global_pkg_manager,
+    )
     from evaluator_sidecar.store.audit import PKGAuditDAO
     from evaluator_sidecar.store.client import PKGClient
     from evaluator_sidecar.store.deployments import PKGDeploymentsDAO
@@ -87,9 +98,9 @@ _LAZY: dict[str, str] = {
     "OpaWasm": "evaluator_sidecar.policy.engines.wasm",
     "PKGEvaluator": "evaluator_sidecar.policy.evaluator",
     "PKGSnapshotData": "evaluator_sidecar.policy.model",
-    "PKGManager": "evaluator_sidecar.manager",
-    "get_global_pkg_manager": "evaluator_sidecar.manager",
-    "initialize_global_pkg_manager": "evaluator_sidecar.manager",
+    "PKGManager": "evaluator_sidecar.sidecar.manager",
+    "get_global_pkg_manager": "evaluator_sidecar.sidecar.manager",
+    "initialize_global_pkg_manager": "evaluator_sidecar.sidecar.manager",
     # The PostgreSQL client (evaluator_sidecar.store).
     "PKGClient": "evaluator_sidecar.store.client",
     "PKGSnapshotsDAO": "evaluator_sidecar.store.snapshots",

@@ -24,10 +24,11 @@ import yaml
 from prometheus_client import generate_latest
 from pydantic.fields import FieldInfo
 
-from evaluator_sidecar.http import ROUTES
-from evaluator_sidecar.metrics import SidecarMetrics
 from evaluator_sidecar.policy.engines.wasm import limits
-from evaluator_sidecar.settings import CommonSettings, SidecarSettings
+from evaluator_sidecar.settings import CommonSettings
+from evaluator_sidecar.sidecar.http import ROUTES
+from evaluator_sidecar.sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.sidecar.settings import SidecarSettings
 from pkg_operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]

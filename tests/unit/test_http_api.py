@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sidecar_snapshots import FACTS, snapshot_for
 
-from evaluator_sidecar.http import ROUTES, HTTPServer, SidecarAPI, serve_api
-from evaluator_sidecar.http.openapi import openapi_document
-from evaluator_sidecar.manager import PKGManager
+from evaluator_sidecar.sidecar.http import ROUTES, HTTPServer, SidecarAPI, serve_api
+from evaluator_sidecar.sidecar.http.openapi import openapi_document
+from evaluator_sidecar.sidecar.manager import PKGManager
 
 LIMIT = 4096
 

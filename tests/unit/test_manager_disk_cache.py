@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sidecar_snapshots import snapshot_for
 
-from evaluator_sidecar.cache import SnapshotDiskCache
 from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
 
 
 def test_a_stored_snapshot_reads_back_equal(tmp_path: Path) -> None:

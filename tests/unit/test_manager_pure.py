@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sidecar_snapshots import snapshot_for
 
-from evaluator_sidecar.manager import DesiredTracker, EvaluatorCache, checksums_match
-from evaluator_sidecar.metrics import LatencyHistogram
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.sidecar.manager import DesiredTracker, EvaluatorCache, checksums_match
+from evaluator_sidecar.sidecar.metrics import LatencyHistogram
 from evaluator_sidecar.signals import DesiredLevels, DesiredState, SnapshotRef
 
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 from sidecar_snapshots import FACTS, snapshot_for
 
-from evaluator_sidecar.manager import ActivationError, PKGManager
+from evaluator_sidecar.sidecar.manager import ActivationError, PKGManager
 
 
 def manager(**kwargs: object) -> PKGManager:
@@ -81,7 +81,7 @@ class TestSelfTest:
     ) -> None:
         m = manager()
         await m.activate_snapshot(snapshot_for("rules@1.4.0"))
-        caplog.set_level(logging.INFO, logger="evaluator_sidecar.manager")
+        caplog.set_level(logging.INFO, logger="evaluator_sidecar.sidecar.manager")
         with pytest.raises(ActivationError, match="failed 1 of 1 fixtures") as info:
             await m.activate_snapshot(snapshot_for("rules@1.5.0", good_fixtures=False))
         assert info.value.reason == "fixtures_failed"
@@ -130,7 +130,7 @@ class TestLifecycleEvents:
     async def test_activation_logs_the_seeds_structured_events(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.INFO, logger="evaluator_sidecar.manager")
+        caplog.set_level(logging.INFO, logger="evaluator_sidecar.sidecar.manager")
         m = manager()
         await m.activate_snapshot(snapshot_for("rules@1.3.0"))
         await m.activate_snapshot(snapshot_for("rules@1.4.0"))
@@ -226,7 +226,7 @@ class TestGlobalManager:
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         from evaluator_sidecar import get_global_pkg_manager, initialize_global_pkg_manager
-        from evaluator_sidecar.manager import set_global_pkg_manager
+        from evaluator_sidecar.sidecar.manager import set_global_pkg_manager
         from pkg_testbed.procs import free_port
 
         # Nothing listens on these ports: both servers are "down".

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluator_sidecar.settings import SettingsError, SidecarSettings, load_settings
+from evaluator_sidecar.settings import SettingsError, load_settings
+from evaluator_sidecar.sidecar.settings import SidecarSettings
 
 REQUIRED = {"PKG_DATABASE_URL": "postgresql://pkg@db:5432/pkg", "PKG_REDIS_URL": "redis://r:6379/0"}
 

@@ -45,14 +45,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from redis.exceptions import RedisError
 
-from evaluator_sidecar.cache import SnapshotDiskCache
-from evaluator_sidecar.heartbeat import HeartbeatReporter
-from evaluator_sidecar.logs import log_event
-from evaluator_sidecar.metrics import SidecarMetrics
 from evaluator_sidecar.policy.errors import EvaluatorError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
+from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
+from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
+from evaluator_sidecar.sidecar.logs import log_event
+from evaluator_sidecar.sidecar.metrics import SidecarMetrics
 from evaluator_sidecar.signals import (
     CHANNEL,
     MAX_RECONNECT_BACKOFF,
@@ -976,7 +976,8 @@ async def initialize_global_pkg_manager(
     owned = (pkg_client is None, redis_client is None)
     if any(owned):
         # Imported here: a manager built from its clients needs neither the settings nor asyncpg.
-        from evaluator_sidecar.settings import SidecarSettings, load_settings  # noqa: PLC0415
+        from evaluator_sidecar.settings import load_settings  # noqa: PLC0415
+        from evaluator_sidecar.sidecar.settings import SidecarSettings  # noqa: PLC0415
 
         settings = load_settings(SidecarSettings)
         if pkg_client is None:

@@ -24,12 +24,12 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from evaluator_sidecar.http.openapi import openapi_document
-from evaluator_sidecar.http.protocol import Request, Response
 from evaluator_sidecar.policy.errors import EvaluationError
+from evaluator_sidecar.sidecar.http.openapi import openapi_document
+from evaluator_sidecar.sidecar.http.protocol import Request, Response
 
 if TYPE_CHECKING:
-    from evaluator_sidecar.manager import PKGManager
+    from evaluator_sidecar.sidecar.manager import PKGManager
 
 __all__ = ["ROUTES", "SidecarAPI", "error_body"]
 

@@ -16,19 +16,50 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.exceptions import RedisError
 
-from evaluator_sidecar.metrics import LatencyHistogram
-from evaluator_sidecar.signals import Heartbeat, RedisSignals
+from evaluator_sidecar.sidecar.metrics import LatencyHistogram, SidecarMetrics
+from evaluator_sidecar.signals import Cohort, Heartbeat, RedisSignals
 
 if TYPE_CHECKING:
-    from evaluator_sidecar.manager import PKGManager
+    from evaluator_sidecar.policy.evaluator import PKGEvaluator
 
-__all__ = ["HeartbeatReporter"]
+__all__ = ["HeartbeatReporter", "HeartbeatSource"]
 
 logger = logging.getLogger(__name__)
+
+
+class HeartbeatSource(Protocol):
+    """What a :class:`HeartbeatReporter` reads from the manager it reports on.
+
+    ``PKGManager`` is one; naming only these members keeps this module free of the
+    manager's (which imports this one).
+    """
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def device_type(self) -> str: ...
+    @property
+    def env(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def heartbeat_interval(self) -> float: ...
+    @property
+    def heartbeat_ttl(self) -> int: ...
+    @property
+    def metrics(self) -> SidecarMetrics: ...
+    @property
+    def activation_failures(self) -> int: ...
+    @property
+    def applied(self) -> tuple[int, Cohort]: ...
+    def get_active_evaluator(self) -> PKGEvaluator | None: ...
+    def get_health_status(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -41,7 +72,7 @@ class _Baseline:
 class HeartbeatReporter:
     """Builds and sends one manager's heartbeats."""
 
-    def __init__(self, manager: PKGManager, signals: RedisSignals) -> None:
+    def __init__(self, manager: HeartbeatSource, signals: RedisSignals) -> None:
         self.manager = manager
         self.signals = signals
         self._baseline = self._current()

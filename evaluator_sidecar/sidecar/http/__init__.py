@@ -1,7 +1,7 @@
 """The sidecar's HTTP API: a small asyncio + httptools server and the routes over a PKGManager."""
 
-from evaluator_sidecar.http.api import ROUTES, SidecarAPI, error_body
-from evaluator_sidecar.http.protocol import HTTPServer, Request, Response
+from evaluator_sidecar.sidecar.http.api import ROUTES, SidecarAPI, error_body
+from evaluator_sidecar.sidecar.http.protocol import HTTPServer, Request, Response
 
 __all__ = ["ROUTES", "HTTPServer", "Request", "Response", "SidecarAPI", "error_body", "serve_api"]
 
