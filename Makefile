@@ -92,4 +92,4 @@ clean: ## remove the virtualenv and caches in the work tree (not the binary cach
 
 .PHONY: lint-sql
 lint-sql: $(STAMP) ## squawk on the schema migrations (per-file exceptions are justified in the files)
-	$(VENV)/bin/squawk --assume-in-transaction --pg-version 15 evaluator_sidecar/store/migrations_sql/*.sql
+	$(VENV)/bin/squawk --assume-in-transaction --pg-version 15 migrations/[0-9][0-9][0-9][0-9]_*.sql

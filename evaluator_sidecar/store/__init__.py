@@ -7,8 +7,9 @@ validation runs) and ``evaluator_sidecar.settings``, never ``evaluator_sidecar.s
 
 Modules (``import evaluator_sidecar.store`` loads none of them until a name is used):
 
-- ``migrations``: the ``pkg-migrate`` runner; the SQL files live in
-  ``migrations_sql/`` (package data), ``NNNN_description.sql``, forward-only.
+- ``migrations``: the ``pkg-migrate`` runner; the SQL files, ``NNNN_description.sql``,
+  forward-only, live in the repository's ``migrations/`` folder, shipped as the package
+  data of ``evaluator_sidecar.store.sql``.
 - ``pool``: the one asyncpg pool (``Database``), DSN handling that never shows a password.
 - ``client``: ``PKGClient``, the facade; ``snapshots``, ``deployments``, ``validation``,
   ``promotions``, ``devices``, ``audit``: the DAOs it composes.

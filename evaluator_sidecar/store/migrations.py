@@ -1,9 +1,10 @@
 """The schema migration runner behind ``pkg-migrate``.
 
 The migrations are forward-only numbered plain SQL files
-(``NNNN_description.sql``) shipped inside this package, in
-``evaluator_sidecar/store/migrations_sql/``, so an installed package finds them as
-surely as a checkout does. The runner:
+(``NNNN_description.sql``) in the repository's top-level ``migrations/`` folder,
+their one source. The build ships that folder inside the package as
+``evaluator_sidecar.store.sql`` (pyproject.toml maps the package onto the folder),
+so an installed package finds them as surely as a checkout does. The runner:
 
 - holds a session advisory lock for the whole run, so two runners started at
   once apply each file exactly once (the second waits, then finds nothing to do);
@@ -41,6 +42,7 @@ from evaluator_sidecar.store.pool import DSN_ENV, describe_dsn, resolve_dsn
 
 __all__ = [
     "ADVISORY_LOCK_KEY",
+    "NOT_MIGRATIONS",
     "AppliedMigration",
     "Migration",
     "apply_migrations",
@@ -56,6 +58,9 @@ log = logging.getLogger(__name__)
 ADVISORY_LOCK_KEY = 0x504B474D494752
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+#: SQL files beside the migrations that are about them, not migrations (migrations/README.md).
+NOT_MIGRATIONS = frozenset({"schema.sql", "verify_pkg_migrations.sql"})
 
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -89,7 +94,7 @@ class AppliedMigration:
 
 def migrations_dir() -> Path:
     """The folder of the packaged migration files."""
-    return Path(str(importlib.resources.files("evaluator_sidecar.store") / "migrations_sql"))
+    return Path(str(importlib.resources.files("evaluator_sidecar.store.sql")))
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
@@ -106,7 +111,7 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
         )
     found: dict[int, Migration] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix != ".sql":
+        if path.suffix != ".sql" or path.name in NOT_MIGRATIONS:
             continue
         match = _NAME.match(path.name)
         if match is None:

@@ -31,7 +31,7 @@ PKG_MIGRATE = Path(sys.executable).parent / "pkg-migrate"
 
 
 def _copy_migrations(tmp_path: Path) -> Path:
-    folder = tmp_path / "migrations_sql"
+    folder = tmp_path / "migrations"
     shutil.copytree(migrations_dir(), folder)
     return folder
 

@@ -31,8 +31,11 @@ def _m(version: int, sha: str = "a") -> Migration:
 
 class TestPackagedFiles:
     def test_the_migrations_ship_inside_the_package_in_order(self) -> None:
-        packaged = importlib.resources.files("evaluator_sidecar.store") / "migrations_sql"
-        names = sorted(p.name for p in packaged.iterdir() if p.name.endswith(".sql"))
+        packaged = importlib.resources.files("evaluator_sidecar.store.sql")
+        about = {"schema.sql", "verify_pkg_migrations.sql"}  # beside them, not migrations
+        names = sorted(
+            p.name for p in packaged.iterdir() if p.name.endswith(".sql") and p.name not in about
+        )
         assert names == [m.name for m in load_migrations()]
         assert [m.version for m in load_migrations()] == list(range(1, len(names) + 1))
         assert names[:4] == [
@@ -58,7 +61,9 @@ class TestPackagedFiles:
             load_migrations(tmp_path)
 
     def test_the_folder_is_the_packaged_one(self) -> None:
-        assert migrations_dir().name == "migrations_sql"
+        assert migrations_dir() == Path(
+            str(importlib.resources.files("evaluator_sidecar.store.sql"))
+        )
         assert (migrations_dir() / "0001_pkg_core.sql").is_file()
 
 
