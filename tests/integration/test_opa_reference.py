@@ -33,8 +33,8 @@ from evaluator_sidecar.policy.resource import (
 
 
 def _load_factgen() -> ModuleType:
-    """The unit tests' seeded generator (tests/unit/wasm_factgen.py), shared rather than copied."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "wasm_factgen.py"
+    """The unit tests' seeded generator (tests/unit/policy/wasm_factgen.py), shared, not copied."""
+    path = Path(__file__).resolve().parents[1] / "unit" / "policy" / "wasm_factgen.py"
     spec = importlib.util.spec_from_file_location("wasm_factgen", path)
     assert spec is not None
     assert spec.loader is not None

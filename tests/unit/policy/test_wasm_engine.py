@@ -22,7 +22,7 @@ from evaluator_sidecar.policy.resource import (
     snapshot_from_resource,
 )
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 SLA = POLICIES / "sla" / "policy.wasm"
 RESULT = {
     "subtasks": [

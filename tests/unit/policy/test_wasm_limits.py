@@ -20,7 +20,7 @@ from evaluator_sidecar.policy.engines.wasm.limits import (
 from evaluator_sidecar.policy.engines.wasm.runtime import get_runtime
 from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 LOOP = (POLICIES / "limits" / "loop.wasm").read_bytes()
 BOMB = (POLICIES / "limits" / "memory.wasm").read_bytes()
 CONFORMANCE = (POLICIES / "conformance" / "policy.wasm").read_bytes()

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from rollout_world import NEWER, World, replace_health
 
-CRD = Path(__file__).resolve().parents[2] / "crds" / "policydeployments.yaml"
+CRD = Path(__file__).resolve().parents[3] / "crds" / "policydeployments.yaml"
 
 
 @cache

@@ -31,7 +31,7 @@ from evaluator_sidecar.policy.resource import (
     snapshot_from_resource,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SLA = ROOT / "policies" / "sla" / "policy.wasm"
 CONFORMANCE = ROOT / "policies" / "conformance" / "policy.wasm"
 

@@ -31,7 +31,7 @@ from evaluator_sidecar.sidecar.metrics import SidecarMetrics
 from evaluator_sidecar.sidecar.settings import SidecarSettings
 from pkg_operator.settings import OperatorSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 README = REPO / "README.md"
 WASM_PACKAGE = REPO / "evaluator_sidecar" / "policy" / "engines" / "wasm"
 

@@ -2,7 +2,7 @@
 
 The WASM engine runs policies/reference/policy.wasm (the rule language in
 Rego) with the reference snapshot's rules as ``data``; the native engine runs
-the same snapshot. 10,000 seeded task-fact sets (tests/unit/wasm_factgen.py)
+the same snapshot. 10,000 seeded task-fact sets (tests/unit/policy/wasm_factgen.py)
 go through both; ``subtasks``, ``dag`` and ``rules`` must be equal, in order,
 for every one. The snapshot's own fixtures must pass on the WASM engine too.
 (tests/integration/test_opa_reference.py checks a sample against OPA's own
@@ -35,7 +35,7 @@ from evaluator_sidecar.policy.resource import (
     snapshot_from_resource,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference-snapshot.yaml"
+REFERENCE = Path(__file__).resolve().parents[3] / "tests" / "data" / "reference-snapshot.yaml"
 SEED = 20260101
 COUNT = 10_000
 
