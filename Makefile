@@ -40,10 +40,11 @@ test-unit: $(STAMP) ## run the pure unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff, mypy --strict, squawk on the migrations
+lint: $(STAMP) ## ruff, mypy --strict, import-linter's layer contracts, squawk on the migrations
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory lint-sql
 
 .PHONY: format
