@@ -40,10 +40,11 @@ test-unit: $(STAMP) ## run the pure unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff, mypy --strict, squawk on the migrations
+lint: $(STAMP) ## ruff, mypy --strict, import-linter's layer contracts, squawk on the migrations
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory lint-sql
 
 .PHONY: format
@@ -92,4 +93,4 @@ clean: ## remove the virtualenv and caches in the work tree (not the binary cach
 
 .PHONY: lint-sql
 lint-sql: $(STAMP) ## squawk on the schema migrations (per-file exceptions are justified in the files)
-	$(VENV)/bin/squawk --assume-in-transaction --pg-version 15 evaluator_sidecar/db/migrations_sql/*.sql
+	$(VENV)/bin/squawk --assume-in-transaction --pg-version 15 migrations/[0-9][0-9][0-9][0-9]_*.sql

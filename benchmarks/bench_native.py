@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.reference import ReferenceEngine
-from evaluator_sidecar.evaluator import PKGEvaluator
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.reference import ReferenceEngine
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["generate_facts", "generate_snapshot", "main"]
 

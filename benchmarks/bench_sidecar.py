@@ -12,7 +12,7 @@ cheaper per request than any server it measures.
 Servers compared (same manager, same evaluator, same JSON handling; only the
 HTTP stack differs):
 
-- ``httptools``: the sidecar's own server (``evaluator_sidecar.http``);
+- ``httptools``: the sidecar's own server (``evaluator_sidecar.sidecar.http``);
 - ``aiohttp``: an aiohttp ``web.Application`` with one handler calling the
   same ``SidecarAPI.evaluate``.
 
@@ -41,13 +41,13 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from evaluator_sidecar.http import Request, SidecarAPI, serve_api
-from evaluator_sidecar.manager import PKGManager
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,
 )
+from evaluator_sidecar.sidecar.http import Request, SidecarAPI, serve_api
+from evaluator_sidecar.sidecar.manager import PKGManager
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = ROOT / "tests" / "data" / "reference-snapshot.yaml"

@@ -46,12 +46,12 @@ from typing import Any
 
 import orjson
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.cache import clear_memory_cache
-from evaluator_sidecar.engines.wasm.interpreter import rules_as_data
-from evaluator_sidecar.engines.wasm.runtime import get_runtime
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.cache import clear_memory_cache
+from evaluator_sidecar.policy.engines.wasm.interpreter import rules_as_data
+from evaluator_sidecar.policy.engines.wasm.runtime import get_runtime
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,

@@ -1,11 +1,22 @@
 """The evaluator library both sides share, and the evaluator sidecar.
 
-It owns the policy engines (native declarative rules compiled at load; OPA
-policies compiled to WebAssembly and run in wasmtime), ``PKGEvaluator`` (one
-loaded snapshot behind one ``evaluate()``), the PostgreSQL client
-(``PKGClient``), the Redis protocol shared with the operator, the hot-swap
-manager (``PKGManager``), the sidecar's HTTP API and heartbeats, and the
-offline ``pkg`` CLI. It never imports the operator.
+Four layers, each a subpackage that imports only the layers below it (import-linter
+contracts in pyproject.toml hold this):
+
+- ``evaluator_sidecar.sidecar``: the runtime of one sidecar: the hot-swap manager
+  (``PKGManager``), heartbeats, the disk cache, the HTTP API, metrics, logs, its
+  settings and the ``pkg-sidecar`` entry point;
+- ``evaluator_sidecar.store`` (PostgreSQL: ``PKGClient``, its DAOs, the migration
+  runner) and ``evaluator_sidecar.signals`` (the Redis protocol shared with the
+  operator: desired state, messages, heartbeats, cohorts), independent of each other;
+- ``evaluator_sidecar.policy``: the pure policy core: the snapshot model, the engines
+  (native declarative rules compiled at load; OPA policies compiled to WebAssembly and
+  run in wasmtime), ``PKGEvaluator`` (one loaded snapshot behind one ``evaluate()``),
+  task facts and fixtures; no server, no database, no Redis.
+
+Beside them: ``evaluator_sidecar.settings`` (the settings the sidecar and the operator
+share) and ``evaluator_sidecar.cli`` (the offline ``pkg`` CLI). It never imports the
+operator.
 
 Public names are imported lazily so that ``import evaluator_sidecar`` stays
 cheap and a process that only needs the evaluator does not load asyncpg,
@@ -18,11 +29,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evaluator_sidecar.db.audit import PKGAuditDAO
-    from evaluator_sidecar.db.client import PKGClient
-    from evaluator_sidecar.db.deployments import PKGDeploymentsDAO
-    from evaluator_sidecar.db.devices import PKGDevicesDAO
-    from evaluator_sidecar.db.errors import (
+    from evaluator_sidecar.policy.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
+    from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+    from evaluator_sidecar.policy.engines.wasm import OpaWasm
+    from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
+    from evaluator_sidecar.policy.evaluator import PKGEvaluator
+    from evaluator_sidecar.policy.model import PKGSnapshotData
+    from evaluator_sidecar.sidecar.manager import (
+        PKGManager,
+        get_global_pkg_manager,
+        initialize_global_pkg_manager,
+    )
+    from evaluator_sidecar.store.audit import PKGAuditDAO
+    from evaluator_sidecar.store.client import PKGClient
+    from evaluator_sidecar.store.deployments import PKGDeploymentsDAO
+    from evaluator_sidecar.store.devices import PKGDevicesDAO
+    from evaluator_sidecar.store.errors import (
         ChecksumMismatchError,
         ConflictError,
         DatabaseUnavailableError,
@@ -30,21 +52,10 @@ if TYPE_CHECKING:
         NotFoundError,
         PKGError,
     )
-    from evaluator_sidecar.db.models import DeviceHeartbeat, TemporalFact
-    from evaluator_sidecar.db.promotions import PKGPromotionsDAO
-    from evaluator_sidecar.db.snapshots import PKGSnapshotsDAO
-    from evaluator_sidecar.db.validation import PKGValidationDAO
-    from evaluator_sidecar.engines.base import ENGINE_REGISTRY, PolicyEngine, register_engine
-    from evaluator_sidecar.engines.native import NativeRuleEngine
-    from evaluator_sidecar.engines.wasm import OpaWasm
-    from evaluator_sidecar.errors import EvaluationError, SnapshotLoadError
-    from evaluator_sidecar.evaluator import PKGEvaluator
-    from evaluator_sidecar.manager import (
-        PKGManager,
-        get_global_pkg_manager,
-        initialize_global_pkg_manager,
-    )
-    from evaluator_sidecar.model import PKGSnapshotData
+    from evaluator_sidecar.store.models import DeviceHeartbeat, TemporalFact
+    from evaluator_sidecar.store.promotions import PKGPromotionsDAO
+    from evaluator_sidecar.store.snapshots import PKGSnapshotsDAO
+    from evaluator_sidecar.store.validation import PKGValidationDAO
 
 __all__ = [
     "ENGINE_REGISTRY",
@@ -78,34 +89,34 @@ __all__ = [
 
 # name -> module that defines it. Later parts of the library add their names here.
 _LAZY: dict[str, str] = {
-    "ENGINE_REGISTRY": "evaluator_sidecar.engines.base",
-    "PolicyEngine": "evaluator_sidecar.engines.base",
-    "register_engine": "evaluator_sidecar.engines.base",
-    "EvaluationError": "evaluator_sidecar.errors",
-    "SnapshotLoadError": "evaluator_sidecar.errors",
-    "NativeRuleEngine": "evaluator_sidecar.engines.native",
-    "OpaWasm": "evaluator_sidecar.engines.wasm",
-    "PKGEvaluator": "evaluator_sidecar.evaluator",
-    "PKGSnapshotData": "evaluator_sidecar.model",
-    "PKGManager": "evaluator_sidecar.manager",
-    "get_global_pkg_manager": "evaluator_sidecar.manager",
-    "initialize_global_pkg_manager": "evaluator_sidecar.manager",
-    # The PostgreSQL client (evaluator_sidecar.db).
-    "PKGClient": "evaluator_sidecar.db.client",
-    "PKGSnapshotsDAO": "evaluator_sidecar.db.snapshots",
-    "PKGDeploymentsDAO": "evaluator_sidecar.db.deployments",
-    "PKGValidationDAO": "evaluator_sidecar.db.validation",
-    "PKGPromotionsDAO": "evaluator_sidecar.db.promotions",
-    "PKGDevicesDAO": "evaluator_sidecar.db.devices",
-    "PKGAuditDAO": "evaluator_sidecar.db.audit",
-    "DeviceHeartbeat": "evaluator_sidecar.db.models",
-    "TemporalFact": "evaluator_sidecar.db.models",
-    "PKGError": "evaluator_sidecar.db.errors",
-    "NotFoundError": "evaluator_sidecar.db.errors",
-    "ConflictError": "evaluator_sidecar.db.errors",
-    "IntegrityError": "evaluator_sidecar.db.errors",
-    "ChecksumMismatchError": "evaluator_sidecar.db.errors",
-    "DatabaseUnavailableError": "evaluator_sidecar.db.errors",
+    "ENGINE_REGISTRY": "evaluator_sidecar.policy.engines.base",
+    "PolicyEngine": "evaluator_sidecar.policy.engines.base",
+    "register_engine": "evaluator_sidecar.policy.engines.base",
+    "EvaluationError": "evaluator_sidecar.policy.errors",
+    "SnapshotLoadError": "evaluator_sidecar.policy.errors",
+    "NativeRuleEngine": "evaluator_sidecar.policy.engines.native",
+    "OpaWasm": "evaluator_sidecar.policy.engines.wasm",
+    "PKGEvaluator": "evaluator_sidecar.policy.evaluator",
+    "PKGSnapshotData": "evaluator_sidecar.policy.model",
+    "PKGManager": "evaluator_sidecar.sidecar.manager",
+    "get_global_pkg_manager": "evaluator_sidecar.sidecar.manager",
+    "initialize_global_pkg_manager": "evaluator_sidecar.sidecar.manager",
+    # The PostgreSQL client (evaluator_sidecar.store).
+    "PKGClient": "evaluator_sidecar.store.client",
+    "PKGSnapshotsDAO": "evaluator_sidecar.store.snapshots",
+    "PKGDeploymentsDAO": "evaluator_sidecar.store.deployments",
+    "PKGValidationDAO": "evaluator_sidecar.store.validation",
+    "PKGPromotionsDAO": "evaluator_sidecar.store.promotions",
+    "PKGDevicesDAO": "evaluator_sidecar.store.devices",
+    "PKGAuditDAO": "evaluator_sidecar.store.audit",
+    "DeviceHeartbeat": "evaluator_sidecar.store.models",
+    "TemporalFact": "evaluator_sidecar.store.models",
+    "PKGError": "evaluator_sidecar.store.errors",
+    "NotFoundError": "evaluator_sidecar.store.errors",
+    "ConflictError": "evaluator_sidecar.store.errors",
+    "IntegrityError": "evaluator_sidecar.store.errors",
+    "ChecksumMismatchError": "evaluator_sidecar.store.errors",
+    "DatabaseUnavailableError": "evaluator_sidecar.store.errors",
 }
 
 

@@ -26,11 +26,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from evaluator_sidecar.errors import EvaluatorError
-from evaluator_sidecar.evaluator import PKGEvaluator
-from evaluator_sidecar.fixtures import run_fixtures
-from evaluator_sidecar.model import PKGSnapshotData
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.errors import EvaluatorError
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.policy.fixtures import run_fixtures
+from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.policy.resource import (
     content_checksum,
     load_documents,
     select_policy_snapshot,

@@ -7,7 +7,7 @@ The page is built from ``crds/policysnapshots.yaml`` and ``crds/policydeployment
 alone: names and scope, printer columns, every field of ``spec`` and ``status`` with its
 type, whether it is required, its default, its description and its constraints (enum,
 pattern, bounds, formats), and every CEL validation rule with its message.
-``tests/unit/test_docs_current.py`` fails when the committed page differs from what this
+``tests/unit/tools/test_docs_current.py`` fails when the committed page differs from what this
 renders; ``make docs`` rewrites it.
 """
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from evaluator_sidecar.db import PKGClient
-from evaluator_sidecar.db.migrations import apply_migrations
 from evaluator_sidecar.signals import RedisSignals
+from evaluator_sidecar.store import PKGClient
+from evaluator_sidecar.store.migrations import apply_migrations
 from pkg_operator.settings import OperatorSettings
 
 __all__ = ["ContextError", "OperatorContext", "open_context"]

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from evaluator_sidecar.cohorts import in_canary
+from evaluator_sidecar.signals.cohorts import in_canary
 from pkg_operator.rollout_model import CoverageObs, HealthObs
 
 __all__ = ["DeviceReport", "fold"]

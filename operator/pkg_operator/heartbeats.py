@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 from redis.exceptions import ResponseError
 
-from evaluator_sidecar.db.models import DeviceHeartbeat
-from evaluator_sidecar.model import ENVS
+from evaluator_sidecar.policy.model import ENVS
 from evaluator_sidecar.signals import Heartbeat, backoff_delay
+from evaluator_sidecar.store.models import DeviceHeartbeat
 from pkg_operator import promotions
 from pkg_operator.context import OperatorContext
 

@@ -55,7 +55,7 @@ Rollouts, Flagger), pain by pain:
   a stale copy; every side effect carries a deterministic idempotency key
   (uid, attempt, step, event, token), so a replayed tick writes no duplicate
   row; a superseded deployment takes no action at all; and the desired state
-  itself is written with a compare-and-set on the epoch (see signals.py).
+  itself is written with a compare-and-set on the epoch (see evaluator_sidecar.signals).
 - CI unable to tell whether the status is about its own change. Every
   condition carries observedGeneration, and the decision that first sees a new
   generation sets Available=False for it, so

@@ -26,7 +26,7 @@ from typing import Any
 import kopf
 
 from evaluator_sidecar import signals as sig
-from evaluator_sidecar.db.errors import DatabaseUnavailableError
+from evaluator_sidecar.store.errors import DatabaseUnavailableError
 from pkg_operator import coverage, kube
 from pkg_operator.actions import DEPLOYMENT_ACTIONS, ActionError, parse_action
 from pkg_operator.api import ACTION_ANNOTATION, DEPLOYMENTS, SNAPSHOTS

@@ -6,7 +6,7 @@
 # Why an interpreter and not the rules written out by hand: the rules stay in
 # one place. The snapshot's rules, subtask types and facts are passed verbatim
 # as `data` (data.rules, data.subtask_types, data.facts; see
-# evaluator_sidecar.engines.wasm.interpreter.rules_as_data), in the very form the
+# evaluator_sidecar.policy.engines.wasm.interpreter.rules_as_data), in the very form the
 # native engine reads, so there is no second copy of the reference rule set to
 # drift from the first, any native snapshot can run on the WASM engine, and the
 # differential test compares two implementations of the *semantics* (this file
@@ -14,10 +14,10 @@
 # is speed: every evaluation re-reads the rules (see BENCHMARKS.md).
 #
 # The semantics are those of /tmp/semantics.md as the native engine's docstring
-# (evaluator_sidecar/engines/native/__init__.py) states them; each rule below
+# (evaluator_sidecar/policy/engines/native/__init__.py) states them; each rule below
 # names the part it implements. Load-time checks (cycles, invalid patterns,
 # non-numeric SIGNAL values, ...) are the loader's job: this policy assumes a
-# snapshot the native loader accepts, and task facts evaluator_sidecar.facts
+# snapshot the native loader accepts, and task facts evaluator_sidecar.policy.facts
 # accepts.
 #
 # Number text: JSON's number grammar. Decimal arithmetic is exact here while the

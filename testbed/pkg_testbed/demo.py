@@ -50,9 +50,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from evaluator_sidecar.cohorts import in_canary
-from evaluator_sidecar.db.audit_chain import AuditChainReport
-from evaluator_sidecar.db.client import PKGClient
+from evaluator_sidecar.signals.cohorts import in_canary
+from evaluator_sidecar.store.audit_chain import AuditChainReport
+from evaluator_sidecar.store.client import PKGClient
 from pkg_testbed.demo_view import (
     DeviceGroup,
     Narrator,

@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 from e2e_helpers import Cluster, condition
 
-from evaluator_sidecar.cohorts import in_canary
+from evaluator_sidecar.signals.cohorts import in_canary
 from pkg_testbed.demo import (
     CASES,
     FLEET_LAYOUT,

@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from evaluator_sidecar import resource
-from evaluator_sidecar.db.client import PKGClient
-from evaluator_sidecar.db.migrations import apply_migrations
+from evaluator_sidecar.policy import resource
+from evaluator_sidecar.store.client import PKGClient
+from evaluator_sidecar.store.migrations import apply_migrations
 from pkg_testbed.postgres import PostgresServer
 
 REFERENCE_SNAPSHOT = Path(__file__).resolve().parents[1] / "data" / "reference-snapshot.yaml"

@@ -24,8 +24,8 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 
-from evaluator_sidecar.db.client import PKGClient
 from evaluator_sidecar.signals import RedisSignals
+from evaluator_sidecar.store.client import PKGClient
 from pkg_testbed.postgres import PostgresServer
 from pkg_testbed.procs import free_port
 

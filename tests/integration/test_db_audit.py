@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 
-from evaluator_sidecar.db.client import PKGClient
-from evaluator_sidecar.db.errors import IdempotencyConflictError, InvalidInputError
+from evaluator_sidecar.store.client import PKGClient
+from evaluator_sidecar.store.errors import IdempotencyConflictError, InvalidInputError
 
 pytestmark = pytest.mark.integration
 

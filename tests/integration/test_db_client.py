@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 import evaluator_sidecar
-from evaluator_sidecar.db.client import PKGClient
-from evaluator_sidecar.db.errors import DatabaseUnavailableError, PKGError
+from evaluator_sidecar.store.client import PKGClient
+from evaluator_sidecar.store.errors import DatabaseUnavailableError, PKGError
 from pkg_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ class TestConnecting:
             await PKGClient.connect()
 
     async def test_connect_makes_a_ready_client_at_once(self, migrated_dsn: str) -> None:
-        from evaluator_sidecar.db import PKGClient as Exported
+        from evaluator_sidecar.store import PKGClient as Exported
 
         client = await Exported.connect(migrated_dsn, env="staging")
         try:

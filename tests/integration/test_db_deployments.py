@@ -8,9 +8,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from evaluator_sidecar.db.client import PKGClient
-from evaluator_sidecar.db.errors import IdempotencyConflictError, InvalidInputError, NotFoundError
-from evaluator_sidecar.db.models import DeviceHeartbeat
+from evaluator_sidecar.store.client import PKGClient
+from evaluator_sidecar.store.errors import (
+    IdempotencyConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from evaluator_sidecar.store.models import DeviceHeartbeat
 
 pytestmark = pytest.mark.integration
 

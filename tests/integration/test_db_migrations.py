@@ -12,14 +12,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from evaluator_sidecar.db.errors import MigrationChecksumError, MigrationError
-from evaluator_sidecar.db.migrations import (
+from evaluator_sidecar.store.errors import MigrationChecksumError, MigrationError
+from evaluator_sidecar.store.migrations import (
     ADVISORY_LOCK_KEY,
     apply_migrations,
     load_migrations,
     migrations_dir,
 )
-from evaluator_sidecar.db.schema_dump import dump_schema
+from evaluator_sidecar.store.schema_dump import dump_schema
 from pkg_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ PKG_MIGRATE = Path(sys.executable).parent / "pkg-migrate"
 
 
 def _copy_migrations(tmp_path: Path) -> Path:
-    folder = tmp_path / "migrations_sql"
+    folder = tmp_path / "migrations"
     shutil.copytree(migrations_dir(), folder)
     return folder
 
@@ -53,7 +53,7 @@ class TestSchema:
         dumped = dump_schema(empty_dsn, pg_dump=str(postgres_server.bindir / "pg_dump"))
         assert dumped == SCHEMA_SQL.read_text(encoding="utf-8"), (
             "migrations/schema.sql is stale: regenerate it with "
-            "python -m evaluator_sidecar.db.schema_dump (see migrations/README.md)"
+            "python -m evaluator_sidecar.store.schema_dump (see migrations/README.md)"
         )
 
     async def test_every_file_is_recorded_with_its_sha256(self, empty_dsn: str) -> None:

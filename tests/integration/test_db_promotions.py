@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 
-from evaluator_sidecar.db.client import PKGClient
-from evaluator_sidecar.db.errors import (
+from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.store.client import PKGClient
+from evaluator_sidecar.store.errors import (
     ConflictError,
     EnvironmentMismatchError,
     IdempotencyConflictError,
@@ -19,7 +20,6 @@ from evaluator_sidecar.db.errors import (
     NothingToRollBackError,
     ValidationRequiredError,
 )
-from evaluator_sidecar.model import PKGSnapshotData
 
 pytestmark = pytest.mark.integration
 

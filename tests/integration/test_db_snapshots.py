@@ -11,19 +11,19 @@ from typing import Any
 import asyncpg
 import pytest
 
-from evaluator_sidecar import resource
-from evaluator_sidecar.db.client import PKGClient
-from evaluator_sidecar.db.errors import (
+from evaluator_sidecar.policy import resource
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.policy.resource import content_checksum
+from evaluator_sidecar.store.client import PKGClient
+from evaluator_sidecar.store.errors import (
     ChecksumMismatchError,
     ConflictError,
     SnapshotArchivedError,
     SnapshotInUseError,
     VersionOwnedError,
 )
-from evaluator_sidecar.db.models import TemporalFact
-from evaluator_sidecar.db.snapshot_rows import InvalidSnapshotError
-from evaluator_sidecar.evaluator import PKGEvaluator
-from evaluator_sidecar.resource import content_checksum
+from evaluator_sidecar.store.models import TemporalFact
+from evaluator_sidecar.store.snapshot_rows import InvalidSnapshotError
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.builtins import PROVIDED
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.builtins import PROVIDED
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

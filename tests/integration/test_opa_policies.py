@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from evaluator_sidecar.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,14 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.wasm import OpaWasm
-from evaluator_sidecar.engines.wasm.interpreter import REFERENCE_POLICY, rules_as_data, wasm_twin
-from evaluator_sidecar.resource import (
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm.interpreter import (
+    REFERENCE_POLICY,
+    rules_as_data,
+    wasm_twin,
+)
+from evaluator_sidecar.policy.resource import (
     load_documents,
     select_policy_snapshot,
     snapshot_from_resource,
@@ -29,8 +33,8 @@ from evaluator_sidecar.resource import (
 
 
 def _load_factgen() -> ModuleType:
-    """The unit tests' seeded generator (tests/unit/wasm_factgen.py), shared rather than copied."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "wasm_factgen.py"
+    """The unit tests' seeded generator (tests/unit/policy/wasm_factgen.py), shared, not copied."""
+    path = Path(__file__).resolve().parents[1] / "unit" / "policy" / "wasm_factgen.py"
     spec = importlib.util.spec_from_file_location("wasm_factgen", path)
     assert spec is not None
     assert spec.loader is not None

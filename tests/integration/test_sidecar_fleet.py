@@ -24,7 +24,6 @@ from sidecar_fixtures import (
     with_signals,
 )
 
-from evaluator_sidecar.cohorts import bucket
 from evaluator_sidecar.signals import (
     EPOCH_KEY,
     HEARTBEAT_STREAM,
@@ -34,6 +33,7 @@ from evaluator_sidecar.signals import (
     SnapshotRef,
     encode_desired_message,
 )
+from evaluator_sidecar.signals.cohorts import bucket
 from pkg_testbed.postgres import PostgresServer
 from pkg_testbed.redis import RedisServer
 

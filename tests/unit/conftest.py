@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.engines.native import NativeRuleEngine
-from evaluator_sidecar.engines.reference import ReferenceEngine
-from evaluator_sidecar.model import PKGSnapshotData
+from evaluator_sidecar.policy.engines.native import NativeRuleEngine
+from evaluator_sidecar.policy.engines.reference import ReferenceEngine
+from evaluator_sidecar.policy.model import PKGSnapshotData
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_SNAPSHOT = REPO / "tests" / "data" / "reference-snapshot.yaml"

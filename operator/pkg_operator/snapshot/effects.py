@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluator_sidecar.db.errors import ConflictError, VersionOwnedError
-from evaluator_sidecar.errors import SnapshotLoadError
-from evaluator_sidecar.evaluator import PKGEvaluator
-from evaluator_sidecar.fixtures import run_fixtures
-from evaluator_sidecar.model import PKGSnapshotData
-from evaluator_sidecar.resource import ChecksumMismatchError, snapshot_from_resource
+from evaluator_sidecar.policy.errors import SnapshotLoadError
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+from evaluator_sidecar.policy.fixtures import run_fixtures
+from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.policy.resource import ChecksumMismatchError, snapshot_from_resource
+from evaluator_sidecar.store.errors import ConflictError, VersionOwnedError
 from pkg_operator import kube
 from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from redis.exceptions import RedisError
 
-from evaluator_sidecar.db.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
+from evaluator_sidecar.store.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
 from pkg_operator import promotions
 from pkg_operator.actions import ActionError, ActionRequest
 from pkg_operator.conditions import set_condition

@@ -1,0 +1,187 @@
+"""The builtins this engine provides to OPA policies, by name: the documented set.
+
+``opa build -t wasm`` compiles most builtins into the module; the rest become
+calls to the host (``opa_builtin0..4``) and the module lists them in its
+``builtins()`` export. The engine refuses, at load, a module that needs one not
+in :data:`PROVIDED`, naming it. The provided set:
+
+* time: ``time.now_ns`` (one value per evaluation, as in OPA),
+  ``time.parse_rfc3339_ns``, ``time.parse_duration_ns``, ``time.date``,
+  ``time.clock``, ``time.weekday``, ``time.add_date``, ``time.diff``;
+* strings: ``sprintf``, ``strings.count``, ``strings.any_prefix_match``;
+* encodings: ``hex.encode``, ``hex.decode``, ``base64url.encode_no_pad``,
+  ``urlquery.encode``, ``urlquery.decode``, ``urlquery.encode_object``;
+* hashes: ``crypto.md5``, ``crypto.sha1``, ``crypto.sha256``,
+  ``crypto.hmac.md5``, ``crypto.hmac.sha1``, ``crypto.hmac.sha256``,
+  ``crypto.hmac.sha512``, ``crypto.hmac.equal``;
+* ``semver.is_valid``, ``semver.compare``, ``numbers.range_step``, ``trace``.
+
+Everything else OPA leaves to the host (``http.send``, ``net.lookup_ip_addr``,
+``io.jwt.*``, ``crypto.x509.*``, ``time.format``, ``time.parse_ns``,
+``units.*``, ``yaml.*``, ``json.patch``, ``uuid.*``, ``rand.intn``,
+``regex.split``/``replace``/``find_n``, ``object.subset``, …) is refused at load.
+
+A builtin that rejects its operands makes the call undefined, as OPA's
+evaluator does outside strict mode (:class:`BuiltinUndefined`). One that would
+exceed the evaluation's resources fails the evaluation (:class:`BuiltinLimitError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from evaluator_sidecar.policy.engines.wasm import gotime, hostlib
+from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
+
+__all__ = [
+    "PROVIDED",
+    "Builtin",
+    "BuiltinLimitError",
+    "BuiltinUndefined",
+    "CallContext",
+    "call_builtin",
+    "missing_builtins",
+]
+
+log = logging.getLogger(__name__)
+
+
+class BuiltinUndefined(Exception):
+    """The builtin rejected its operands: the call is undefined (OPA's non-strict behaviour)."""
+
+
+class BuiltinLimitError(Exception):
+    """The builtin would exceed the evaluation's resources: the evaluation fails."""
+
+
+class CallContext:
+    """What builtins may know about the evaluation they run in."""
+
+    __slots__ = ("max_items", "max_string_bytes", "now")
+
+    def __init__(self, *, max_items: int, max_string_bytes: int) -> None:
+        #: ``time.now_ns`` of the current evaluation, read on first use; None between evaluations.
+        self.now: int | None = None
+        self.max_items = max_items
+        self.max_string_bytes = max_string_bytes
+
+    def reset(self) -> None:
+        """Called before each evaluation: ``time.now_ns`` is fixed per evaluation."""
+        self.now = None
+
+    def now_ns(self) -> int:
+        if self.now is None:
+            self.now = time.time_ns()
+        return self.now
+
+
+BuiltinFn = Callable[[list[Any], CallContext], Any]
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    arity: int
+    fn: BuiltinFn
+
+
+def _sprintf(args: list[Any], ctx: CallContext) -> str:
+    fmt, operands = args
+    if not isinstance(fmt, str) or not isinstance(operands, list):
+        raise hostlib.HostBuiltinError("sprintf takes a format string and an array of operands")
+    # Go caps widths at 1e6 itself; a smaller cap keeps one call within the memory cap.
+    text = go_sprintf(
+        fmt, [sprintf_operand(v) for v in operands], max_width=min(ctx.max_string_bytes, 1_000_000)
+    )
+    if len(text) > ctx.max_string_bytes:
+        raise OverflowError("sprintf result is larger than the memory cap allows")
+    return text
+
+
+def _trace(args: list[Any], _ctx: CallContext) -> bool:
+    log.debug("policy trace: %s", args[0])
+    return True
+
+
+def _one(fn: Callable[[Any], Any]) -> BuiltinFn:
+    return lambda args, _ctx: fn(args[0])
+
+
+def _two(fn: Callable[[Any, Any], Any]) -> BuiltinFn:
+    return lambda args, _ctx: fn(args[0], args[1])
+
+
+_TABLE: tuple[Builtin, ...] = (
+    Builtin("time.now_ns", 0, lambda _args, ctx: ctx.now_ns()),
+    Builtin("time.parse_rfc3339_ns", 1, _one(lambda v: gotime.parse_rfc3339_ns(hostlib_string(v)))),
+    Builtin(
+        "time.parse_duration_ns", 1, _one(lambda v: gotime.parse_duration_ns(hostlib_string(v)))
+    ),
+    Builtin("time.date", 1, _one(gotime.date)),
+    Builtin("time.clock", 1, _one(gotime.clock)),
+    Builtin("time.weekday", 1, _one(gotime.weekday)),
+    Builtin("time.add_date", 4, lambda args, _ctx: gotime.add_date(*args)),
+    Builtin("time.diff", 2, _two(gotime.diff)),
+    Builtin("sprintf", 2, _sprintf),
+    Builtin("strings.count", 2, _two(hostlib.strings_count)),
+    Builtin("strings.any_prefix_match", 2, _two(hostlib.any_prefix_match)),
+    Builtin("hex.encode", 1, _one(hostlib.hex_encode)),
+    Builtin("hex.decode", 1, _one(hostlib.hex_decode)),
+    Builtin("base64url.encode_no_pad", 1, _one(hostlib.base64url_encode_no_pad)),
+    Builtin("urlquery.encode", 1, _one(hostlib.urlquery_encode)),
+    Builtin("urlquery.decode", 1, _one(hostlib.urlquery_decode)),
+    Builtin("urlquery.encode_object", 1, _one(hostlib.urlquery_encode_object)),
+    Builtin("crypto.md5", 1, _one(hostlib.digest("md5"))),
+    Builtin("crypto.sha1", 1, _one(hostlib.digest("sha1"))),
+    Builtin("crypto.sha256", 1, _one(hostlib.digest("sha256"))),
+    Builtin("crypto.hmac.md5", 2, _two(hostlib.hmac_digest("md5"))),
+    Builtin("crypto.hmac.sha1", 2, _two(hostlib.hmac_digest("sha1"))),
+    Builtin("crypto.hmac.sha256", 2, _two(hostlib.hmac_digest("sha256"))),
+    Builtin("crypto.hmac.sha512", 2, _two(hostlib.hmac_digest("sha512"))),
+    Builtin("crypto.hmac.equal", 2, _two(hostlib.hmac_equal)),
+    Builtin("semver.is_valid", 1, _one(hostlib.semver_is_valid)),
+    Builtin("semver.compare", 2, _two(hostlib.semver_compare)),
+    Builtin(
+        "numbers.range_step",
+        3,
+        lambda args, ctx: hostlib.range_step(*args, max_items=ctx.max_items),
+    ),
+    Builtin("trace", 1, _trace),
+)
+
+
+def hostlib_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise hostlib.HostBuiltinError("operand 1 must be a string")
+    return value
+
+
+#: name -> builtin, for every builtin this engine provides.
+PROVIDED: dict[str, Builtin] = {b.name: b for b in _TABLE}
+
+
+def missing_builtins(required: dict[str, int]) -> list[str]:
+    """The names in a module's ``builtins()`` map that this engine does not provide, sorted."""
+    return sorted(name for name in required if name not in PROVIDED)
+
+
+def call_builtin(builtin: Builtin, args: list[Any], ctx: CallContext) -> Any:
+    """Run one builtin; map operand errors to :class:`BuiltinUndefined`, size errors to limits."""
+    if len(args) != builtin.arity:
+        raise BuiltinUndefined(f"{builtin.name} takes {builtin.arity} operand(s), got {len(args)}")
+    try:
+        return builtin.fn(args, ctx)
+    except OverflowError as exc:
+        raise BuiltinLimitError(f"{builtin.name}: {exc}") from exc
+    except (
+        hostlib.HostBuiltinError,
+        gotime.GoTimeError,
+        GoFormatError,
+        ValueError,
+        TypeError,
+    ) as exc:
+        raise BuiltinUndefined(f"{builtin.name}: {exc}") from exc

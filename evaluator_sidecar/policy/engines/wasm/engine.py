@@ -1,0 +1,445 @@
+"""``OpaWasm``: the ``wasm`` engine, OPA policies built with ``opa build -t wasm`` run in wasmtime.
+
+Loading (``load_from_bytes`` / ``from_snapshot``) does all the work once, in
+this order: verify the checksum (before anything else looks at the bytes),
+compile or fetch the compiled module from the cache, check the module against
+OPA's ABI, instantiate it with capped memory, check its ABI version, refuse it
+if it needs a builtin this engine does not provide (naming it), choose the
+entrypoint, and load the snapshot's ``data`` once. Every problem found is
+reported together in one ``SnapshotLoadError``.
+
+Evaluation writes the task facts as ``input`` and makes one ``opa_eval`` call.
+The entrypoint must produce an object with ``subtasks``, ``dag`` and ``rules``
+(lists of objects in the seed's shapes; a missing key is an empty list). An
+undefined decision is the empty result, not an error. A trap, an abort, the
+deadline or the memory cap fails that one call with an ``EvaluationError``
+that says which, the instance is rebuilt at once, and the next call works.
+
+Without wasmtime the engine loads as a no-op (``degraded = True``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from evaluator_sidecar.policy.engines.base import EngineResult
+from evaluator_sidecar.policy.engines.wasm import abi
+from evaluator_sidecar.policy.engines.wasm.builtins import missing_builtins
+from evaluator_sidecar.policy.engines.wasm.cache import compiled_module
+from evaluator_sidecar.policy.engines.wasm.fallback import (
+    NoopBackend,
+    empty_result,
+    warn_fallback_once,
+)
+from evaluator_sidecar.policy.engines.wasm.fastcall import CallFailure
+from evaluator_sidecar.policy.engines.wasm.instance import (
+    HostAbort,
+    InstanceError,
+    OpaInstance,
+    describe_module,
+)
+from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
+from evaluator_sidecar.policy.engines.wasm.runtime import Runtime, get_runtime, import_problem
+from evaluator_sidecar.policy.errors import EvaluationError, Problem, SnapshotLoadError
+from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum, sha256_hex
+
+__all__ = ["OpaWasm", "result_from_json"]
+
+log = logging.getLogger(__name__)
+
+
+def result_from_json(raw: bytes, entrypoint: str) -> EngineResult:
+    """The engine result from OPA's JSON result set (``[]`` or ``[{"result": {...}}]``)."""
+    result_set = orjson.loads(raw)
+    if result_set.__class__ is not list:
+        raise EvaluationError(f"entrypoint {entrypoint!r} returned {raw[:80]!r}, not a result set")
+    if not result_set:
+        return empty_result()
+    first = result_set[0]
+    value = first.get("result") if first.__class__ is dict else None
+    if value.__class__ is not dict:
+        raise EvaluationError(
+            f"entrypoint {entrypoint!r} returned {type(value).__name__}, not an object with "
+            "'subtasks', 'dag' and 'rules'; point spec.wasm.entrypoint at the rule that "
+            "builds that object"
+        )
+    subtasks = value.get("subtasks", _NONE)
+    dag = value.get("dag", _NONE)
+    rules = value.get("rules", _NONE)
+    for key, items in (("subtasks", subtasks), ("dag", dag), ("rules", rules)):
+        if items.__class__ is not list:
+            raise EvaluationError(f"entrypoint {entrypoint!r} returned {key!r} that is not a list")
+        for item in items:
+            if item.__class__ is not dict:
+                raise EvaluationError(
+                    f"entrypoint {entrypoint!r} returned {key!r} with an item that is not an object"
+                )
+    # A missing key is an empty list; each result gets its own.
+    return {
+        "subtasks": subtasks if subtasks is not _NONE else [],
+        "dag": dag if dag is not _NONE else [],
+        "rules": rules if rules is not _NONE else [],
+    }
+
+
+def _json_slow(task_facts: Mapping[str, Any]) -> bytes:
+    """JSON for what orjson refuses but JSON allows (integers beyond 64 bits)."""
+    try:
+        return json.dumps(
+            task_facts, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(f"task facts cannot be written as JSON: {exc}") from None
+
+
+#: Stands for a missing key (an empty list; never handed out, so never mutated).
+_NONE: list[Any] = []
+
+
+class _WasmBackend:
+    """The live instance of one module, rebuilt after any failed call."""
+
+    degraded = False
+
+    def __init__(
+        self,
+        rt: Runtime,
+        module: Any,
+        shape: abi.ModuleShape,
+        *,
+        version: str,
+        limits: WasmLimits,
+        data_json: bytes,
+        fast: bool,
+    ) -> None:
+        self.rt = rt
+        self.module = module
+        self.shape = shape
+        self.version = version
+        self.limits = limits
+        self.data_json = data_json
+        self.fast = fast
+        self.entrypoint = ""
+        self.entrypoint_id = -1
+        self.failures = 0
+        self.rebuilds = 0
+        self._lock = threading.Lock()
+        self.instance: OpaInstance | None = self._new_instance()
+
+    def _new_instance(self) -> OpaInstance:
+        instance = OpaInstance(
+            self.rt,
+            self.module,
+            self.shape,
+            limits=self.limits,
+            data_json=self.data_json,
+            fast=self.fast,
+        )
+        if self.entrypoint_id >= 0:
+            instance.select_entrypoint(self.entrypoint_id)
+        return instance
+
+    def select(self, name: str, ident: int) -> None:
+        self.entrypoint, self.entrypoint_id = name, ident
+        if self.instance is not None:
+            self.instance.select_entrypoint(ident)
+
+    def run(self, payload: bytes, *, public: bool = False) -> bytes:
+        with self._lock:
+            instance = self.instance
+            if instance is None:
+                instance = self._rebuild_locked(None)
+            try:
+                return instance.evaluate_public(payload) if public else instance.evaluate(payload)
+            except CallFailure as exc:
+                self.failures += 1
+                message = self._describe(exc)
+                log.warning("wasm policy %s: %s", self.version, message)
+                self._rebuild_locked(instance)
+                raise EvaluationError(message) from None
+
+    def _rebuild_locked(self, failed: OpaInstance | None) -> OpaInstance:
+        if failed is not None:
+            failed.close()
+        self.instance = None
+        try:
+            self.instance = self._new_instance()
+        except Exception as exc:
+            log.exception(
+                "wasm policy %s: rebuilding the instance failed; the next call retries",
+                self.version,
+            )
+            raise EvaluationError(
+                f"policy {self.version} could not be restarted after a failure: {exc}"
+            ) from exc
+        self.rebuilds += 1
+        return self.instance
+
+    def _describe(self, exc: CallFailure) -> str:
+        where = f"policy {self.version} ({self.entrypoint})"
+        cap = f"{self.limits.max_memory_pages} pages = {self.limits.max_memory_bytes / 2**20:g} MiB"
+        if exc.kind == "timeout":
+            return (
+                f"{where} did not finish within its {self.limits.deadline_ms:g} ms deadline "
+                "and was stopped; "
+                "the engine was reset. Make the policy cheaper or raise PKG_WASM_DEADLINE_MS."
+            )
+        if exc.kind == "memory" or (
+            isinstance(exc.cause, HostAbort) and "opa_malloc: failed" in exc.message
+        ):
+            return (
+                f"{where} ran out of memory (cap {cap}) and was stopped; the engine was reset. "
+                "Reduce the input or data, or raise PKG_WASM_MAX_MEMORY_PAGES."
+            )
+        if isinstance(exc.cause, HostAbort):
+            return f"{where} aborted: {exc.message}; the engine was reset"
+        if exc.kind == "host":
+            return f"{where} failed in a host builtin: {exc.message}; the engine was reset"
+        return f"{where} trapped: {exc.message}; the engine was reset"
+
+    def close(self) -> None:
+        with self._lock:
+            if self.instance is not None:
+                self.instance.close()
+                self.instance = None
+
+
+class OpaWasm:
+    """An OPA WebAssembly policy (engine ``wasm``); see the module docstring."""
+
+    DEFAULT_ENTRYPOINT = abi.DEFAULT_ENTRYPOINT
+
+    def __init__(self, backend: _WasmBackend | NoopBackend, *, version: str, sha256: str) -> None:
+        self._backend = backend
+        self.version = version
+        self.sha256 = sha256
+        #: Where the compiled module came from: memory, disk or compiled (None in fallback).
+        self.compile_source: str | None = None
+
+    # -- loading -------------------------------------------------------------------------
+    @classmethod
+    def from_snapshot(
+        cls, snapshot: PKGSnapshotData, *, limits: WasmLimits | None = None
+    ) -> OpaWasm:
+        """Load ``snapshot.wasm_artifact`` with its checksum, data and entrypoint."""
+        if snapshot.wasm_artifact is None:
+            raise SnapshotLoadError(
+                snapshot.version,
+                [
+                    Problem(
+                        "spec.wasm",
+                        "the snapshot has no WebAssembly artifact; "
+                        "set spec.wasm.inline or configMapRef",
+                    )
+                ],
+            )
+        return cls.load_from_bytes(
+            snapshot.wasm_artifact,
+            checksum=snapshot.checksum,
+            data=snapshot.data,
+            entrypoint=snapshot.entrypoint,
+            version=snapshot.version,
+            limits=limits,
+        )
+
+    @classmethod
+    def load_from_bytes(
+        cls,
+        wasm_bytes: bytes,
+        checksum: str | None = None,
+        *,
+        data: Mapping[str, Any] | None = None,
+        entrypoint: str | None = None,
+        version: str = "(inline)",
+        limits: WasmLimits | None = None,
+        cache_dir: Path | str | None = "default",
+        fast_path: bool | None = None,
+    ) -> OpaWasm:
+        """Load a module built by ``opa build -t wasm``; ``SnapshotLoadError`` lists every problem.
+
+        ``checksum`` (``sha256-<hex>``, ``sha256:<hex>`` or bare hex) is verified first.
+        ``fast_path=False`` forces wasmtime's public call API (the benchmark's baseline).
+        """
+        wasm_bytes = bytes(wasm_bytes)
+        actual = sha256_hex(wasm_bytes)
+        if checksum is not None:
+            try:
+                expected = normalize_checksum(checksum)
+            except ValueError as exc:
+                raise SnapshotLoadError(version, [Problem("checksum", str(exc))]) from None
+            if expected != actual:
+                raise SnapshotLoadError(
+                    version,
+                    [
+                        Problem(
+                            "checksum",
+                            f"the artifact's sha256 is {actual} but the snapshot says {expected}; "
+                            "the artifact was changed or the checksum is stale: "
+                            "rebuild one from the other",
+                        )
+                    ],
+                )
+        try:
+            data_json = orjson.dumps(dict(data or {}))
+        except TypeError as exc:
+            raise SnapshotLoadError(
+                version, [Problem("spec.data", f"is not JSON: {exc}")]
+            ) from None
+
+        rt = get_runtime()
+        if rt is None:
+            reason = import_problem() or "wasmtime could not be imported"
+            warn_fallback_once(reason)
+            return cls(NoopBackend(reason), version=version, sha256=actual)
+
+        try:
+            module, source = compiled_module(rt, wasm_bytes, actual, cache_dir=cache_dir)
+        except rt.wasmtime.WasmtimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid module"
+            raise SnapshotLoadError(
+                version,
+                [
+                    Problem(
+                        "wasm",
+                        f"not a valid WebAssembly module ({first}); "
+                        "upload the .wasm that opa build wrote",
+                    )
+                ],
+            ) from None
+        shape = describe_module(rt.wasmtime, module)
+        problems = abi.check_shape(shape)
+        if problems:
+            raise SnapshotLoadError(version, problems)
+
+        use_fast = rt.fast_path if fast_path is None else (fast_path and rt.fast_path)
+        try:
+            backend = _WasmBackend(
+                rt,
+                module,
+                shape,
+                version=version,
+                limits=limits or WasmLimits.from_env(),
+                data_json=data_json,
+                fast=use_fast,
+            )
+        except InstanceError as exc:
+            raise SnapshotLoadError(version, [Problem(w, m) for w, m in exc.problems]) from None
+        instance = backend.instance
+        assert instance is not None
+        problems = abi.check_abi_version(*instance.abi_version)
+        missing = missing_builtins(instance.required_builtins)
+        if missing:
+            problems.append(
+                Problem(
+                    "builtins",
+                    "the policy needs builtin(s) this engine does not provide: "
+                    f"{', '.join(missing)}; rewrite the policy without them (see "
+                    "evaluator_sidecar.policy.engines.wasm.builtins for the "
+                    "provided set) or use the native engine",
+                )
+            )
+        chosen = abi.choose_entrypoint(instance.entrypoints, entrypoint)
+        if isinstance(chosen, Problem):
+            problems.append(chosen)
+        if problems:
+            backend.close()
+            raise SnapshotLoadError(version, problems)
+        assert not isinstance(chosen, Problem)
+        backend.select(*chosen)
+        engine = cls(backend, version=version, sha256=actual)
+        engine.compile_source = source
+        log.info(
+            "wasm policy %s loaded (%s, entrypoint %s, %s call path, module from %s)",
+            version,
+            actual[:12],
+            chosen[0],
+            "fast" if use_fast else "public",
+            source,
+        )
+        return engine
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, task_facts: Mapping[str, Any]) -> EngineResult:
+        """Evaluate the entrypoint with ``task_facts`` as ``input``."""
+        backend = self._backend
+        if isinstance(backend, NoopBackend):
+            return backend.evaluate(task_facts)
+        try:
+            payload = orjson.dumps(task_facts)
+        except TypeError:
+            payload = _json_slow(task_facts)
+        return result_from_json(backend.run(payload), backend.entrypoint)
+
+    def evaluate_public(self, task_facts: Mapping[str, Any]) -> EngineResult:
+        """The same evaluation through wasmtime-py's public API (the fast path's reference)."""
+        backend = self._backend
+        if isinstance(backend, NoopBackend):
+            return backend.evaluate(task_facts)
+        try:
+            payload = orjson.dumps(task_facts)
+        except TypeError:
+            payload = _json_slow(task_facts)
+        return result_from_json(backend.run(payload, public=True), backend.entrypoint)
+
+    # -- introspection ---------------------------------------------------------------------
+    @property
+    def degraded(self) -> bool:
+        return self._backend.degraded
+
+    @property
+    def entrypoint(self) -> str | None:
+        return None if isinstance(self._backend, NoopBackend) else self._backend.entrypoint
+
+    @property
+    def fast_path(self) -> bool:
+        return not isinstance(self._backend, NoopBackend) and self._backend.fast
+
+    @property
+    def limits(self) -> WasmLimits | None:
+        return None if isinstance(self._backend, NoopBackend) else self._backend.limits
+
+    @property
+    def failures(self) -> int:
+        return 0 if isinstance(self._backend, NoopBackend) else self._backend.failures
+
+    @property
+    def rebuilds(self) -> int:
+        return 0 if isinstance(self._backend, NoopBackend) else self._backend.rebuilds
+
+    @property
+    def entrypoints(self) -> dict[str, int]:
+        backend = self._backend
+        if isinstance(backend, NoopBackend) or backend.instance is None:
+            return {}
+        return dict(backend.instance.entrypoints)
+
+    @property
+    def required_builtins(self) -> list[str]:
+        backend = self._backend
+        if isinstance(backend, NoopBackend) or backend.instance is None:
+            return []
+        return sorted(backend.instance.required_builtins)
+
+    @property
+    def memory_pages(self) -> int:
+        backend = self._backend
+        if isinstance(backend, NoopBackend) or backend.instance is None:
+            return 0
+        return backend.instance.memory_pages
+
+    @property
+    def memory_cap_bytes(self) -> int:
+        limits = self.limits
+        return 0 if limits is None else limits.max_memory_pages * PAGE_SIZE
+
+    def close(self) -> None:
+        """Release the instance now; evaluating afterwards rebuilds it."""
+        if not isinstance(self._backend, NoopBackend):
+            self._backend.close()

@@ -1,0 +1,12 @@
+"""The sidecar layer: the runtime of one evaluator sidecar (``pkg-sidecar``).
+
+It owns the hot-swap manager (``manager``: ``PKGManager``, the last evaluators and the
+atomic swap), heartbeats (``heartbeat``), the disk cache of the last good snapshots
+(``cache``), the HTTP API (``http``), Prometheus metrics (``metrics``), logging
+(``logs``), its settings (``settings``) and the entry point (``__main__``).
+
+It may import every layer below it: ``evaluator_sidecar.store`` (PostgreSQL reads),
+``evaluator_sidecar.signals`` (the Redis protocol), ``evaluator_sidecar.policy`` and
+``evaluator_sidecar.settings``; never the operator (``pkg_operator``), and nothing
+below imports it (import-linter contracts hold this).
+"""

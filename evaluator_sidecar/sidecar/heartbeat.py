@@ -1,0 +1,141 @@
+"""Heartbeats from a sidecar to Redis (never to PostgreSQL).
+
+Every ``heartbeat_interval`` seconds the reporter writes, in one pipeline, the
+per-device key ``pkg:hb:{env}:{device_id}`` with a TTL and an entry in the
+stream ``pkg:heartbeats`` (see :mod:`evaluator_sidecar.signals`). Counts
+(evaluations, errors, activation failures) and the p99 latency cover the time
+since the previous beat that reached Redis: a beat that fails leaves them to
+accumulate into the next one, so the operator's totals stay right across a
+Redis outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from redis.exceptions import RedisError
+
+from evaluator_sidecar.sidecar.metrics import LatencyHistogram, SidecarMetrics
+from evaluator_sidecar.signals import Cohort, Heartbeat, RedisSignals
+
+if TYPE_CHECKING:
+    from evaluator_sidecar.policy.evaluator import PKGEvaluator
+
+__all__ = ["HeartbeatReporter", "HeartbeatSource"]
+
+logger = logging.getLogger(__name__)
+
+
+class HeartbeatSource(Protocol):
+    """What a :class:`HeartbeatReporter` reads from the manager it reports on.
+
+    ``PKGManager`` is one; naming only these members keeps this module free of the
+    manager's (which imports this one).
+    """
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def device_type(self) -> str: ...
+    @property
+    def env(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def heartbeat_interval(self) -> float: ...
+    @property
+    def heartbeat_ttl(self) -> int: ...
+    @property
+    def metrics(self) -> SidecarMetrics: ...
+    @property
+    def activation_failures(self) -> int: ...
+    @property
+    def applied(self) -> tuple[int, Cohort]: ...
+    def get_active_evaluator(self) -> PKGEvaluator | None: ...
+    def get_health_status(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class _Baseline:
+    latency: LatencyHistogram
+    errors: int
+    activation_failures: int
+
+
+class HeartbeatReporter:
+    """Builds and sends one manager's heartbeats."""
+
+    def __init__(self, manager: HeartbeatSource, signals: RedisSignals) -> None:
+        self.manager = manager
+        self.signals = signals
+        self._baseline = self._current()
+        self._failing = False
+
+    def _current(self) -> _Baseline:
+        stats = self.manager.metrics.stats
+        return _Baseline(stats.merged(), stats.error_count(), self.manager.activation_failures)
+
+    def build(self) -> tuple[Heartbeat, _Baseline]:
+        """The heartbeat to send now, and the baseline to keep once it is sent."""
+        m = self.manager
+        now = self._current()
+        delta = now.latency.delta(self._baseline.latency)
+        p99 = delta.quantile(0.99)
+        active = m.get_active_evaluator()
+        health = m.get_health_status()
+        epoch, cohort = m.applied
+        beat = Heartbeat(
+            device_id=m.device_id,
+            device_type=m.device_type,
+            env=m.env,
+            target=m.target,
+            region=m.region,
+            version=active.version if active else None,
+            snapshot_id=active.snapshot_id if active else None,
+            checksum=active.checksum if active else None,
+            epoch=epoch,
+            desired_epoch=int(health["desired_epoch"]),
+            cohort=cohort if active else "none",
+            evaluations=delta.count,
+            errors=now.errors - self._baseline.errors,
+            p99_ms=None if p99 is None else round(p99 * 1000, 4),
+            activation_failures=now.activation_failures - self._baseline.activation_failures,
+            last_error=health["last_error"],
+            healthy=bool(health["healthy"]),
+            degraded=bool(health["degraded_mode"]),
+            ts=time.time(),
+        )
+        return beat, now
+
+    async def beat_once(self) -> bool:
+        """Send one heartbeat; True when Redis took it."""
+        beat, baseline = self.build()
+        try:
+            await self.signals.write_heartbeat(beat, ttl_seconds=self.manager.heartbeat_ttl)
+        except (RedisError, OSError) as exc:
+            if not self._failing:
+                logger.warning(
+                    "heartbeat not delivered (%s); counts accumulate into the next one", exc
+                )
+            self._failing = True
+            return False
+        self._failing = False
+        self._baseline = baseline
+        return True
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Beat every ``heartbeat_interval`` until ``stopping`` is set."""
+        while not stopping.is_set():
+            try:
+                await self.beat_once()
+            except Exception:  # the loop must outlive any single failure
+                logger.exception("building a heartbeat failed; trying again next interval")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.manager.heartbeat_interval)

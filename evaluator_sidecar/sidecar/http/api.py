@@ -1,0 +1,201 @@
+"""The sidecar's HTTP API over one ``PKGManager``: routes, status codes, error bodies.
+
+| method and path | answer |
+| --- | --- |
+| ``POST /v1/evaluate[?version=V]`` | the seed's ``{subtasks, dag, rules, snapshot}`` for the body |
+| ``GET /v1/metadata`` | ``PKGManager.get_metadata()`` |
+| ``GET /healthz`` | 200 while the process serves (liveness), with the health status |
+| ``GET /readyz`` | 200 with an active evaluator confirmed within the maximum age, else 503 |
+| ``GET /metrics`` | Prometheus text format |
+| ``GET /openapi.json`` | the OpenAPI document of this API |
+
+Errors are ``{"error": {"status": int, "code": str, "message": str}}``. Bad
+input (malformed JSON, wrong types, unknown parameters, too large) is a 4xx
+that says what is wrong; 503 means no policy is loaded; 422 means the engine
+failed on well-formed task facts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from evaluator_sidecar.policy.errors import EvaluationError
+from evaluator_sidecar.sidecar.http.openapi import openapi_document
+from evaluator_sidecar.sidecar.http.protocol import Request, Response
+
+if TYPE_CHECKING:
+    from evaluator_sidecar.sidecar.manager import PKGManager
+
+__all__ = ["ROUTES", "SidecarAPI", "error_body"]
+
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "evaluation_failed",
+    431: "headers_too_large",
+    500: "internal",
+    503: "unavailable",
+}
+
+#: path -> allowed method; the OpenAPI document is checked against this by a test.
+ROUTES: dict[str, str] = {
+    "/v1/evaluate": "POST",
+    "/v1/metadata": "GET",
+    "/healthz": "GET",
+    "/readyz": "GET",
+    "/metrics": "GET",
+    "/openapi.json": "GET",
+}
+
+_BAD_INPUT_PREFIX = "invalid task facts"
+
+
+def error_body(status: int, message: str) -> bytes:
+    return orjson.dumps(
+        {"error": {"status": status, "code": _CODES.get(status, "error"), "message": message}}
+    )
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(status, error_body(status, message))
+
+
+def _json(status: int, value: Any) -> Response:
+    return Response(status, orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+
+
+class SidecarAPI:
+    """Routes requests to the manager; every handler is synchronous and does no I/O."""
+
+    def __init__(self, manager: PKGManager) -> None:
+        self.manager = manager
+        self.stats = manager.metrics.stats
+        self._openapi = orjson.dumps(openapi_document())
+        self._handlers = {
+            "/v1/evaluate": self.evaluate,
+            "/v1/metadata": self.metadata,
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/metrics": self.metrics,
+            "/openapi.json": self.openapi,
+        }
+
+    def __call__(self, request: Request) -> Response:
+        handler = self._handlers.get(request.path)
+        if handler is None:
+            return _error(404, f"no route {request.path!r}; see GET /openapi.json")
+        allowed = ROUTES[request.path]
+        if request.method != allowed:
+            response = _error(405, f"{request.path} accepts {allowed} only")
+            response.headers.append((b"Allow", allowed.encode()))
+            return response
+        return handler(request)
+
+    # ---- evaluation (the hot path)
+
+    def evaluate(self, request: Request) -> Response:
+        version: str | None = None
+        if request.query:
+            params = parse_qs(request.query.decode("utf-8", "replace"), keep_blank_values=True)
+            unknown = sorted(set(params) - {"version"})
+            if unknown:
+                return _error(400, f"unknown query parameter(s) {unknown}; only 'version' is known")
+            values = params.get("version")
+            if values is not None:
+                if len(values) != 1 or not values[0]:
+                    return _error(400, "give 'version' once, with a snapshot version")
+                version = values[0]
+        content_type = request.headers.get(b"content-type")
+        if content_type is not None and not content_type.lower().startswith(b"application/json"):
+            return _error(
+                415,
+                f"send task facts as application/json, not {content_type.decode(errors='replace')}",
+            )
+        body = request.body
+        if not body:
+            return _error(400, "the request body is empty: send task facts as a JSON object ({})")
+        try:
+            facts = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"the request body is not valid JSON: {exc}")
+        if not isinstance(facts, dict):
+            return _error(
+                400, f"the request body must be a JSON object of task facts, not {_kind(facts)}"
+            )
+        if version is None:
+            evaluator = self.manager.get_active_evaluator()
+            if evaluator is None:
+                return _error(
+                    503,
+                    "no policy snapshot is loaded yet; see GET /healthz for why (last_error)",
+                )
+        else:
+            evaluator = self.manager.get_evaluator_by_version(version)
+            if evaluator is None:
+                cached = self.manager.get_metadata()["cached_versions"]
+                return _error(
+                    404, f"version {version!r} is not cached in this sidecar; cached: {cached}"
+                )
+        started = time.perf_counter()
+        try:
+            result = evaluator.evaluate(facts)
+        except EvaluationError as exc:
+            message = str(exc)
+            if message.startswith(_BAD_INPUT_PREFIX):
+                self.stats.error(evaluator.engine_type, "bad_input")
+                return _error(400, message)
+            self.stats.error(evaluator.engine_type, "engine")
+            return _error(422, message)
+        self.stats.observe(evaluator.engine_type, time.perf_counter() - started)
+        return Response(200, orjson.dumps(result))
+
+    # ---- introspection
+
+    def metadata(self, request: Request) -> Response:
+        return _json(200, self.manager.get_metadata())
+
+    def healthz(self, request: Request) -> Response:
+        return _json(200, {"status": "alive", **self.manager.get_health_status()})
+
+    def readyz(self, request: Request) -> Response:
+        health = self.manager.get_health_status()
+        reasons = []
+        if health["active_version"] is None:
+            reasons.append("no active evaluator")
+        elif not health["ready"]:
+            reasons.append(
+                f"the active snapshot was last confirmed {health['snapshot_age_seconds']} s ago, "
+                f"more than the maximum of {health['max_snapshot_age_seconds']} s"
+            )
+        body = {"ready": not reasons, "reasons": reasons, **health}
+        return _json(200 if not reasons else 503, body)
+
+    def metrics(self, request: Request) -> Response:
+        return Response(
+            200,
+            generate_latest(self.manager.metrics.registry),
+            content_type=CONTENT_TYPE_LATEST.encode(),
+        )
+
+    def openapi(self, request: Request) -> Response:
+        return Response(200, self._openapi)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"

@@ -1,0 +1,372 @@
+"""The protocol's values and their wire form: desired states, pub/sub messages, heartbeats.
+
+Pure functions and value types, encoded and decoded with clear errors
+(:class:`MessageError` says what is wrong); see :mod:`evaluator_sidecar.signals`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from evaluator_sidecar.signals.keys import desired_key
+
+__all__ = [
+    "ActivateMessage",
+    "Cohort",
+    "DesiredMessage",
+    "DesiredState",
+    "Heartbeat",
+    "MessageError",
+    "SnapshotRef",
+    "decode_message",
+    "encode_activate",
+    "encode_desired_message",
+]
+
+_ACTIVATE_PREFIX = "activate:"
+
+Cohort = Literal["canary", "stable", "manual", "none"]
+
+
+class MessageError(ValueError):
+    """A message, level or heartbeat that breaks the protocol; the text says what is wrong."""
+
+
+# --------------------------------------------------------------------------- value types
+
+
+def _text(raw: bytes | str) -> str:
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MessageError(f"message is not UTF-8 text ({exc})") from exc
+    return raw
+
+
+def _req_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise MessageError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MessageError(f"{where}: '{key}' must be a string or null, got {value!r}")
+    return value
+
+
+def _req_int(obj: Mapping[str, Any], key: str, where: str, *, minimum: int = 0) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MessageError(f"{where}: '{key}' must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MessageError(f"{where}: '{key}' must be an integer or null, got {value!r}")
+    return value
+
+
+def _num(obj: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MessageError(f"{where}: '{key}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _obj(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(f"{what} is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise MessageError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """Which snapshot to run: its version, and optionally its id and content checksum."""
+
+    version: str
+    snapshot_id: int | None = None
+    checksum: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "snapshot_id": self.snapshot_id, "checksum": self.checksum}
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str) -> SnapshotRef:
+        if not isinstance(obj, Mapping):
+            raise MessageError(f"{where} must be an object with 'version', got {obj!r}")
+        return cls(
+            version=_req_str(obj, "version", where),
+            snapshot_id=_opt_int(obj, "snapshot_id", where),
+            checksum=_opt_str(obj, "checksum", where),
+        )
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """A desired state (the level) for an environment, or for one rollout when ``target`` is set.
+
+    Environment-wide states have ``target``, ``region`` and ``deployment`` unset
+    and no canary. A rollout's ``stable`` may be ``None``: devices outside the
+    canary then follow the environment-wide state.
+    """
+
+    epoch: int
+    env: str
+    stable: SnapshotRef | None
+    updated_at: float = field(default_factory=time.time)
+    reason: str = ""
+    target: str | None = None
+    region: str | None = None
+    deployment: str | None = None
+    canary: SnapshotRef | None = None
+    canary_percent: float = 0.0
+
+    def __post_init__(self) -> None:
+        if (self.target is None) != (self.region is None):
+            raise ValueError("a rollout state needs both target and region")
+        if self.target is None and (self.canary is not None or self.deployment is not None):
+            raise ValueError("an environment-wide state has no canary and no deployment")
+        if self.target is not None and not self.deployment:
+            raise ValueError("a rollout state needs its deployment uid (salts the cohorts)")
+        if not 0.0 <= self.canary_percent <= 100.0:
+            raise ValueError(f"canary_percent must be within 0..100, got {self.canary_percent}")
+
+    @property
+    def is_rollout(self) -> bool:
+        return self.target is not None
+
+    @property
+    def key(self) -> str:
+        return desired_key(self.env, self.target, self.region)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "epoch": self.epoch,
+            "env": self.env,
+            "stable": self.stable.to_dict() if self.stable else None,
+            "updated_at": self.updated_at,
+            "reason": self.reason,
+        }
+        if self.is_rollout:
+            out.update(
+                target=self.target,
+                region=self.region,
+                deployment=self.deployment,
+                canary=self.canary.to_dict() if self.canary else None,
+                canary_percent=self.canary_percent,
+            )
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any], where: str = "desired state") -> DesiredState:
+        epoch = _req_int(obj, "epoch", where)
+        env = _req_str(obj, "env", where)
+        stable_raw = obj.get("stable")
+        stable = (
+            None if stable_raw is None else SnapshotRef.from_dict(stable_raw, f"{where}.stable")
+        )
+        updated_at = _num(obj, "updated_at", where, default=0.0)
+        reason = obj.get("reason") or ""
+        if not isinstance(reason, str):
+            raise MessageError(f"{where}: 'reason' must be a string, got {reason!r}")
+        target = _opt_str(obj, "target", where)
+        region = _opt_str(obj, "region", where)
+        if (target is None) != (region is None):
+            raise MessageError(f"{where}: give both 'target' and 'region' (a rollout) or neither")
+        if target is None:
+            return cls(epoch, env, stable, updated_at, reason)
+        canary_raw = obj.get("canary")
+        canary = (
+            None if canary_raw is None else SnapshotRef.from_dict(canary_raw, f"{where}.canary")
+        )
+        percent = _num(obj, "canary_percent", where, default=0.0)
+        if not 0.0 <= percent <= 100.0:
+            raise MessageError(f"{where}: 'canary_percent' must be within 0..100, got {percent}")
+        return cls(
+            epoch,
+            env,
+            stable,
+            updated_at,
+            reason,
+            target=target,
+            region=region,
+            deployment=_req_str(obj, "deployment", where),
+            canary=canary,
+            canary_percent=percent,
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str, where: str = "desired state") -> DesiredState:
+        return cls.from_dict(_obj(raw, where), where)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class ActivateMessage:
+    """The seed's plain ``activate:<version>``: swap to that version now (no epoch)."""
+
+    version: str
+
+
+@dataclass(frozen=True)
+class DesiredMessage:
+    """The structured edge: a desired state was written under ``key``."""
+
+    key: str
+    state: DesiredState
+
+
+def encode_activate(version: str) -> str:
+    """``activate:<version>``, the seed's hot-swap command."""
+    if not version or version != version.strip():
+        raise ValueError(f"version {version!r} must be non-empty without surrounding spaces")
+    return f"{_ACTIVATE_PREFIX}{version}"
+
+
+def encode_desired_message(state: DesiredState) -> bytes:
+    """The structured message announcing ``state`` under its key."""
+    return orjson.dumps({"kind": "desired", "key": state.key, "state": state.to_dict()})
+
+
+def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage:
+    """Decode one message from ``pkg_updates``; raise :class:`MessageError` saying what is wrong."""
+    text = _text(raw)
+    stripped = text.strip()
+    if stripped.startswith(_ACTIVATE_PREFIX):
+        version = stripped[len(_ACTIVATE_PREFIX) :].strip()
+        if not version:
+            raise MessageError("'activate:' names no version: send 'activate:<version>'")
+        return ActivateMessage(version)
+    if not stripped.startswith("{"):
+        raise MessageError(
+            f"unknown message {text[:80]!r}: expected 'activate:<version>' or a JSON object "
+            '{"kind": "desired", "key": ..., "state": {...}}'
+        )
+    obj = _obj(stripped, "structured message")
+    if obj.get("kind") != "desired":
+        raise MessageError(f"structured message has kind {obj.get('kind')!r}; expected 'desired'")
+    key = _req_str(obj, "key", "structured message")
+    state_raw = obj.get("state")
+    if not isinstance(state_raw, dict):
+        raise MessageError("structured message: 'state' must be an object")
+    state = DesiredState.from_dict(state_raw, "structured message state")
+    if state.key != key:
+        raise MessageError(
+            f"structured message: key {key!r} does not match its state's key {state.key!r}"
+        )
+    return DesiredMessage(key, state)
+
+
+# --------------------------------------------------------------------------- heartbeats
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One sidecar's report: what it runs, how it fares since its previous beat."""
+
+    device_id: str
+    device_type: str
+    env: str
+    target: str
+    region: str
+    version: str | None
+    snapshot_id: int | None
+    checksum: str | None
+    epoch: int
+    cohort: Cohort
+    evaluations: int = 0
+    errors: int = 0
+    p99_ms: float | None = None
+    activation_failures: int = 0
+    last_error: str | None = None
+    healthy: bool = True
+    degraded: bool = False
+    ts: float = field(default_factory=time.time)
+    #: The newest desired epoch the sidecar has seen (``epoch`` is the one it runs).
+    desired_epoch: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "device_type": self.device_type,
+            "env": self.env,
+            "target": self.target,
+            "region": self.region,
+            "version": self.version,
+            "snapshot_id": self.snapshot_id,
+            "checksum": self.checksum,
+            "epoch": self.epoch,
+            "desired_epoch": self.desired_epoch,
+            "cohort": self.cohort,
+            "evaluations": self.evaluations,
+            "errors": self.errors,
+            "p99_ms": self.p99_ms,
+            "activation_failures": self.activation_failures,
+            "last_error": self.last_error,
+            "healthy": self.healthy,
+            "degraded": self.degraded,
+            "ts": self.ts,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Heartbeat:
+        where = "heartbeat"
+        obj = _obj(raw, where)
+        cohort = obj.get("cohort")
+        if cohort not in ("canary", "stable", "manual", "none"):
+            raise MessageError(
+                f"{where}: 'cohort' must be canary|stable|manual|none, got {cohort!r}"
+            )
+        p99 = obj.get("p99_ms")
+        for flag in ("healthy", "degraded"):
+            if not isinstance(obj.get(flag), bool):
+                raise MessageError(f"{where}: '{flag}' must be true or false")
+        return cls(
+            device_id=_req_str(obj, "device_id", where),
+            device_type=_req_str(obj, "device_type", where),
+            env=_req_str(obj, "env", where),
+            target=_req_str(obj, "target", where),
+            region=_req_str(obj, "region", where),
+            version=_opt_str(obj, "version", where),
+            snapshot_id=_opt_int(obj, "snapshot_id", where),
+            checksum=_opt_str(obj, "checksum", where),
+            epoch=_req_int(obj, "epoch", where),
+            cohort=cohort,
+            evaluations=_req_int(obj, "evaluations", where),
+            errors=_req_int(obj, "errors", where),
+            p99_ms=None if p99 is None else _num(obj, "p99_ms", where),
+            activation_failures=_req_int(obj, "activation_failures", where),
+            last_error=_opt_str(obj, "last_error", where),
+            healthy=bool(obj["healthy"]),
+            degraded=bool(obj["degraded"]),
+            ts=_num(obj, "ts", where),
+            desired_epoch=int(obj.get("desired_epoch") or 0),
+        )
