@@ -32,9 +32,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)
 
+    ours = settings  # kopf passes its own settings to handlers under the same name
+
     @kopf.on.startup(registry=registry)
     async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        ours: OperatorSettings = memo.settings
         configure_kopf(settings, ours)
         memo.ctx = await open_context(ours)
         memo.ctx.tasks.append(heartbeats.start_folder(memo.ctx))

@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     namespaces = settings.namespace_list
     kopf.run(
         registry=build_registry(settings),
-        memo=kopf.Memo(settings=settings),
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=settings.standalone,
