@@ -1,6 +1,6 @@
 """PolicyDeployment: one kopf timer per deployment, the pure state machine, and its effects.
 
-Each tick gathers :class:`~pkg_operator.rollout_model.Observations` (the
+Each tick gathers :class:`~pkg_operator.rollout.model.Observations` (the
 referenced snapshot from kopf's in-memory index, the environment's active
 snapshot from PostgreSQL, coverage and health folded from the devices' latest
 heartbeats, a person's action from the annotation, a newer deployment for the
@@ -27,13 +27,14 @@ import kopf
 
 from evaluator_sidecar import signals as sig
 from evaluator_sidecar.db.errors import DatabaseUnavailableError
-from pkg_operator import coverage, kube
+from pkg_operator import kube
 from pkg_operator.actions import DEPLOYMENT_ACTIONS, ActionError, parse_action
 from pkg_operator.api import ACTION_ANNOTATION, DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.conditions import is_true, parse_time
 from pkg_operator.context import OperatorContext
-from pkg_operator.rollout import reconcile
-from pkg_operator.rollout_model import (
+from pkg_operator.rollout import coverage
+from pkg_operator.rollout.machine import reconcile
+from pkg_operator.rollout.model import (
     Action,
     EmitEvent,
     Observations,

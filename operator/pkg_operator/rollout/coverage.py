@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from evaluator_sidecar.cohorts import in_canary
-from pkg_operator.rollout_model import CoverageObs, HealthObs
+from pkg_operator.rollout.model import CoverageObs, HealthObs
 
 __all__ = ["DeviceReport", "fold"]
 

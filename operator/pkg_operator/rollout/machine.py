@@ -2,7 +2,7 @@
 
 ``reconcile(spec, status, obs, now) -> Decision`` reads the spec (defaults
 applied by the CRD), the status it wrote last time, what the operator observed
-(:class:`~pkg_operator.rollout_model.Observations`) and the time, and returns
+(:class:`~pkg_operator.rollout.model.Observations`) and the time, and returns
 the complete new status plus the side effects to perform, in order. It does no
 I/O, reads no clock and draws no random numbers: the same inputs always give
 the same decision, which is what makes it safe to replay and easy to test.
@@ -97,10 +97,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pkg_operator import rollout_render as render
 from pkg_operator.actions import ActionRequest
 from pkg_operator.conditions import format_time
-from pkg_operator.rollout_model import (
+from pkg_operator.rollout import render
+from pkg_operator.rollout.model import (
     Action,
     Decision,
     EmitEvent,
@@ -111,8 +111,8 @@ from pkg_operator.rollout_model import (
     SnapshotRef,
     idempotency_key,
 )
-from pkg_operator.rollout_spec import RolloutSpec, SpecError, Step, parse_spec
-from pkg_operator.rollout_status import (
+from pkg_operator.rollout.spec import RolloutSpec, SpecError, Step, parse_spec
+from pkg_operator.rollout.state import (
     MAX_HISTORY,
     MAX_PROCESSED_ACTIONS,
     Attempt,

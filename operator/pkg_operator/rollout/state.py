@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import format_time, parse_time
-from pkg_operator.rollout_model import SnapshotRef
+from pkg_operator.rollout.model import SnapshotRef
 
 __all__ = [
     "MAX_HISTORY",

@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import ConditionStatus, set_condition
-from pkg_operator.rollout_model import CoverageObs, Decision, HealthObs, Observations
-from pkg_operator.rollout_spec import Coverage, RolloutSpec
-from pkg_operator.rollout_status import State, ref_to_dict, time_or_none
+from pkg_operator.rollout.model import CoverageObs, Decision, HealthObs, Observations
+from pkg_operator.rollout.spec import Coverage, RolloutSpec
+from pkg_operator.rollout.state import State, ref_to_dict, time_or_none
 
 __all__ = [
     "CONDITION_TYPES",
