@@ -22,11 +22,12 @@ import kopf
 from redis.exceptions import RedisError
 
 from evaluator_sidecar.db.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
-from pkg_operator import heartbeats, promotions, rollouts, snapshots
+from pkg_operator import heartbeats, promotions, snapshots
 from pkg_operator.actions import SNAPSHOT_ACTIONS, ActionError, ActionRequest, parse_action
-from pkg_operator.api import ACTION_ANNOTATION, FINALIZER, KOPF_PREFIX, SNAPSHOTS
+from pkg_operator.api import ACTION_ANNOTATION, DEPLOYMENTS, FINALIZER, KOPF_PREFIX, SNAPSHOTS
 from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext, open_context
+from pkg_operator.rollout import reconcile as rollout
 from pkg_operator.settings import OperatorSettings
 from pkg_operator.snapshot_status import Outcome, snapshot_status
 
@@ -370,5 +371,41 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             message=f"{spec['version']} archived in PostgreSQL; its audit history is kept",
         )
 
-    rollouts.register(registry, interval=settings.rollout_interval_seconds)
+    # The PolicyDeployment rollout (pkg_operator.rollout, docs/rollout-state-machine.md):
+    # one timer per deployment, the only writer of its status, and the two indexes it reads.
+    interval = settings.rollout_interval_seconds
+
+    # Explicit ids: kopf passes an index to handlers under its id, and the id of a
+    # nested function would otherwise be its qualified name.
+    @kopf.index(*SNAPSHOTS, registry=registry, id="snapshots_index")
+    def snapshots_index(
+        *, body: kopf.Body, namespace: str | None, name: str, **_: Any
+    ) -> dict[Any, Any]:
+        return {(namespace, name): body}
+
+    @kopf.index(*DEPLOYMENTS, registry=registry, id="deployments_index")
+    def deployments_index(
+        *, spec: kopf.Spec, meta: kopf.Meta, namespace: str | None, name: str, **_: Any
+    ) -> dict[Any, Any]:
+        key = (spec.get("env"), spec.get("target"), spec.get("region") or "global")
+        return {
+            key: {
+                "uid": meta.get("uid"),
+                "namespace": namespace,
+                "name": name,
+                "creationTimestamp": meta.get("creationTimestamp"),
+            }
+        }
+
+    @kopf.timer(
+        *DEPLOYMENTS, interval=interval, backoff=max(interval, 2.0), registry=registry, id="rollout"
+    )
+    async def rollout_tick(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+        # kopf passes each index as a keyword argument named after its function.
+        snapshots, deployments = kwargs["snapshots_index"], kwargs["deployments_index"]
+        try:
+            await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
+        except DatabaseUnavailableError as exc:
+            raise kopf.TemporaryError(f"PostgreSQL is unavailable: {exc}", delay=interval) from exc
+
     return registry
