@@ -1,93 +1,11 @@
-"""The PolicyDeployment rollout: a pure state machine, one decision per tick.
+"""The rollout state machine: ``reconcile(spec, status, obs, now) -> Decision``. Pure.
 
-``reconcile(spec, status, obs, now) -> Decision`` reads the spec (defaults
-applied by the CRD), the status it wrote last time, what the operator observed
-(:class:`~pkg_operator.rollout.model.Observations`) and the time, and returns
-the complete new status plus the side effects to perform, in order. It does no
-I/O, reads no clock and draws no random numbers: the same inputs always give
-the same decision, which is what makes it safe to replay and easy to test.
-
-States (``status.summary``; ``status.attempt.outcome`` once an attempt ends)::
-
-    new generation / retry / snapshot content changed
-          │
-          ▼
-      Waiting ──(snapshot Ready)──► Progressing: step 0 … step n-1 ──► finishing (100%,
-      (snapshot not Ready;             ▲    │ setWeight: coverage        waits for coverage)
-       canary withdrawn)               │    │ pause {durationSeconds}            │
-          │ deadline                   │    │ analysis: gate                     ▼
-          ▼                            │    ▼                               Succeeded
-       Failed                      Paused (pause {}: promote/resume)   (rollback action →
-                                                                         RolledBack)
-    any running state ── limit breached / deadline / snapshot lost ──► RolledBack (automatic)
-    any running state ── abort (or rollback) action ─────────────────► Aborted
-    any state ── a newer PolicyDeployment for the same env/target/region ► Superseded
-    RolledBack / Aborted / Failed / Superseded ── retry action ──► new attempt from step 0
-
-What this does better than the rollout controllers it learns from (Argo
-Rollouts, Flagger), pain by pain:
-
-- Rollouts stuck with no end state. Every attempt ends in a named outcome
-  (Succeeded, RolledBack, Aborted, Failed, Superseded). Every step except an
-  indefinite pause has a deadline: its own planned duration plus
-  ``progressDeadlineSeconds``, so a long pause or gate is not cut short and a
-  stalled one cannot hang; waiting for a snapshot that never becomes Ready is
-  bounded the same way. The deadline message carries the coverage figures (how
-  many devices, how many stale), so it says why it stalled.
-- Confusing aborts. Three different words for three different things:
-  RolledBack (the operator did it, Degraded=True with the limit that was
-  breached and the figures), Aborted (a person did it, Degraded=False, their
-  name and reason in the audit row), Failed (the deadline passed before
-  anything was published, so nothing had to be rolled back). A promote that
-  arrives in the tick where a limit is breached is refused, never applied.
-- Rollbacks that replay every step. A rollback is ONE desired-state
-  publication (stable only, canary withdrawn, weight 0) decided in the tick
-  that observed the breach; ``status.lastRollback`` records when the breach
-  was seen and when the rollback was published (timeToRollbackSeconds).
-- Spec changes mid-analysis promoting an untested version. Any new generation
-  ends the running attempt (Superseded, reason SpecChanged) and starts a new
-  attempt from step 0; the old canary is withdrawn at once; the health window
-  restarts with the step; a snapshot that is not Ready is never published, and
-  a canary whose snapshot stops being Ready is rolled back. A PolicySnapshot
-  re-created under the same name with other content counts as a spec change.
-- Split-brain controllers. The machine keeps no memory outside status, and
-  ``status.seq`` grows with every change so the operator can refuse to act on
-  a stale copy; every side effect carries a deterministic idempotency key
-  (uid, attempt, step, event, token), so a replayed tick writes no duplicate
-  row; a superseded deployment takes no action at all; and the desired state
-  itself is written with a compare-and-set on the epoch (see signals.py).
-- CI unable to tell whether the status is about its own change. Every
-  condition carries observedGeneration, and the decision that first sees a new
-  generation sets Available=False for it, so
-  ``kubectl wait --for=condition=Available`` only returns for the change it
-  waits on (kubectl 1.34 itself also skips a condition whose observedGeneration
-  is older than metadata.generation: both guards are proven in
-  tests/integration/test_crd_policydeployment.py); ``status.attempt``
-  names the generation and snapshot version it rolls out, and
-  ``status.history`` keeps how the earlier attempts ended.
-- Promoting past a coverage wait. promote/resume finish a pause or an
-  analysis gate early; they are refused (with what to do instead) on a
-  setWeight step or while finishing, because promoting would not make a single
-  device switch, only make the status claim it did. promote-full skips to
-  100% and still completes only once coverage holds.
-
-Rules worth knowing when reading the code:
-
-- One step starts per tick at most, and a step is judged only in a later tick
-  than the one that started it (coverage figures describe the weight that was
-  published before the tick). So a decision never contains two
-  SetDesiredState actions: intents within a tick collapse into one
-  publication, made only when it differs from what is already published.
-- A decision that observes a new generation only switches attempts (and
-  withdraws or replaces the canary); a person's request waiting in the
-  annotation is left unhandled for the next tick (its token is not recorded).
-- ``stable`` follows the environment's active snapshot (obs.baseline) until
-  the deployment first publishes; from then on the deployment pins it.
-- Health limits (``strategy.canary.analysis``) are checked at every step while
-  a canary is published; an analysis step's own limits override them for that
-  gate. The error rate is judged once the window holds ``minEvaluations``.
-- resume is promote under another name (both finish a pause or a gate);
-  rollback during a running attempt is abort (back to stable at once).
+One decision per tick: the spec, the status written last time, the observations
+and the time in; the complete new status and the side effects to perform, in
+order, out. No I/O, no clock, no randomness. This module owns the top-level flow
+of a tick (supersession, a new generation or snapshot content, a running or an
+ended attempt); the transitions live in steps, rollback and requests, the
+judgements in judge. The states and the design: docs/rollout-state-machine.md.
 """
 
 from __future__ import annotations
@@ -110,7 +28,7 @@ __all__ = ["OPERATOR_ACTOR", "reconcile"]
 def reconcile(
     spec: Mapping[str, Any], status: Mapping[str, Any], obs: Observations, now: datetime
 ) -> Decision:
-    """Decide one tick of the rollout. Pure; see the module docstring."""
+    """Decide one tick of the rollout. Pure; see docs/rollout-state-machine.md."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("reconcile needs a timezone-aware `now` (UTC)")
     moment = now.astimezone(UTC)

@@ -8,6 +8,7 @@ tolerant (a missing or malformed field reads as absent, so a hand-edited
 status cannot crash the operator); writing renders every field, with ``None``
 for cleared ones, because the operator applies the status as a JSON merge
 patch in which ``null`` deletes.
+See docs/rollout-state-machine.md.
 """
 
 from __future__ import annotations
