@@ -9,10 +9,12 @@ from typing import Any
 
 import kopf
 
-from pkg_operator import heartbeats, rollouts
-from pkg_operator.api import SNAPSHOTS
+from evaluator_sidecar.store.errors import DatabaseUnavailableError
+from pkg_operator import heartbeats
+from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
 from pkg_operator.kopf_config import configure_kopf
+from pkg_operator.rollout import reconcile as rollout
 from pkg_operator.settings import OperatorSettings
 from pkg_operator.snapshot import reconcile as snapshot
 
@@ -77,5 +79,39 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             _ctx(memo), body=body, meta=meta, spec=spec, status=status, patch=patch
         )
 
-    rollouts.register(registry, interval=settings.rollout_interval_seconds)
+    interval = settings.rollout_interval_seconds
+
+    # Explicit ids: kopf passes an index to handlers under its id, and the id of a
+    # nested function would otherwise be its qualified name.
+    @kopf.index(*SNAPSHOTS, registry=registry, id="snapshots_index")
+    def snapshots_index(
+        *, body: kopf.Body, namespace: str | None, name: str, **_: Any
+    ) -> dict[Any, Any]:
+        return {(namespace, name): body}
+
+    @kopf.index(*DEPLOYMENTS, registry=registry, id="deployments_index")
+    def deployments_index(
+        *, spec: kopf.Spec, meta: kopf.Meta, namespace: str | None, name: str, **_: Any
+    ) -> dict[Any, Any]:
+        key = (spec.get("env"), spec.get("target"), spec.get("region") or "global")
+        return {
+            key: {
+                "uid": meta.get("uid"),
+                "namespace": namespace,
+                "name": name,
+                "creationTimestamp": meta.get("creationTimestamp"),
+            }
+        }
+
+    @kopf.timer(
+        *DEPLOYMENTS, interval=interval, backoff=max(interval, 2.0), registry=registry, id="rollout"
+    )
+    async def rollout_tick(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+        # kopf passes each index as a keyword argument named after its function.
+        snapshots, deployments = kwargs["snapshots_index"], kwargs["deployments_index"]
+        try:
+            await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
+        except DatabaseUnavailableError as exc:
+            raise kopf.TemporaryError(f"PostgreSQL is unavailable: {exc}", delay=interval) from exc
+
     return registry

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pkg_operator.rollout import reconcile
-from pkg_operator.rollout_model import (
+from pkg_operator.rollout.machine import reconcile
+from pkg_operator.rollout.model import (
     CoverageObs,
     Decision,
     HealthObs,

@@ -17,8 +17,8 @@ from typing import Any
 
 from pkg_operator.actions import ActionRequest
 from pkg_operator.conditions import find_condition
-from pkg_operator.rollout import reconcile
-from pkg_operator.rollout_model import (
+from pkg_operator.rollout.machine import reconcile
+from pkg_operator.rollout.model import (
     Action,
     CoverageObs,
     Decision,

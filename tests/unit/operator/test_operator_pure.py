@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from evaluator_sidecar.signals.cohorts import in_canary
-from pkg_operator.coverage import DeviceReport, fold
+from pkg_operator.rollout.coverage import DeviceReport, fold
 from pkg_operator.settings import OperatorSettings, SettingsError, load_settings
 from pkg_operator.snapshot.status import Outcome, ValidationSummary, snapshot_status
 

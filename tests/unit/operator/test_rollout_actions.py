@@ -15,7 +15,7 @@ from rollout_world import (
     the_publish,
 )
 
-from pkg_operator.rollout_model import SnapshotRef
+from pkg_operator.rollout.model import SnapshotRef
 
 STEPS = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {"durationSeconds": 60}}]
 

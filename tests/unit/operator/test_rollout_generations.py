@@ -15,7 +15,7 @@ from rollout_world import (
     the_publish,
 )
 
-from pkg_operator.rollout_model import SnapshotRef
+from pkg_operator.rollout.model import SnapshotRef
 
 STEPS = [{"setWeight": 10}, {"analysis": {"durationSeconds": 300}}, {"setWeight": 50}]
 

@@ -18,8 +18,8 @@ from test_rollout_crd_schema import status_schema, violations
 
 from pkg_operator.actions import ActionRequest
 from pkg_operator.conditions import find_condition
-from pkg_operator.rollout import reconcile
-from pkg_operator.rollout_model import (
+from pkg_operator.rollout.machine import reconcile
+from pkg_operator.rollout.model import (
     CoverageObs,
     Decision,
     EmitEvent,

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from rollout_world import NEWER, UID, World, keys, replace_health, steps_of, the_publish
 
-from pkg_operator.rollout import reconcile
+from pkg_operator.rollout.machine import reconcile
 
 STEPS = [
     {"setWeight": 10},

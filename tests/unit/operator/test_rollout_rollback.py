@@ -21,7 +21,7 @@ from rollout_world import (
     the_publish,
 )
 
-from pkg_operator.rollout_model import SnapshotRef
+from pkg_operator.rollout.model import SnapshotRef
 
 GATE = {"maxErrorRate": 0.01, "maxP99LatencyMs": 50, "maxActivationFailures": 0}
 

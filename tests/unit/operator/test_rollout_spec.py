@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rollout_world import World, make_spec
 
-from pkg_operator.rollout_spec import Limits, SpecError, parse_spec
+from pkg_operator.rollout.spec import Limits, SpecError, parse_spec
 
 
 def bare_spec(**extra: Any) -> dict[str, Any]:

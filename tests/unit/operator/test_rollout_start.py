@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rollout_world import NEW, OLD, UID, World, events, publishes, snapshot, steps_of, the_publish
 
-from pkg_operator.rollout_model import SnapshotRef
+from pkg_operator.rollout.model import SnapshotRef
 
 CANARY = [{"setWeight": 10}, {"pause": {"durationSeconds": 60}}, {"setWeight": 50}]
 

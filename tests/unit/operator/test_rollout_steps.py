@@ -15,7 +15,7 @@ from rollout_world import (
     the_publish,
 )
 
-from pkg_operator.rollout_model import CoverageObs, SnapshotRef
+from pkg_operator.rollout.model import CoverageObs, SnapshotRef
 
 
 class TestSetWeight:

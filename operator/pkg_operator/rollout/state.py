@@ -8,6 +8,7 @@ tolerant (a missing or malformed field reads as absent, so a hand-edited
 status cannot crash the operator); writing renders every field, with ``None``
 for cleared ones, because the operator applies the status as a JSON merge
 patch in which ``null`` deletes.
+See docs/rollout-state-machine.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import format_time, parse_time
-from pkg_operator.rollout_model import SnapshotRef
+from pkg_operator.rollout.model import SnapshotRef
 
 __all__ = [
     "MAX_HISTORY",

@@ -9,6 +9,7 @@ Health limits compose in one direction: ``strategy.canary.analysis`` holds
 rollout-wide limits, checked at every step while a canary is published, and
 the defaults of every analysis step; an analysis step's own fields override
 them for that gate.
+See docs/rollout-state-machine.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The rollout state machine's inputs and outputs: observations in, a decision out.
 
 These frozen dataclasses are the whole interface between the pure machine
-(``rollout.py``) and the kopf handler that applies it. The handler gathers
+(``machine.py``) and the timer that applies it (``reconcile.py``). The timer gathers
 :class:`Observations`, calls ``reconcile(spec, status, obs, now)``, performs the
 returned actions in order, then writes ``Decision.status`` as a JSON merge patch
 (a ``None`` value deletes the field; the status is complete, not a delta).
@@ -11,6 +11,7 @@ Every side effect carries a ``key``, an idempotency key built by
 the kind of event, a manual request's token, and what the key is for
 (``desired``, ``step`` or ``promotion``). The same inputs always give the same
 keys, and no two different events of one deployment share a key.
+See docs/rollout-state-machine.md.
 """
 
 from __future__ import annotations

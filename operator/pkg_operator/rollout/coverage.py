@@ -7,6 +7,7 @@ which version each of them *should* run at the published weight (the canary
 when the device's cohort bucket is below the weight, else the stable), and how
 many actually do. Health is taken from the canary cohort's reports made since
 the current step started, so an earlier step's errors never fail a later one.
+See docs/rollout-state-machine.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from evaluator_sidecar.signals.cohorts import in_canary
-from pkg_operator.rollout_model import CoverageObs, HealthObs
+from pkg_operator.rollout.model import CoverageObs, HealthObs
 
 __all__ = ["DeviceReport", "fold"]
 

@@ -1,6 +1,6 @@
 """What a PolicyDeployment's status says: conditions, summary, message and figures.
 
-The rollout machine (``rollout.py``) decides what happens; this module derives
+The rollout machine (``machine.py``) decides what happens; this module derives
 from the resulting state how it reads for people and for ``kubectl wait``:
 
 - Progressing: True while the rollout moves by itself; Unknown while it waits
@@ -13,7 +13,7 @@ from the resulting state how it reads for people and for ``kubectl wait``:
 - Paused: True while an indefinite pause waits for promote or resume.
 
 It also renders the complete status dict, with ``seq`` bumped when anything
-in it changed. Pure.
+in it changed. Pure. See docs/rollout-state-machine.md.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import ConditionStatus, set_condition
-from pkg_operator.rollout_model import CoverageObs, Decision, HealthObs, Observations
-from pkg_operator.rollout_spec import Coverage, RolloutSpec
-from pkg_operator.rollout_status import State, ref_to_dict, time_or_none
+from pkg_operator.rollout.model import CoverageObs, Decision, HealthObs, Observations
+from pkg_operator.rollout.spec import Coverage, RolloutSpec
+from pkg_operator.rollout.state import State, ref_to_dict, time_or_none
 
 __all__ = [
     "CONDITION_TYPES",

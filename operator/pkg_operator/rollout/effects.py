@@ -1,0 +1,191 @@
+"""The rollout's effects: perform a Decision's actions, and repair a lost desired state.
+
+Actions are performed in the decision's order: the desired state in Redis
+(compare-and-set on the epoch), deployment, promotion and audit rows in
+PostgreSQL (each with the decision's idempotency key, so a repeated tick writes
+no duplicate), and Kubernetes events. See docs/rollout-state-machine.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from evaluator_sidecar import signals as sig
+from pkg_operator.context import OperatorContext
+from pkg_operator.rollout.model import (
+    Action,
+    EmitEvent,
+    RecordPromotion,
+    RecordStep,
+    SetDesiredState,
+    SnapshotRef,
+)
+
+__all__ = ["apply", "repair_level"]
+
+log = logging.getLogger(__name__)
+
+
+def _sig_ref(ref: SnapshotRef | None) -> sig.SnapshotRef | None:
+    return None if ref is None else sig.SnapshotRef(ref.version, ref.snapshot_id, ref.checksum)
+
+
+async def _snapshot_id(ctx: OperatorContext, version: str | None) -> int | None:
+    if not version:
+        return None
+    row = await ctx.db.get_snapshot_info(version=version)
+    return None if row is None else int(row["id"])
+
+
+async def apply(
+    ctx: OperatorContext, body: kopf.Body, action: Action, *, env: str, target: str, region: str
+) -> None:
+    """Perform one of a decision's actions for the deployment ``body``."""
+    meta = body["metadata"]
+    if isinstance(action, SetDesiredState):
+        state = await ctx.signals.publish_new_desired(
+            sig.DesiredState(
+                epoch=0,
+                env=env,
+                stable=_sig_ref(action.stable),
+                target=target,
+                region=region,
+                deployment=str(meta["uid"]),
+                canary=_sig_ref(action.canary),
+                canary_percent=action.canary_percent,
+                reason=action.reason,
+            )
+        )
+        log.info(
+            "published %s at epoch %d: %s",
+            state.key,
+            state.epoch,
+            action.reason,
+            extra={
+                "event": "desired_state_published",
+                "key": state.key,
+                "epoch": state.epoch,
+                "canary_percent": action.canary_percent,
+            },
+        )
+    elif isinstance(action, RecordStep):
+        snapshot_id = await _snapshot_id(ctx, action.version)
+        if snapshot_id is None:
+            log.info(
+                "step %s of %s names no stored snapshot; audit only", action.kind, meta["name"]
+            )
+            await ctx.db.append_audit(
+                f"deployment.{action.kind.lower().replace('-', '_')}",
+                actor=action.actor,
+                entity_type="deployment",
+                entity_id=str(meta["uid"]),
+                details=_step_details(action),
+                idempotency_key=action.key,
+            )
+            return
+        await ctx.db.upsert_deployment(
+            snapshot_id=snapshot_id,
+            target=target,
+            region=region,
+            percent=round(action.percent),
+            is_active=action.percent > 0 or action.kind == "complete",
+            deployment_name=f"{meta['namespace']}/{meta['name']}",
+            deployment_uid=str(meta["uid"]),
+            step=action.step_index,
+            actor=action.actor,
+            idempotency_key=action.key,
+            details=_step_details(action),
+        )
+    elif isinstance(action, RecordPromotion):
+        snapshot_id = await _snapshot_id(ctx, action.to_version)
+        if snapshot_id is None:
+            log.warning(
+                "%s of %s names no stored snapshot (%r); not recorded as a promotion",
+                action.action,
+                meta["name"],
+                action.to_version,
+            )
+            return
+        metrics = {
+            **action.metrics,
+            "target": target,
+            "region": region,
+            "deployment": f"{meta['namespace']}/{meta['name']}",
+            "from_version": action.from_version,
+        }
+        await ctx.db.create_promotion(
+            snapshot_id,
+            action.actor,
+            action.action,
+            action.reason,
+            metrics,
+            True,
+            idempotency_key=action.key,
+        )
+    elif isinstance(action, EmitEvent):
+        kopf.event(body, type=action.type, reason=action.reason, message=action.message)
+
+
+def _step_details(action: RecordStep) -> dict[str, Any]:
+    return {
+        "attempt": action.attempt,
+        "step": action.step_index,
+        "kind": action.kind,
+        "percent": action.percent,
+        "version": action.version,
+        "detail": action.detail,
+    }
+
+
+async def repair_level(
+    ctx: OperatorContext,
+    body: kopf.Body,
+    status: Mapping[str, Any],
+    *,
+    env: str,
+    target: str,
+    region: str,
+) -> None:
+    """Rewrite this rollout's desired state if Redis lost it (a restart without persistence).
+
+    The machine publishes only when the state changes; without this, sidecars that
+    start after such a restart would run the environment's version, not the rollout's.
+    """
+    if not status.get("lastPublish"):
+        return
+    if await ctx.signals.read_state(sig.rollout_key(env, target, region)) is not None:
+        return
+
+    def ref(value: Any) -> SnapshotRef | None:
+        if not isinstance(value, Mapping) or not value.get("version"):
+            return None
+        return SnapshotRef(
+            str(value.get("name", "")),
+            str(value["version"]),
+            str(value.get("checksum") or ""),
+            value.get("snapshotId"),
+        )
+
+    canary = ref(status.get("canary"))
+    weight = float(status.get("weight") or 0.0) if canary is not None else 0.0
+    await apply(
+        ctx,
+        body,
+        SetDesiredState(
+            stable=ref(status.get("stable")),
+            canary=canary,
+            canary_percent=weight,
+            reason="repair: the desired state was missing (Redis restarted?)",
+            key="repair",
+        ),
+        env=env,
+        target=target,
+        region=region,
+    )
+    log.warning(
+        "the desired state of %s/%s in %s was missing in Redis; rewrote it", target, region, env
+    )
