@@ -50,6 +50,11 @@ from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
 from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
+from evaluator_sidecar.sidecar.evaluators import (
+    MAX_EVALUATOR_CACHE_SIZE,
+    EvaluatorCache,
+    EvaluatorSlot,
+)
 from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.sidecar.logs import log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
@@ -88,7 +93,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PKG_REDIS_CHANNEL = CHANNEL
-MAX_EVALUATOR_CACHE_SIZE = 3
 
 
 class SnapshotSource(Protocol):
@@ -102,43 +106,6 @@ class SnapshotSource(Protocol):
 
 
 # --------------------------------------------------------------------------- pure parts
-
-
-class EvaluatorCache:
-    """Up to ``limit`` evaluators by version; the least recently *activated* is evicted first.
-
-    Not thread-safe by itself: the manager calls it under its swap lock.
-    """
-
-    def __init__(self, limit: int = MAX_EVALUATOR_CACHE_SIZE) -> None:
-        if limit < 1:
-            raise ValueError("the evaluator cache must hold at least the active evaluator")
-        self.limit = limit
-        self._entries: dict[str, tuple[PKGEvaluator, float]] = {}
-
-    def get(self, version: str) -> PKGEvaluator | None:
-        entry = self._entries.get(version)
-        return entry[0] if entry else None
-
-    def activate(self, evaluator: PKGEvaluator, at: float) -> list[str]:
-        """Record ``evaluator`` as activated at ``at``; return the versions evicted."""
-        self._entries[evaluator.version] = (evaluator, at)
-        evicted: list[str] = []
-        while len(self._entries) > self.limit:
-            oldest = min(self._entries, key=lambda v: self._entries[v][1])
-            del self._entries[oldest]
-            evicted.append(oldest)
-        return evicted
-
-    def versions(self) -> list[str]:
-        """Cached versions, most recently activated first."""
-        return sorted(self._entries, key=lambda v: self._entries[v][1], reverse=True)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, version: object) -> bool:
-        return version in self._entries
 
 
 class DesiredTracker:
@@ -278,9 +245,7 @@ class PKGManager:
         self.disk_cache = SnapshotDiskCache(cache_dir) if cache_dir is not None else None
         self._clock = clock
 
-        self._swap_lock = threading.Lock()
-        self._active: PKGEvaluator | None = None
-        self._evaluators = EvaluatorCache(cache_limit)
+        self._evaluators = EvaluatorSlot(cache_limit)
         self._tracker = DesiredTracker(self.device_id)
         self._applied = _Applied(0, "none", "none")
         self._apply_lock = asyncio.Lock()
@@ -310,13 +275,11 @@ class PKGManager:
 
     def get_active_evaluator(self) -> PKGEvaluator | None:
         """The evaluator to use now (None when no policy is loaded)."""
-        with self._swap_lock:
-            return self._active
+        return self._evaluators.active()
 
     def get_evaluator_by_version(self, version: str) -> PKGEvaluator | None:
         """A cached evaluator of ``version`` (active or kept for rollback), else None."""
-        with self._swap_lock:
-            return self._evaluators.get(version)
+        return self._evaluators.get(version)
 
     @property
     def redis_connected(self) -> bool:
@@ -324,7 +287,7 @@ class PKGManager:
 
     @property
     def degraded(self) -> bool:
-        active = self._active
+        active = self.get_active_evaluator()
         return (
             active is None
             or active.degraded
@@ -351,9 +314,7 @@ class PKGManager:
 
     def get_metadata(self) -> dict[str, Any]:
         """The seed's metadata of the active snapshot and the manager, plus the rollout state."""
-        with self._swap_lock:
-            active = self._active
-            cached = self._evaluators.versions()
+        active, cached = self._evaluators.view()
         health = self.get_health_status()
         return {
             "version": active.version if active else None,
@@ -451,9 +412,9 @@ class PKGManager:
                     action="serving without hot-swap; retrying with back-off",
                 )
         await self._converge("startup", fresh=self._redis_connected or self.signals is None)
-        if self._active is None:
+        if self.get_active_evaluator() is None:
             await self._activate_from_disk()
-        if self._active is None:
+        if self.get_active_evaluator() is None:
             log_event(
                 logger,
                 logging.ERROR,
@@ -655,7 +616,7 @@ class PKGManager:
             try:
                 snapshot = await self._db_active()
             except ActivationError as exc:
-                if self._active is None:
+                if self.get_active_evaluator() is None:
                     self._last_error = str(exc)
                 log_event(logger, logging.WARNING, "active_snapshot_unavailable", error=str(exc))
                 return False
@@ -667,11 +628,11 @@ class PKGManager:
                     env=self.env,
                     action="no level and no active snapshot in PostgreSQL; promote one",
                 )
-                return self._active is not None
+                return self.get_active_evaluator() is not None
             ref = SnapshotRef(snapshot.version, snapshot.id, snapshot.checksum)
             preloaded = snapshot
             fresh = True
-        active = self._active
+        active = self.get_active_evaluator()
         if (
             active is not None
             and active.version == ref.version
@@ -796,7 +757,6 @@ class PKGManager:
         preloaded: PKGSnapshotData | None = None,
     ) -> None:
         started = time.perf_counter()
-        previous = self._active
         log_event(
             logger,
             logging.INFO,
@@ -820,9 +780,7 @@ class PKGManager:
             self._record_failure(exc, source, time.perf_counter() - started)
             raise
         now = self._clock()
-        with self._swap_lock:
-            self._active = evaluator
-            evicted = self._evaluators.activate(evaluator, now)
+        previous, evicted = self._evaluators.swap(evaluator, now)
         duration_ms = (time.perf_counter() - started) * 1000
         self._applied = _Applied(target.epoch, target.cohort, source)
         self._last_activation = now
@@ -878,6 +836,7 @@ class PKGManager:
             )
 
     def _record_failure(self, exc: ActivationError, source: str, seconds: float) -> None:
+        kept = self.get_active_evaluator()
         self._activation_failures += 1
         self._activation_failed = True
         self._last_error = str(exc)
@@ -892,7 +851,7 @@ class PKGManager:
             error_type=exc.reason,
             transient=exc.transient,
             duration_ms=round(seconds * 1000, 3),
-            kept_version=self._active.version if self._active else None,
+            kept_version=kept.version if kept else None,
         )
 
     async def _activate_from_disk(self) -> None:
@@ -918,9 +877,7 @@ class PKGManager:
             self._record_failure(exc, "disk_cache", 0.0)
             return
         now = self._clock()
-        with self._swap_lock:
-            self._active = evaluator
-            self._evaluators.activate(evaluator, now)
+        self._evaluators.swap(evaluator, now)
         self._serving_from_disk = True
         self._confirmed_at = cached.activated_at
         self._last_activation = now
