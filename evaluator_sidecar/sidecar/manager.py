@@ -38,7 +38,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -50,6 +49,7 @@ from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
 from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
+from evaluator_sidecar.sidecar.desired import NO_APPLIED, Applied, DesiredTracker, as_cohort
 from evaluator_sidecar.sidecar.evaluators import (
     MAX_EVALUATOR_CACHE_SIZE,
     EvaluatorCache,
@@ -63,14 +63,11 @@ from evaluator_sidecar.signals import (
     MAX_RECONNECT_BACKOFF,
     ActivateMessage,
     Cohort,
-    DesiredLevels,
     DesiredMessage,
-    DesiredState,
     RedisSignals,
     Resolution,
     SnapshotRef,
     backoff_delay,
-    resolve_desired,
 )
 
 if TYPE_CHECKING:
@@ -108,52 +105,6 @@ class SnapshotSource(Protocol):
 # --------------------------------------------------------------------------- pure parts
 
 
-class DesiredTracker:
-    """What this device should run, folded from levels and messages (pure, no I/O).
-
-    - A level (one key's desired state) replaces the held one only when its epoch
-      is newer, so resyncs that read the same state, late or replayed messages,
-      and a Redis that lost its keys never move the device backwards.
-    - A plain ``activate:<version>`` is a manual override on top of the held
-      levels; it stays in force until a level with a higher epoch than the
-      levels held when it arrived.
-    """
-
-    def __init__(self, device_id: str) -> None:
-        self.device_id = device_id
-        self.levels = DesiredLevels()
-        self.manual: str | None = None
-        self._manual_base = 0
-
-    @property
-    def epoch(self) -> int:
-        return self.levels.epoch
-
-    def merge(self, *states: DesiredState | None) -> bool:
-        """Fold in states read or received; True when anything newer was taken."""
-        before = self.levels
-        for state in states:
-            if state is not None:
-                self.levels = self.levels.with_state(state)
-        changed = self.levels is not before
-        if self.manual is not None and self.levels.epoch > self._manual_base:
-            self.manual = None
-            changed = True
-        return changed
-
-    def merge_levels(self, levels: DesiredLevels) -> bool:
-        return self.merge(levels.env_state, levels.rollout_state)
-
-    def set_manual(self, version: str) -> None:
-        self.manual = version
-        self._manual_base = self.levels.epoch
-
-    def resolution(self) -> Resolution:
-        if self.manual is not None:
-            return Resolution(SnapshotRef(self.manual), "manual", self.levels.epoch, "manual")
-        return resolve_desired(self.levels, device_id=self.device_id)
-
-
 def checksums_match(expected: str | None, actual: str | None) -> bool:
     """True when no checksum is expected, or both name the same sha256 in any accepted form."""
     if not expected:
@@ -164,16 +115,6 @@ def checksums_match(expected: str | None, actual: str | None) -> bool:
         return normalize_checksum(expected) == normalize_checksum(actual)
     except ValueError:
         return False
-
-
-def _as_cohort(value: str) -> Cohort:
-    if value == "canary":
-        return "canary"
-    if value == "stable":
-        return "stable"
-    if value == "manual":
-        return "manual"
-    return "none"
 
 
 class ActivationError(Exception):
@@ -187,15 +128,6 @@ class ActivationError(Exception):
 
 
 # --------------------------------------------------------------------------- the manager
-
-
-@dataclass(frozen=True)
-class _Applied:
-    """What the active evaluator was activated for."""
-
-    epoch: int
-    cohort: Cohort
-    source: str
 
 
 Source = Literal["startup", "redis", "resync", "reconnect", "manual", "disk_cache", "api"]
@@ -247,7 +179,7 @@ class PKGManager:
 
         self._evaluators = EvaluatorSlot(cache_limit)
         self._tracker = DesiredTracker(self.device_id)
-        self._applied = _Applied(0, "none", "none")
+        self._applied = NO_APPLIED
         self._apply_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -638,7 +570,7 @@ class PKGManager:
             and active.version == ref.version
             and checksums_match(ref.checksum, active.checksum)
         ):
-            self._applied = _Applied(target.epoch, target.cohort, self._applied.source)
+            self._applied = Applied(target.epoch, target.cohort, self._applied.source)
             if fresh:
                 await self._confirm(active)
             return True
@@ -782,7 +714,7 @@ class PKGManager:
         now = self._clock()
         previous, evicted = self._evaluators.swap(evaluator, now)
         duration_ms = (time.perf_counter() - started) * 1000
-        self._applied = _Applied(target.epoch, target.cohort, source)
+        self._applied = Applied(target.epoch, target.cohort, source)
         self._last_activation = now
         self._activation_failed = False
         self._serving_from_disk = False
@@ -881,7 +813,7 @@ class PKGManager:
         self._serving_from_disk = True
         self._confirmed_at = cached.activated_at
         self._last_activation = now
-        self._applied = _Applied(cached.epoch, _as_cohort(cached.cohort), "disk_cache")
+        self._applied = Applied(cached.epoch, as_cohort(cached.cohort), "disk_cache")
         self.metrics.hotswaps.inc()
         self.metrics.set_active_version(evaluator.version)
         log_event(
