@@ -15,7 +15,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_event"]
+__all__ = ["MANAGER_LOGGER", "JsonFormatter", "TextFormatter", "configure_logging", "log_event"]
+
+# The manager's parts (activation, convergence, the Redis listener) live in modules of
+# their own but log under the one name their events always had, so that log filters
+# and alerts keyed on the logger keep matching.
+MANAGER_LOGGER = "evaluator_sidecar.sidecar.manager"
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

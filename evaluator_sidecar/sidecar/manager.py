@@ -40,14 +40,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from redis.exceptions import RedisError
 
-from evaluator_sidecar.policy.errors import EvaluatorError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
-from evaluator_sidecar.policy.fixtures import run_fixtures
-from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
+from evaluator_sidecar.policy.model import PKGSnapshotData
 from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
 from evaluator_sidecar.sidecar.desired import NO_APPLIED, Applied, DesiredTracker, as_cohort
 from evaluator_sidecar.sidecar.evaluators import (
@@ -58,6 +56,14 @@ from evaluator_sidecar.sidecar.evaluators import (
 from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.sidecar.logs import log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.sidecar.snapshots import (
+    ActivationError,
+    SnapshotLoader,
+    SnapshotSource,
+    build_evaluator,
+    check_snapshot,
+    checksums_match,
+)
 from evaluator_sidecar.signals import (
     CHANNEL,
     MAX_RECONNECT_BACKOFF,
@@ -82,6 +88,7 @@ __all__ = [
     "EvaluatorCache",
     "PKGManager",
     "SnapshotSource",
+    "checksums_match",
     "get_global_pkg_manager",
     "initialize_global_pkg_manager",
     "set_global_pkg_manager",
@@ -90,41 +97,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PKG_REDIS_CHANNEL = CHANNEL
-
-
-class SnapshotSource(Protocol):
-    """What the manager needs from PostgreSQL (``PKGClient`` provides it)."""
-
-    async def get_active_snapshot(self) -> PKGSnapshotData | None:
-        """The active snapshot of the manager's environment (the client is built for it)."""
-        ...
-
-    async def get_snapshot_by_version(self, version: str) -> PKGSnapshotData | None: ...
-
-
-# --------------------------------------------------------------------------- pure parts
-
-
-def checksums_match(expected: str | None, actual: str | None) -> bool:
-    """True when no checksum is expected, or both name the same sha256 in any accepted form."""
-    if not expected:
-        return True
-    if not actual:
-        return False
-    try:
-        return normalize_checksum(expected) == normalize_checksum(actual)
-    except ValueError:
-        return False
-
-
-class ActivationError(Exception):
-    """A snapshot could not be activated; ``transient`` failures are retried at the next resync."""
-
-    def __init__(self, version: str, reason: str, message: str, *, transient: bool) -> None:
-        super().__init__(message)
-        self.version = version
-        self.reason = reason
-        self.transient = transient
 
 
 # --------------------------------------------------------------------------- the manager
@@ -176,6 +148,7 @@ class PKGManager:
         self.metrics = metrics or SidecarMetrics()
         self.disk_cache = SnapshotDiskCache(cache_dir) if cache_dir is not None else None
         self._clock = clock
+        self._loader = SnapshotLoader(pkg_client, self.disk_cache, timeout=db_timeout)
 
         self._evaluators = EvaluatorSlot(cache_limit)
         self._tracker = DesiredTracker(self.device_id)
@@ -188,7 +161,6 @@ class PKGManager:
         self._owned_clients = (False, False)
 
         self._redis_connected = False
-        self._db_connected: bool | None = None
         self._last_error: str | None = None
         self._last_activation: float | None = None
         self._activation_failed = False  # the latest attempt failed (degraded until one succeeds)
@@ -226,7 +198,7 @@ class PKGManager:
             or self._activation_failed
             or self._serving_from_disk
             or (self.signals is not None and not self._redis_connected)
-            or self._db_connected is False
+            or self._loader.db_connected is False
         )
 
     def snapshot_age(self) -> float | None:
@@ -286,7 +258,7 @@ class PKGManager:
             "active_version": active.version if active else None,
             "cached_versions_count": len(self._evaluators),
             "redis_connected": self._redis_connected,
-            "db_connected": self._db_connected,
+            "db_connected": self._loader.db_connected,
             "desired_epoch": self._tracker.epoch,
             "applied_epoch": self._applied.epoch,
             "cohort": self._applied.cohort,
@@ -503,7 +475,7 @@ class PKGManager:
             snapshot = cached.snapshot if cached is not None else None
             if snapshot is None:
                 try:
-                    snapshot = await self._load_snapshot(version)
+                    snapshot = await self._loader.by_version(version)
                 except ActivationError as exc:
                     self._record_failure(exc, source, 0.0)
                     return False
@@ -530,7 +502,7 @@ class PKGManager:
         """
         async with self._apply_lock:
             ref = SnapshotRef(snapshot.version, snapshot.id or None, snapshot.checksum)
-            self._check_snapshot(ref, snapshot)
+            check_snapshot(ref, snapshot, env=self.env)
             self._tracker.set_manual(snapshot.version)
             await self._activate(ref, self._tracker.resolution(), source, snapshot)
 
@@ -546,7 +518,7 @@ class PKGManager:
         if ref is None:
             # No level names a snapshot: PostgreSQL's active snapshot for the environment.
             try:
-                snapshot = await self._db_active()
+                snapshot = await self._loader.active()
             except ActivationError as exc:
                 if self.get_active_evaluator() is None:
                     self._last_error = str(exc)
@@ -588,7 +560,7 @@ class PKGManager:
 
     async def _confirm(self, active: PKGEvaluator) -> None:
         self._confirmed_at = self._clock()
-        if self._serving_from_disk and self._db_connected:
+        if self._serving_from_disk and self._loader.db_connected:
             self._serving_from_disk = False
         if self.disk_cache is not None:
             try:
@@ -601,85 +573,6 @@ class PKGManager:
                 )
             except OSError as exc:
                 logger.warning("could not update the snapshot cache's pointer: %s", exc)
-
-    async def _db_call(self, what: str, call: Any) -> Any:
-        try:
-            result = await asyncio.wait_for(call, timeout=self.db_timeout)
-        except (TimeoutError, OSError) as exc:  # ConnectionError, DatabaseUnavailableError
-            self._db_connected = False
-            raise ActivationError(
-                what, "db_unavailable", f"PostgreSQL unavailable ({what}): {exc}", transient=True
-            ) from exc
-        except Exception as exc:  # the client's own errors: the server answered
-            self._db_connected = True
-            raise ActivationError(
-                what, "db_error", f"PostgreSQL error ({what}): {exc}", transient=True
-            ) from exc
-        self._db_connected = True
-        return result
-
-    async def _db_active(self) -> PKGSnapshotData | None:
-        if self.client is None:
-            raise ActivationError("", "no_database", "no PostgreSQL client", transient=True)
-        result: PKGSnapshotData | None = await self._db_call(
-            "active snapshot", self.client.get_active_snapshot()
-        )
-        return result
-
-    async def _load_snapshot(self, version: str) -> PKGSnapshotData:
-        """From PostgreSQL, else (when it is down) from the disk cache."""
-        db_error: ActivationError | None = None
-        if self.client is not None:
-            try:
-                snapshot = await self._db_call(
-                    f"snapshot {version}", self.client.get_snapshot_by_version(version)
-                )
-            except ActivationError as exc:
-                db_error = exc
-            else:
-                if snapshot is not None:
-                    return snapshot  # type: ignore[no-any-return]
-                raise ActivationError(
-                    version,
-                    "not_found",
-                    f"snapshot {version!r} is not in PostgreSQL; store it before activating it",
-                    transient=True,
-                )
-        if self.disk_cache is not None:
-            cached = await asyncio.to_thread(self.disk_cache.load, version)
-            if cached is not None:
-                log_event(logger, logging.WARNING, "snapshot_from_disk_cache", version=version)
-                return cached
-        raise db_error or ActivationError(
-            version, "no_database", f"snapshot {version!r}: no database configured", transient=True
-        )
-
-    def _build(self, snapshot: PKGSnapshotData) -> tuple[PKGEvaluator, float]:
-        """Compile and self-test (in a worker thread); raises ActivationError."""
-        started = time.perf_counter()
-        try:
-            evaluator = PKGEvaluator(snapshot)
-        except EvaluatorError as exc:
-            raise ActivationError(
-                snapshot.version, "load_error", str(exc), transient=False
-            ) from exc
-        if self.self_test and snapshot.fixtures:
-            report = run_fixtures(evaluator.evaluate, snapshot.fixtures)
-            if not report.success:
-                self.metrics.fixture_failures.inc(report.failed)
-                failed = [r for r in report.results if not r.passed]
-                detail = "; ".join(
-                    f"{r.name}: {r.error or ', '.join(d.key for d in r.differences) + ' differ'}"
-                    for r in failed[:5]
-                )
-                raise ActivationError(
-                    snapshot.version,
-                    "fixtures_failed",
-                    f"snapshot {snapshot.version!r} failed {report.failed} of {report.total} "
-                    f"fixtures in the sidecar's self-test ({detail})",
-                    transient=False,
-                )
-        return evaluator, time.perf_counter() - started
 
     async def _activate(
         self,
@@ -703,9 +596,11 @@ class PKGManager:
             if cached is not None and checksums_match(ref.checksum, cached.checksum):
                 evaluator, from_cache, snapshot = cached, True, cached.snapshot
             else:
-                snapshot = preloaded or await self._load_snapshot(ref.version)
-                self._check_snapshot(ref, snapshot)
-                evaluator, _build_seconds = await asyncio.to_thread(self._build, snapshot)
+                snapshot = preloaded or await self._loader.by_version(ref.version)
+                check_snapshot(ref, snapshot, env=self.env)
+                evaluator = await asyncio.to_thread(
+                    build_evaluator, snapshot, self_test=self.self_test, metrics=self.metrics
+                )
                 self.metrics.load_duration.observe(time.perf_counter() - started)
                 from_cache = False
         except ActivationError as exc:
@@ -749,24 +644,6 @@ class PKGManager:
             except OSError as exc:
                 logger.warning("could not write the snapshot cache for %s: %s", ref.version, exc)
 
-    def _check_snapshot(self, ref: SnapshotRef, snapshot: PKGSnapshotData) -> None:
-        if snapshot.env != self.env:
-            raise ActivationError(
-                ref.version,
-                "env_mismatch",
-                f"snapshot {ref.version!r} belongs to env {snapshot.env!r}, "
-                f"this sidecar to {self.env!r}",
-                transient=False,
-            )
-        if not checksums_match(ref.checksum, snapshot.checksum):
-            raise ActivationError(
-                ref.version,
-                "checksum_mismatch",
-                f"snapshot {ref.version!r} has checksum {snapshot.checksum!r}; the "
-                f"desired state names {ref.checksum!r}",
-                transient=False,
-            )
-
     def _record_failure(self, exc: ActivationError, source: str, seconds: float) -> None:
         kept = self.get_active_evaluator()
         self._activation_failures += 1
@@ -804,7 +681,9 @@ class PKGManager:
             )
             return
         try:
-            evaluator, _ = await asyncio.to_thread(self._build, cached.snapshot)
+            evaluator = await asyncio.to_thread(
+                build_evaluator, cached.snapshot, self_test=self.self_test, metrics=self.metrics
+            )
         except ActivationError as exc:
             self._record_failure(exc, "disk_cache", 0.0)
             return
