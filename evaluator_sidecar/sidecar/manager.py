@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -67,6 +66,12 @@ from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.sidecar.listener import RedisListener
 from evaluator_sidecar.sidecar.logs import log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.sidecar.process import (
+    get_global_pkg_manager,
+    initialize_global_pkg_manager,
+    manager_options,
+    set_global_pkg_manager,
+)
 from evaluator_sidecar.sidecar.snapshots import (
     ActivationError,
     SnapshotLoader,
@@ -92,6 +97,7 @@ __all__ = [
     "checksums_match",
     "get_global_pkg_manager",
     "initialize_global_pkg_manager",
+    "manager_options",
     "set_global_pkg_manager",
 ]
 
@@ -381,78 +387,3 @@ class PKGManager:
                 await close()
             except Exception:  # a failing close must not hide the stop; logged
                 logger.exception("closing the PostgreSQL client failed")
-
-
-# --------------------------------------------------------------------------- global
-
-
-_global_manager: PKGManager | None = None
-_global_lock = threading.Lock()
-
-
-def get_global_pkg_manager() -> PKGManager | None:
-    """The process-wide manager, once :func:`initialize_global_pkg_manager` has run."""
-    return _global_manager
-
-
-def set_global_pkg_manager(manager: PKGManager | None) -> None:
-    """Install (or clear) the process-wide manager; the sidecar's entry point uses it."""
-    global _global_manager  # noqa: PLW0603 - the seed's process-wide singleton
-    with _global_lock:
-        _global_manager = manager
-
-
-async def initialize_global_pkg_manager(
-    pkg_client: SnapshotSource | None = None,
-    redis_client: Redis | None = None,
-    **options: Any,
-) -> PKGManager:
-    """Create, start and install the process-wide manager (once; later calls return it).
-
-    Without clients, they are built from the ``PKG_`` settings
-    (``PKG_DATABASE_URL``, ``PKG_REDIS_URL``, ...); ``options`` are passed to
-    :class:`PKGManager` and override the settings.
-    """
-    existing = get_global_pkg_manager()
-    if existing is not None:
-        return existing
-    owned = (pkg_client is None, redis_client is None)
-    if any(owned):
-        # Imported here: a manager built from its clients needs neither the settings nor asyncpg.
-        from evaluator_sidecar.settings import load_settings  # noqa: PLC0415
-        from evaluator_sidecar.sidecar.settings import SidecarSettings  # noqa: PLC0415
-
-        settings = load_settings(SidecarSettings)
-        if pkg_client is None:
-            from evaluator_sidecar.store.client import PKGClient  # noqa: PLC0415
-
-            pkg_client = PKGClient(settings.database_url, env=settings.env, min_size=1, max_size=2)
-        if redis_client is None:
-            from redis.asyncio import Redis as AsyncRedis  # noqa: PLC0415
-
-            redis_client = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=2)
-        options = {**manager_options(settings), **options}
-    manager = PKGManager(pkg_client, redis_client, **options)
-    manager._owned_clients = owned
-    await manager.start()
-    set_global_pkg_manager(manager)
-    return manager
-
-
-def manager_options(settings: Any) -> dict[str, Any]:
-    """:class:`PKGManager` keyword arguments from a ``SidecarSettings``."""
-    return {
-        "env": settings.env,
-        "target": settings.target,
-        "region": settings.region,
-        "device_id": settings.device_id,
-        "device_type": settings.device_type,
-        "cache_dir": settings.cache_dir,
-        "resync_interval": settings.resync_interval_seconds,
-        "heartbeat_interval": settings.heartbeat_interval_seconds,
-        "heartbeat_ttl": settings.heartbeat_ttl,
-        "max_snapshot_age": settings.max_snapshot_age_seconds,
-        "db_timeout": settings.db_timeout_seconds,
-        "self_test": settings.self_test,
-        "reconnect_backoff_max": settings.redis_backoff_max_seconds,
-    }
