@@ -3,8 +3,8 @@
 Lifecycle events (``snapshot_load_start``, ``snapshot_activated``, ...) are
 ordinary ``logging`` records whose ``extra`` holds the event's fields, so any
 handler can print them; :class:`JsonFormatter` prints one JSON object per line
-with the fields at the top level (the seed's shape), :class:`TextFormatter`
-appends them as ``key=value``.
+with the fields at the top level (the shape README.md, "Logs and events",
+documents), :class:`TextFormatter` appends them as ``key=value``.
 """
 
 from __future__ import annotations
