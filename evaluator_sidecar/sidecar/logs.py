@@ -3,8 +3,8 @@
 Lifecycle events (``snapshot_load_start``, ``snapshot_activated``, ...) are
 ordinary ``logging`` records whose ``extra`` holds the event's fields, so any
 handler can print them; :class:`JsonFormatter` prints one JSON object per line
-with the fields at the top level (the seed's shape), :class:`TextFormatter`
-appends them as ``key=value``.
+with the fields at the top level (the shape README.md, "Logs and events",
+documents), :class:`TextFormatter` appends them as ``key=value``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_event"]
+__all__ = ["MANAGER_LOGGER", "JsonFormatter", "TextFormatter", "configure_logging", "log_event"]
+
+# The manager's parts (activation, convergence, the Redis listener) live in modules of
+# their own but log under the one name their events always had, so that log filters
+# and alerts keyed on the logger keep matching.
+MANAGER_LOGGER = "evaluator_sidecar.sidecar.manager"
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

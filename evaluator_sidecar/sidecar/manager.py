@@ -1,18 +1,26 @@
 """``PKGManager``: which snapshot a sidecar evaluates with, and swapping it safely at run time.
 
-The manager keeps the active evaluator and up to ``MAX_EVALUATOR_CACHE_SIZE``
-recent ones (least recently *activated* evicted first) for instant rollback
-and A/B evaluation. It learns what to run from Redis (the levels and the edge
-of :mod:`evaluator_sidecar.signals`), falls back to PostgreSQL's active
-snapshot when no level names one, and to its disk cache of the last good
-snapshot when PostgreSQL is down.
+The manager is a facade over the parts that do the work, each in its own module:
+
+- :mod:`~evaluator_sidecar.sidecar.evaluators`: the active evaluator and up to
+  ``MAX_EVALUATOR_CACHE_SIZE`` recent ones (least recently *activated* evicted
+  first) for instant rollback and A/B evaluation, swapped under one lock;
+- :mod:`~evaluator_sidecar.sidecar.desired`: which version this device should
+  run, from the levels and messages of :mod:`evaluator_sidecar.signals`;
+- :mod:`~evaluator_sidecar.sidecar.snapshots` and
+  :mod:`~evaluator_sidecar.sidecar.activation`: fetching (PostgreSQL, else the
+  disk cache of the last good snapshot), verifying, compiling, self-testing and
+  swapping, and the record of failures;
+- :mod:`~evaluator_sidecar.sidecar.converge`: one activation at a time towards
+  the desired state (PostgreSQL's active snapshot when no level names one);
+- :mod:`~evaluator_sidecar.sidecar.listener`: Redis, reconnects and resyncs.
 
 Swapping never makes evaluation wait: the next evaluator is fetched, compiled
 and self-tested (its fixtures) off the hot path, in a worker thread, and only
 then put in place by one pointer assignment under a ``threading.Lock``.
 ``get_active_evaluator()`` holds that lock for a few hundred nanoseconds.
 
-Failure modes (the seed's 1 to 4), all visible in ``get_health_status()``:
+Failure modes (README.md, "Failure modes"), all visible in ``get_health_status()``:
 
 1. PostgreSQL down at start: the last good snapshot from the disk cache is
    served; with none, the sidecar runs without policy and reports unhealthy.
@@ -35,42 +43,48 @@ import asyncio
 import contextlib
 import logging
 import socket
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from evaluator_sidecar.policy.errors import EvaluatorError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
-from evaluator_sidecar.policy.fixtures import run_fixtures
-from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
+from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.sidecar.activation import Activator, Source
 from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
+from evaluator_sidecar.sidecar.converge import Converger
+from evaluator_sidecar.sidecar.desired import DesiredTracker
+from evaluator_sidecar.sidecar.evaluators import (
+    MAX_EVALUATOR_CACHE_SIZE,
+    EvaluatorCache,
+    EvaluatorSlot,
+)
 from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
+from evaluator_sidecar.sidecar.listener import RedisListener
 from evaluator_sidecar.sidecar.logs import log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
-from evaluator_sidecar.signals import (
-    CHANNEL,
-    MAX_RECONNECT_BACKOFF,
-    ActivateMessage,
-    Cohort,
-    DesiredLevels,
-    DesiredMessage,
-    DesiredState,
-    RedisSignals,
-    Resolution,
-    SnapshotRef,
-    backoff_delay,
-    resolve_desired,
+from evaluator_sidecar.sidecar.process import (
+    get_global_pkg_manager,
+    initialize_global_pkg_manager,
+    manager_options,
+    set_global_pkg_manager,
 )
+from evaluator_sidecar.sidecar.snapshots import (
+    ActivationError,
+    SnapshotLoader,
+    SnapshotSource,
+    checksums_match,
+)
+from evaluator_sidecar.signals import CHANNEL, MAX_RECONNECT_BACKOFF, Cohort, RedisSignals
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+# The helpers moved to their own modules stay importable from here, where callers
+# have always found them.
 __all__ = [
     "MAX_EVALUATOR_CACHE_SIZE",
     "MAX_RECONNECT_BACKOFF",
@@ -80,158 +94,16 @@ __all__ = [
     "EvaluatorCache",
     "PKGManager",
     "SnapshotSource",
+    "checksums_match",
     "get_global_pkg_manager",
     "initialize_global_pkg_manager",
+    "manager_options",
     "set_global_pkg_manager",
 ]
 
 logger = logging.getLogger(__name__)
 
 PKG_REDIS_CHANNEL = CHANNEL
-MAX_EVALUATOR_CACHE_SIZE = 3
-
-
-class SnapshotSource(Protocol):
-    """What the manager needs from PostgreSQL (``PKGClient`` provides it)."""
-
-    async def get_active_snapshot(self) -> PKGSnapshotData | None:
-        """The active snapshot of the manager's environment (the client is built for it)."""
-        ...
-
-    async def get_snapshot_by_version(self, version: str) -> PKGSnapshotData | None: ...
-
-
-# --------------------------------------------------------------------------- pure parts
-
-
-class EvaluatorCache:
-    """Up to ``limit`` evaluators by version; the least recently *activated* is evicted first.
-
-    Not thread-safe by itself: the manager calls it under its swap lock.
-    """
-
-    def __init__(self, limit: int = MAX_EVALUATOR_CACHE_SIZE) -> None:
-        if limit < 1:
-            raise ValueError("the evaluator cache must hold at least the active evaluator")
-        self.limit = limit
-        self._entries: dict[str, tuple[PKGEvaluator, float]] = {}
-
-    def get(self, version: str) -> PKGEvaluator | None:
-        entry = self._entries.get(version)
-        return entry[0] if entry else None
-
-    def activate(self, evaluator: PKGEvaluator, at: float) -> list[str]:
-        """Record ``evaluator`` as activated at ``at``; return the versions evicted."""
-        self._entries[evaluator.version] = (evaluator, at)
-        evicted: list[str] = []
-        while len(self._entries) > self.limit:
-            oldest = min(self._entries, key=lambda v: self._entries[v][1])
-            del self._entries[oldest]
-            evicted.append(oldest)
-        return evicted
-
-    def versions(self) -> list[str]:
-        """Cached versions, most recently activated first."""
-        return sorted(self._entries, key=lambda v: self._entries[v][1], reverse=True)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, version: object) -> bool:
-        return version in self._entries
-
-
-class DesiredTracker:
-    """What this device should run, folded from levels and messages (pure, no I/O).
-
-    - A level (one key's desired state) replaces the held one only when its epoch
-      is newer, so resyncs that read the same state, late or replayed messages,
-      and a Redis that lost its keys never move the device backwards.
-    - A plain ``activate:<version>`` is a manual override on top of the held
-      levels; it stays in force until a level with a higher epoch than the
-      levels held when it arrived.
-    """
-
-    def __init__(self, device_id: str) -> None:
-        self.device_id = device_id
-        self.levels = DesiredLevels()
-        self.manual: str | None = None
-        self._manual_base = 0
-
-    @property
-    def epoch(self) -> int:
-        return self.levels.epoch
-
-    def merge(self, *states: DesiredState | None) -> bool:
-        """Fold in states read or received; True when anything newer was taken."""
-        before = self.levels
-        for state in states:
-            if state is not None:
-                self.levels = self.levels.with_state(state)
-        changed = self.levels is not before
-        if self.manual is not None and self.levels.epoch > self._manual_base:
-            self.manual = None
-            changed = True
-        return changed
-
-    def merge_levels(self, levels: DesiredLevels) -> bool:
-        return self.merge(levels.env_state, levels.rollout_state)
-
-    def set_manual(self, version: str) -> None:
-        self.manual = version
-        self._manual_base = self.levels.epoch
-
-    def resolution(self) -> Resolution:
-        if self.manual is not None:
-            return Resolution(SnapshotRef(self.manual), "manual", self.levels.epoch, "manual")
-        return resolve_desired(self.levels, device_id=self.device_id)
-
-
-def checksums_match(expected: str | None, actual: str | None) -> bool:
-    """True when no checksum is expected, or both name the same sha256 in any accepted form."""
-    if not expected:
-        return True
-    if not actual:
-        return False
-    try:
-        return normalize_checksum(expected) == normalize_checksum(actual)
-    except ValueError:
-        return False
-
-
-def _as_cohort(value: str) -> Cohort:
-    if value == "canary":
-        return "canary"
-    if value == "stable":
-        return "stable"
-    if value == "manual":
-        return "manual"
-    return "none"
-
-
-class ActivationError(Exception):
-    """A snapshot could not be activated; ``transient`` failures are retried at the next resync."""
-
-    def __init__(self, version: str, reason: str, message: str, *, transient: bool) -> None:
-        super().__init__(message)
-        self.version = version
-        self.reason = reason
-        self.transient = transient
-
-
-# --------------------------------------------------------------------------- the manager
-
-
-@dataclass(frozen=True)
-class _Applied:
-    """What the active evaluator was activated for."""
-
-    epoch: int
-    cohort: Cohort
-    source: str
-
-
-Source = Literal["startup", "redis", "resync", "reconnect", "manual", "disk_cache", "api"]
 
 
 class PKGManager:
@@ -278,27 +150,36 @@ class PKGManager:
         self.disk_cache = SnapshotDiskCache(cache_dir) if cache_dir is not None else None
         self._clock = clock
 
-        self._swap_lock = threading.Lock()
-        self._active: PKGEvaluator | None = None
-        self._evaluators = EvaluatorCache(cache_limit)
+        self._evaluators = EvaluatorSlot(cache_limit)
         self._tracker = DesiredTracker(self.device_id)
-        self._applied = _Applied(0, "none", "none")
-        self._apply_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loader = SnapshotLoader(pkg_client, self.disk_cache, timeout=db_timeout)
+        self._activator = Activator(
+            self._evaluators,
+            self._loader,
+            env=env,
+            self_test=self_test,
+            metrics=self.metrics,
+            disk_cache=self.disk_cache,
+            clock=clock,
+        )
+        self._converger = Converger(self._tracker, self._activator, env=env)
         self._stopping = asyncio.Event()
+        self._listener = RedisListener(
+            self.signals,
+            self._converger,
+            env=env,
+            target=target,
+            region=region,
+            metrics=self.metrics,
+            read_timeout=db_timeout,
+            resync_interval=resync_interval,
+            backoff_max=reconnect_backoff_max,
+            stopping=self._stopping,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         #: The clients the manager built itself (and so closes on stop): (postgres, redis).
         self._owned_clients = (False, False)
-
-        self._redis_connected = False
-        self._db_connected: bool | None = None
-        self._last_error: str | None = None
-        self._last_activation: float | None = None
-        self._activation_failed = False  # the latest attempt failed (degraded until one succeeds)
-        self._activation_failures = 0
-        self._confirmed_at: float | None = None  # when the active snapshot was last known desired
-        self._serving_from_disk = False
-        self._permanent_failures: dict[tuple[str, str | None], str] = {}
 
         self.metrics.bind(
             cached_versions=lambda: float(len(self._evaluators)),
@@ -310,35 +191,35 @@ class PKGManager:
 
     def get_active_evaluator(self) -> PKGEvaluator | None:
         """The evaluator to use now (None when no policy is loaded)."""
-        with self._swap_lock:
-            return self._active
+        return self._evaluators.active()
 
     def get_evaluator_by_version(self, version: str) -> PKGEvaluator | None:
         """A cached evaluator of ``version`` (active or kept for rollback), else None."""
-        with self._swap_lock:
-            return self._evaluators.get(version)
+        return self._evaluators.get(version)
 
     @property
     def redis_connected(self) -> bool:
-        return self._redis_connected
+        return self._listener.connected
 
     @property
     def degraded(self) -> bool:
-        active = self._active
+        active = self._evaluators.active()
+        status = self._activator
         return (
             active is None
             or active.degraded
-            or self._activation_failed
-            or self._serving_from_disk
-            or (self.signals is not None and not self._redis_connected)
-            or self._db_connected is False
+            or status.failed
+            or status.serving_from_disk
+            or (self.signals is not None and not self._listener.connected)
+            or self._loader.db_connected is False
         )
 
     def snapshot_age(self) -> float | None:
         """Seconds since the active snapshot was last confirmed as the desired one."""
-        if self._confirmed_at is None:
+        confirmed_at = self._activator.confirmed_at
+        if confirmed_at is None:
             return None
-        return max(0.0, self._clock() - self._confirmed_at)
+        return max(0.0, self._clock() - confirmed_at)
 
     def is_ready(self) -> bool:
         """An active evaluator, confirmed within ``max_snapshot_age`` (when that is set)."""
@@ -350,24 +231,26 @@ class PKGManager:
         return True
 
     def get_metadata(self) -> dict[str, Any]:
-        """The seed's metadata of the active snapshot and the manager, plus the rollout state."""
-        with self._swap_lock:
-            active = self._active
-            cached = self._evaluators.versions()
+        """``GET /v1/metadata``: the active snapshot and the manager, plus the rollout state.
+
+        README.md, "The sidecar's HTTP API", lists the fields.
+        """
+        active, cached = self._evaluators.view()
         health = self.get_health_status()
+        status = self._activator
         return {
             "version": active.version if active else None,
             "loaded_at": active.loaded_at if active else None,
             "engine": active.engine_type if active else None,
             "loaded": active is not None,
-            "error": self._last_error if self._activation_failed else None,
-            "last_activation": self._last_activation,
+            "error": status.last_error if status.failed else None,
+            "last_activation": status.last_activation,
             "cached_versions": cached,
             "cache_size": len(cached),
             "cache_limit": self._evaluators.limit,
             "healthy": health["healthy"],
             "degraded_mode": health["degraded_mode"],
-            "last_error": self._last_error,
+            "last_error": status.last_error,
             "snapshot_id": active.snapshot_id if active else None,
             "checksum": active.checksum if active else None,
             "env": self.env,
@@ -375,43 +258,65 @@ class PKGManager:
             "region": self.region,
             "device_id": self.device_id,
             "desired_epoch": self._tracker.epoch,
-            "applied_epoch": self._applied.epoch,
-            "cohort": self._applied.cohort,
-            "activation_source": self._applied.source,
+            "applied_epoch": status.applied.epoch,
+            "cohort": status.applied.cohort,
+            "activation_source": status.applied.source,
         }
 
     def get_health_status(self) -> dict[str, Any]:
-        """The seed's health indicators plus connectivity, epochs, cohort and snapshot age."""
+        """``/healthz`` and ``/readyz``: health, connectivity, epochs, cohort and snapshot age.
+
+        README.md, "The sidecar's HTTP API", lists the fields.
+        """
         active = self.get_active_evaluator()
         age = self.snapshot_age()
+        status = self._activator
         return {
             "healthy": active is not None and not self._stopping.is_set(),
             "ready": self.is_ready(),
             "degraded_mode": self.degraded,
-            "last_error": self._last_error,
-            "last_activation": self._last_activation,
+            "last_error": status.last_error,
+            "last_activation": status.last_activation,
             "active_version": active.version if active else None,
             "cached_versions_count": len(self._evaluators),
-            "redis_connected": self._redis_connected,
-            "db_connected": self._db_connected,
+            "redis_connected": self._listener.connected,
+            "db_connected": self._loader.db_connected,
             "desired_epoch": self._tracker.epoch,
-            "applied_epoch": self._applied.epoch,
-            "cohort": self._applied.cohort,
+            "applied_epoch": status.applied.epoch,
+            "cohort": status.applied.cohort,
             "manual_override": self._tracker.manual,
             "snapshot_age_seconds": None if age is None else round(age, 3),
             "max_snapshot_age_seconds": self.max_snapshot_age or None,
-            "serving_from_disk_cache": self._serving_from_disk,
-            "activation_failures": self._activation_failures,
+            "serving_from_disk_cache": status.serving_from_disk,
+            "activation_failures": status.failures,
             "engine_degraded": bool(active and active.degraded),
         }
 
     @property
     def activation_failures(self) -> int:
-        return self._activation_failures
+        return self._activator.failures
 
     @property
     def applied(self) -> tuple[int, Cohort]:
-        return self._applied.epoch, self._applied.cohort
+        return self._activator.applied.epoch, self._activator.applied.cohort
+
+    # ---- activation (the event loop's)
+
+    async def activate_version(self, version: str, *, source: Source = "manual") -> bool:
+        """Activate ``version`` now as a manual override (an ``activate:<version>`` message).
+
+        Ignored with a log line when the snapshot belongs to another environment.
+        Returns True when ``version`` is active afterwards.
+        """
+        return await self._converger.activate_version(version, source=source)
+
+    async def activate_snapshot(self, snapshot: PKGSnapshotData, *, source: Source = "api") -> None:
+        """Build, self-test and activate ``snapshot`` as a manual override (no database read).
+
+        For embedding and tools (a static snapshot from a file, benchmarks, tests);
+        raises :class:`ActivationError` and keeps the current evaluator on failure.
+        """
+        await self._converger.activate_snapshot(snapshot, source=source)
 
     # ---- lifecycle
 
@@ -433,42 +338,26 @@ class PKGManager:
             return
         self._started = True
         self._stopping.clear()
-        if self.signals is not None:
-            try:
-                levels = await asyncio.wait_for(
-                    self.signals.read_levels(self.env, self.target, self.region),
-                    timeout=self.db_timeout,
-                )
-                self._tracker.merge_levels(levels)
-                self._redis_connected = True
-            except (RedisError, OSError, TimeoutError) as exc:
-                log_event(
-                    logger,
-                    logging.WARNING,
-                    "redis_unavailable",
-                    error=str(exc) or type(exc).__name__,
-                    phase="startup",
-                    action="serving without hot-swap; retrying with back-off",
-                )
-        await self._converge("startup", fresh=self._redis_connected or self.signals is None)
-        if self._active is None:
-            await self._activate_from_disk()
-        if self._active is None:
+        fresh = await self._listener.read_levels_at_start()
+        await self._converger.converge("startup", fresh=fresh)
+        if self.get_active_evaluator() is None:
+            await self._activator.activate_from_disk()
+        if self.get_active_evaluator() is None:
             log_event(
                 logger,
                 logging.ERROR,
                 "no_policy",
                 env=self.env,
-                error=self._last_error,
+                error=self._activator.last_error,
                 action="answering 503 until a snapshot can be loaded",
             )
-        self._spawn(self._resync_loop(), "resync")
+        self._spawn(self._listener.resync_forever(), "resync")
         if self.signals is not None:
-            self._spawn(self._listen_loop(), "listener")
+            self._spawn(self._listener.listen(), "listener")
             reporter = HeartbeatReporter(self, self.signals)
             self._spawn(reporter.run(self._stopping), "heartbeat")
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=f"pkg-manager-{name}")
         self._tasks.append(task)
 
@@ -482,7 +371,7 @@ class PKGManager:
                 await task
         self._tasks.clear()
         self._started = False
-        self._redis_connected = False
+        self._listener.connected = False
         await self._close_owned_clients()
 
     async def _close_owned_clients(self) -> None:
@@ -498,518 +387,3 @@ class PKGManager:
                 await close()
             except Exception:  # a failing close must not hide the stop; logged
                 logger.exception("closing the PostgreSQL client failed")
-
-    # ---- Redis: the edge
-
-    async def _listen_loop(self) -> None:
-        assert self.signals is not None
-        attempt = 0
-        lost = False
-        while not self._stopping.is_set():
-            pubsub = None
-            try:
-                pubsub = await self.signals.subscribe()
-                if lost:
-                    self.metrics.redis_reconnects.inc()
-                    log_event(logger, logging.INFO, "redis_reconnected", attempts=attempt)
-                self._redis_connected = True
-                attempt = 0
-                # Subscribed first, then read the level: nothing published in between is lost.
-                await self._resync("reconnect" if lost else "startup")
-                async for message in self.signals.messages(pubsub, idle_seconds=1.0):
-                    if self._stopping.is_set():
-                        return
-                    if message is not None:
-                        await self._on_message(message)
-            except (RedisError, OSError) as exc:
-                if not lost or self._redis_connected:
-                    log_event(
-                        logger,
-                        logging.WARNING,
-                        "redis_disconnected",
-                        error=str(exc) or type(exc).__name__,
-                        action="evaluating with the active snapshot; reconnecting with back-off",
-                    )
-                self._redis_connected = False
-                lost = True
-                delay = backoff_delay(attempt, cap=self.reconnect_backoff_max)
-                attempt += 1
-                await asyncio.sleep(delay)
-            except Exception:  # a bug must not end hot-swapping for good; logged, retried
-                logger.exception("the Redis listener failed unexpectedly; restarting it")
-                await asyncio.sleep(backoff_delay(attempt, cap=self.reconnect_backoff_max))
-                attempt += 1
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-
-    async def _on_message(self, message: ActivateMessage | DesiredMessage) -> None:
-        if isinstance(message, ActivateMessage):
-            await self.activate_version(message.version, source="redis")
-            return
-        state = message.state
-        if state.env != self.env or (
-            state.is_rollout and (state.target, state.region) != (self.target, self.region)
-        ):
-            return  # another environment's or rollout's level
-        if self._tracker.merge(state):
-            await self._converge("redis", fresh=True)
-        else:
-            log_event(
-                logger,
-                logging.INFO,
-                "desired_state_ignored",
-                key=message.key,
-                epoch=state.epoch,
-                held_epoch=self._tracker.epoch,
-                reason="not newer than the state already applied",
-            )
-
-    async def _resync(self, source: Source) -> None:
-        """Read the levels (when Redis is there) and converge on them."""
-        fresh = self.signals is None
-        if self.signals is not None:
-            try:
-                levels = await self.signals.read_levels(self.env, self.target, self.region)
-                fresh = True
-                self._tracker.merge_levels(levels)
-                if self._applied.epoch > 0:
-                    await self.signals.raise_epoch_floor(self._applied.epoch)
-            except (RedisError, OSError) as exc:
-                log_event(
-                    logger,
-                    logging.WARNING,
-                    "resync_failed",
-                    error=str(exc) or type(exc).__name__,
-                    source=source,
-                )
-        await self._converge(source, fresh=fresh)
-
-    async def _resync_loop(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.resync_interval)
-            if self._stopping.is_set():
-                return
-            try:
-                await self._resync("resync")
-            except Exception:  # the loop must outlive any single failure
-                logger.exception("resync failed unexpectedly; retrying at the next interval")
-
-    # ---- converging on the desired state
-
-    async def activate_version(self, version: str, *, source: Source = "manual") -> bool:
-        """Activate ``version`` now as a manual override (the seed's ``activate:<version>``).
-
-        Ignored with a log line when the snapshot belongs to another environment.
-        Returns True when ``version`` is active afterwards.
-        """
-        async with self._apply_lock:
-            cached = self.get_evaluator_by_version(version)
-            snapshot = cached.snapshot if cached is not None else None
-            if snapshot is None:
-                try:
-                    snapshot = await self._load_snapshot(version)
-                except ActivationError as exc:
-                    self._record_failure(exc, source, 0.0)
-                    return False
-            if snapshot.env != self.env:
-                log_event(
-                    logger,
-                    logging.INFO,
-                    "activation_ignored",
-                    version=version,
-                    snapshot_env=snapshot.env,
-                    env=self.env,
-                    source=source,
-                    reason="the snapshot belongs to another environment",
-                )
-                return False
-            self._tracker.set_manual(version)
-            return await self._converge_locked(source, fresh=True, preloaded=snapshot)
-
-    async def activate_snapshot(self, snapshot: PKGSnapshotData, *, source: Source = "api") -> None:
-        """Build, self-test and activate ``snapshot`` as a manual override (no database read).
-
-        For embedding and tools (a static snapshot from a file, benchmarks, tests);
-        raises :class:`ActivationError` and keeps the current evaluator on failure.
-        """
-        async with self._apply_lock:
-            ref = SnapshotRef(snapshot.version, snapshot.id or None, snapshot.checksum)
-            self._check_snapshot(ref, snapshot)
-            self._tracker.set_manual(snapshot.version)
-            await self._activate(ref, self._tracker.resolution(), source, snapshot)
-
-    async def _converge(self, source: Source, *, fresh: bool) -> bool:
-        async with self._apply_lock:
-            return await self._converge_locked(source, fresh=fresh)
-
-    async def _converge_locked(
-        self, source: Source, *, fresh: bool, preloaded: PKGSnapshotData | None = None
-    ) -> bool:
-        target = self._tracker.resolution()
-        ref = target.ref
-        if ref is None:
-            # No level names a snapshot: PostgreSQL's active snapshot for the environment.
-            try:
-                snapshot = await self._db_active()
-            except ActivationError as exc:
-                if self._active is None:
-                    self._last_error = str(exc)
-                log_event(logger, logging.WARNING, "active_snapshot_unavailable", error=str(exc))
-                return False
-            if snapshot is None:
-                log_event(
-                    logger,
-                    logging.WARNING,
-                    "no_active_snapshot",
-                    env=self.env,
-                    action="no level and no active snapshot in PostgreSQL; promote one",
-                )
-                return self._active is not None
-            ref = SnapshotRef(snapshot.version, snapshot.id, snapshot.checksum)
-            preloaded = snapshot
-            fresh = True
-        active = self._active
-        if (
-            active is not None
-            and active.version == ref.version
-            and checksums_match(ref.checksum, active.checksum)
-        ):
-            self._applied = _Applied(target.epoch, target.cohort, self._applied.source)
-            if fresh:
-                await self._confirm(active)
-            return True
-        key = (ref.version, ref.checksum)
-        if key in self._permanent_failures and source in ("resync", "reconnect"):
-            return False  # already reported; a new desired state or message retries it
-        try:
-            await self._activate(ref, target, source, preloaded)
-        except ActivationError as exc:
-            if not exc.transient:
-                self._permanent_failures[key] = str(exc)
-            return False
-        self._permanent_failures.pop(key, None)
-        return True
-
-    async def _confirm(self, active: PKGEvaluator) -> None:
-        self._confirmed_at = self._clock()
-        if self._serving_from_disk and self._db_connected:
-            self._serving_from_disk = False
-        if self.disk_cache is not None:
-            try:
-                await asyncio.to_thread(
-                    self.disk_cache.mark_active,
-                    active.version,
-                    epoch=self._applied.epoch,
-                    cohort=self._applied.cohort,
-                    at=self._confirmed_at,
-                )
-            except OSError as exc:
-                logger.warning("could not update the snapshot cache's pointer: %s", exc)
-
-    async def _db_call(self, what: str, call: Any) -> Any:
-        try:
-            result = await asyncio.wait_for(call, timeout=self.db_timeout)
-        except (TimeoutError, OSError) as exc:  # ConnectionError, DatabaseUnavailableError
-            self._db_connected = False
-            raise ActivationError(
-                what, "db_unavailable", f"PostgreSQL unavailable ({what}): {exc}", transient=True
-            ) from exc
-        except Exception as exc:  # the client's own errors: the server answered
-            self._db_connected = True
-            raise ActivationError(
-                what, "db_error", f"PostgreSQL error ({what}): {exc}", transient=True
-            ) from exc
-        self._db_connected = True
-        return result
-
-    async def _db_active(self) -> PKGSnapshotData | None:
-        if self.client is None:
-            raise ActivationError("", "no_database", "no PostgreSQL client", transient=True)
-        result: PKGSnapshotData | None = await self._db_call(
-            "active snapshot", self.client.get_active_snapshot()
-        )
-        return result
-
-    async def _load_snapshot(self, version: str) -> PKGSnapshotData:
-        """From PostgreSQL, else (when it is down) from the disk cache."""
-        db_error: ActivationError | None = None
-        if self.client is not None:
-            try:
-                snapshot = await self._db_call(
-                    f"snapshot {version}", self.client.get_snapshot_by_version(version)
-                )
-            except ActivationError as exc:
-                db_error = exc
-            else:
-                if snapshot is not None:
-                    return snapshot  # type: ignore[no-any-return]
-                raise ActivationError(
-                    version,
-                    "not_found",
-                    f"snapshot {version!r} is not in PostgreSQL; store it before activating it",
-                    transient=True,
-                )
-        if self.disk_cache is not None:
-            cached = await asyncio.to_thread(self.disk_cache.load, version)
-            if cached is not None:
-                log_event(logger, logging.WARNING, "snapshot_from_disk_cache", version=version)
-                return cached
-        raise db_error or ActivationError(
-            version, "no_database", f"snapshot {version!r}: no database configured", transient=True
-        )
-
-    def _build(self, snapshot: PKGSnapshotData) -> tuple[PKGEvaluator, float]:
-        """Compile and self-test (in a worker thread); raises ActivationError."""
-        started = time.perf_counter()
-        try:
-            evaluator = PKGEvaluator(snapshot)
-        except EvaluatorError as exc:
-            raise ActivationError(
-                snapshot.version, "load_error", str(exc), transient=False
-            ) from exc
-        if self.self_test and snapshot.fixtures:
-            report = run_fixtures(evaluator.evaluate, snapshot.fixtures)
-            if not report.success:
-                self.metrics.fixture_failures.inc(report.failed)
-                failed = [r for r in report.results if not r.passed]
-                detail = "; ".join(
-                    f"{r.name}: {r.error or ', '.join(d.key for d in r.differences) + ' differ'}"
-                    for r in failed[:5]
-                )
-                raise ActivationError(
-                    snapshot.version,
-                    "fixtures_failed",
-                    f"snapshot {snapshot.version!r} failed {report.failed} of {report.total} "
-                    f"fixtures in the sidecar's self-test ({detail})",
-                    transient=False,
-                )
-        return evaluator, time.perf_counter() - started
-
-    async def _activate(
-        self,
-        ref: SnapshotRef,
-        target: Resolution,
-        source: Source,
-        preloaded: PKGSnapshotData | None = None,
-    ) -> None:
-        started = time.perf_counter()
-        previous = self._active
-        log_event(
-            logger,
-            logging.INFO,
-            "snapshot_load_start",
-            version=ref.version,
-            source=source,
-            epoch=target.epoch,
-            cohort=target.cohort,
-        )
-        try:
-            cached = self.get_evaluator_by_version(ref.version)
-            if cached is not None and checksums_match(ref.checksum, cached.checksum):
-                evaluator, from_cache, snapshot = cached, True, cached.snapshot
-            else:
-                snapshot = preloaded or await self._load_snapshot(ref.version)
-                self._check_snapshot(ref, snapshot)
-                evaluator, _build_seconds = await asyncio.to_thread(self._build, snapshot)
-                self.metrics.load_duration.observe(time.perf_counter() - started)
-                from_cache = False
-        except ActivationError as exc:
-            self._record_failure(exc, source, time.perf_counter() - started)
-            raise
-        now = self._clock()
-        with self._swap_lock:
-            self._active = evaluator
-            evicted = self._evaluators.activate(evaluator, now)
-        duration_ms = (time.perf_counter() - started) * 1000
-        self._applied = _Applied(target.epoch, target.cohort, source)
-        self._last_activation = now
-        self._activation_failed = False
-        self._serving_from_disk = False
-        self._last_error = None
-        if previous is not evaluator:
-            self.metrics.hotswaps.inc()
-        self.metrics.set_active_version(evaluator.version)
-        log_event(
-            logger,
-            logging.INFO,
-            "snapshot_activated",
-            version=evaluator.version,
-            previous_version=previous.version if previous else None,
-            source=source,
-            swap_duration_ms=round(duration_ms, 3),
-            from_memory_cache=from_cache,
-            epoch=target.epoch,
-            cohort=target.cohort,
-            evicted=evicted,
-            engine=evaluator.engine_type,
-        )
-        await self._confirm(evaluator)
-        if not from_cache and self.disk_cache is not None:
-            try:
-                await asyncio.to_thread(
-                    self.disk_cache.store,
-                    snapshot,
-                    epoch=target.epoch,
-                    cohort=target.cohort,
-                    activated_at=now,
-                )
-            except OSError as exc:
-                logger.warning("could not write the snapshot cache for %s: %s", ref.version, exc)
-
-    def _check_snapshot(self, ref: SnapshotRef, snapshot: PKGSnapshotData) -> None:
-        if snapshot.env != self.env:
-            raise ActivationError(
-                ref.version,
-                "env_mismatch",
-                f"snapshot {ref.version!r} belongs to env {snapshot.env!r}, "
-                f"this sidecar to {self.env!r}",
-                transient=False,
-            )
-        if not checksums_match(ref.checksum, snapshot.checksum):
-            raise ActivationError(
-                ref.version,
-                "checksum_mismatch",
-                f"snapshot {ref.version!r} has checksum {snapshot.checksum!r}; the "
-                f"desired state names {ref.checksum!r}",
-                transient=False,
-            )
-
-    def _record_failure(self, exc: ActivationError, source: str, seconds: float) -> None:
-        self._activation_failures += 1
-        self._activation_failed = True
-        self._last_error = str(exc)
-        self.metrics.activation_failures.labels(reason=exc.reason).inc()
-        log_event(
-            logger,
-            logging.ERROR,
-            "snapshot_activation_failed",
-            version=exc.version,
-            source=source,
-            error=str(exc),
-            error_type=exc.reason,
-            transient=exc.transient,
-            duration_ms=round(seconds * 1000, 3),
-            kept_version=self._active.version if self._active else None,
-        )
-
-    async def _activate_from_disk(self) -> None:
-        """PostgreSQL (or the named snapshot) is unavailable: serve the last good snapshot."""
-        if self.disk_cache is None:
-            return
-        cached = await asyncio.to_thread(self.disk_cache.load_active)
-        if cached is None:
-            log_event(logger, logging.WARNING, "disk_cache_empty", dir=str(self.disk_cache.root))
-            return
-        if cached.snapshot.env != self.env:
-            log_event(
-                logger,
-                logging.WARNING,
-                "disk_cache_other_env",
-                version=cached.snapshot.version,
-                snapshot_env=cached.snapshot.env,
-            )
-            return
-        try:
-            evaluator, _ = await asyncio.to_thread(self._build, cached.snapshot)
-        except ActivationError as exc:
-            self._record_failure(exc, "disk_cache", 0.0)
-            return
-        now = self._clock()
-        with self._swap_lock:
-            self._active = evaluator
-            self._evaluators.activate(evaluator, now)
-        self._serving_from_disk = True
-        self._confirmed_at = cached.activated_at
-        self._last_activation = now
-        self._applied = _Applied(cached.epoch, _as_cohort(cached.cohort), "disk_cache")
-        self.metrics.hotswaps.inc()
-        self.metrics.set_active_version(evaluator.version)
-        log_event(
-            logger,
-            logging.WARNING,
-            "snapshot_activated",
-            version=evaluator.version,
-            previous_version=None,
-            source="disk_cache",
-            swap_duration_ms=0.0,
-            confirmed_at=cached.activated_at,
-            action="serving the last good snapshot until PostgreSQL answers",
-        )
-
-
-# --------------------------------------------------------------------------- global
-
-
-_global_manager: PKGManager | None = None
-_global_lock = threading.Lock()
-
-
-def get_global_pkg_manager() -> PKGManager | None:
-    """The process-wide manager, once :func:`initialize_global_pkg_manager` has run."""
-    return _global_manager
-
-
-def set_global_pkg_manager(manager: PKGManager | None) -> None:
-    """Install (or clear) the process-wide manager; the sidecar's entry point uses it."""
-    global _global_manager  # noqa: PLW0603 - the seed's process-wide singleton
-    with _global_lock:
-        _global_manager = manager
-
-
-async def initialize_global_pkg_manager(
-    pkg_client: SnapshotSource | None = None,
-    redis_client: Redis | None = None,
-    **options: Any,
-) -> PKGManager:
-    """Create, start and install the process-wide manager (once; later calls return it).
-
-    Without clients, they are built from the ``PKG_`` settings
-    (``PKG_DATABASE_URL``, ``PKG_REDIS_URL``, ...); ``options`` are passed to
-    :class:`PKGManager` and override the settings.
-    """
-    existing = get_global_pkg_manager()
-    if existing is not None:
-        return existing
-    owned = (pkg_client is None, redis_client is None)
-    if any(owned):
-        # Imported here: a manager built from its clients needs neither the settings nor asyncpg.
-        from evaluator_sidecar.settings import load_settings  # noqa: PLC0415
-        from evaluator_sidecar.sidecar.settings import SidecarSettings  # noqa: PLC0415
-
-        settings = load_settings(SidecarSettings)
-        if pkg_client is None:
-            from evaluator_sidecar.store.client import PKGClient  # noqa: PLC0415
-
-            pkg_client = PKGClient(settings.database_url, env=settings.env, min_size=1, max_size=2)
-        if redis_client is None:
-            from redis.asyncio import Redis as AsyncRedis  # noqa: PLC0415
-
-            redis_client = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=2)
-        options = {**manager_options(settings), **options}
-    manager = PKGManager(pkg_client, redis_client, **options)
-    manager._owned_clients = owned
-    await manager.start()
-    set_global_pkg_manager(manager)
-    return manager
-
-
-def manager_options(settings: Any) -> dict[str, Any]:
-    """:class:`PKGManager` keyword arguments from a ``SidecarSettings``."""
-    return {
-        "env": settings.env,
-        "target": settings.target,
-        "region": settings.region,
-        "device_id": settings.device_id,
-        "device_type": settings.device_type,
-        "cache_dir": settings.cache_dir,
-        "resync_interval": settings.resync_interval_seconds,
-        "heartbeat_interval": settings.heartbeat_interval_seconds,
-        "heartbeat_ttl": settings.heartbeat_ttl,
-        "max_snapshot_age": settings.max_snapshot_age_seconds,
-        "db_timeout": settings.db_timeout_seconds,
-        "self_test": settings.self_test,
-        "reconnect_backoff_max": settings.redis_backoff_max_seconds,
-    }

@@ -2,7 +2,7 @@
 
 | method and path | answer |
 | --- | --- |
-| ``POST /v1/evaluate[?version=V]`` | the seed's ``{subtasks, dag, rules, snapshot}`` for the body |
+| ``POST /v1/evaluate[?version=V]`` | the decision ``{subtasks, dag, rules, snapshot}`` |
 | ``GET /v1/metadata`` | ``PKGManager.get_metadata()`` |
 | ``GET /healthz`` | 200 while the process serves (liveness), with the health status |
 | ``GET /readyz`` | 200 with an active evaluator confirmed within the maximum age, else 503 |
@@ -12,7 +12,8 @@
 Errors are ``{"error": {"status": int, "code": str, "message": str}}``. Bad
 input (malformed JSON, wrong types, unknown parameters, too large) is a 4xx
 that says what is wrong; 503 means no policy is loaded; 422 means the engine
-failed on well-formed task facts.
+failed on well-formed task facts. README.md, "The sidecar's HTTP API", documents
+the bodies and every status code.
 """
 
 from __future__ import annotations

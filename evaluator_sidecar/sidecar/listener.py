@@ -1,0 +1,190 @@
+"""The Redis listener: how a sidecar learns what to run, and keeps learning through outages.
+
+A :class:`RedisListener` reads the desired-state levels at start, subscribes to
+the channel of :mod:`evaluator_sidecar.signals`, and hands ``activate:`` and
+desired-state messages to the :class:`~evaluator_sidecar.sidecar.converge.Converger`.
+When Redis goes away it reconnects with exponential back-off and full jitter
+and re-reads the levels once subscribed again, so a message published during
+the outage is not missed. A periodic resync re-reads the levels (or, without
+Redis, PostgreSQL's active snapshot) to catch what a lost message or a key
+written without one would leave behind. Evaluation never waits on any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.exceptions import RedisError
+
+from evaluator_sidecar.sidecar.activation import Source
+from evaluator_sidecar.sidecar.converge import Converger
+from evaluator_sidecar.sidecar.logs import MANAGER_LOGGER, log_event
+from evaluator_sidecar.sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.signals import (
+    ActivateMessage,
+    DesiredMessage,
+    RedisSignals,
+    backoff_delay,
+)
+
+__all__ = ["RedisListener"]
+
+logger = logging.getLogger(MANAGER_LOGGER)
+
+
+class RedisListener:
+    """Feeds the converger from Redis: start-up read, subscription, reconnects, resyncs."""
+
+    def __init__(
+        self,
+        signals: RedisSignals | None,
+        converger: Converger,
+        *,
+        env: str,
+        target: str,
+        region: str,
+        metrics: SidecarMetrics,
+        read_timeout: float,
+        resync_interval: float,
+        backoff_max: float,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.signals = signals
+        self.converger = converger
+        self.env = env
+        self.target = target
+        self.region = region
+        self.metrics = metrics
+        self.read_timeout = read_timeout
+        self.resync_interval = resync_interval
+        self.backoff_max = backoff_max
+        self._stopping = stopping
+        self.connected = False
+
+    async def read_levels_at_start(self) -> bool:
+        """Read the levels once, with a timeout; True when the tracker is now up to date.
+
+        Without Redis there is nothing to read, which counts as up to date: the
+        converger then asks PostgreSQL, the only source left.
+        """
+        if self.signals is None:
+            return True
+        try:
+            levels = await asyncio.wait_for(
+                self.signals.read_levels(self.env, self.target, self.region),
+                timeout=self.read_timeout,
+            )
+            self.converger.tracker.merge_levels(levels)
+            self.connected = True
+        except (RedisError, OSError, TimeoutError) as exc:
+            log_event(
+                logger,
+                logging.WARNING,
+                "redis_unavailable",
+                error=str(exc) or type(exc).__name__,
+                phase="startup",
+                action="serving without hot-swap; retrying with back-off",
+            )
+        return self.connected
+
+    async def listen(self) -> None:
+        """Subscribe and dispatch messages until stopped, reconnecting whenever Redis fails."""
+        assert self.signals is not None
+        attempt = 0
+        lost = False
+        while not self._stopping.is_set():
+            pubsub = None
+            try:
+                pubsub = await self.signals.subscribe()
+                if lost:
+                    self.metrics.redis_reconnects.inc()
+                    log_event(logger, logging.INFO, "redis_reconnected", attempts=attempt)
+                self.connected = True
+                attempt = 0
+                # Subscribed first, then read the level: nothing published in between is lost.
+                await self.resync("reconnect" if lost else "startup")
+                async for message in self.signals.messages(pubsub, idle_seconds=1.0):
+                    if self._stopping.is_set():
+                        return
+                    if message is not None:
+                        await self._on_message(message)
+            except (RedisError, OSError) as exc:
+                if not lost or self.connected:
+                    log_event(
+                        logger,
+                        logging.WARNING,
+                        "redis_disconnected",
+                        error=str(exc) or type(exc).__name__,
+                        action="evaluating with the active snapshot; reconnecting with back-off",
+                    )
+                self.connected = False
+                lost = True
+                delay = backoff_delay(attempt, cap=self.backoff_max)
+                attempt += 1
+                await asyncio.sleep(delay)
+            except Exception:  # a bug must not end hot-swapping for good; logged, retried
+                logger.exception("the Redis listener failed unexpectedly; restarting it")
+                await asyncio.sleep(backoff_delay(attempt, cap=self.backoff_max))
+                attempt += 1
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def _on_message(self, message: ActivateMessage | DesiredMessage) -> None:
+        if isinstance(message, ActivateMessage):
+            await self.converger.activate_version(message.version, source="redis")
+            return
+        state = message.state
+        if state.env != self.env or (
+            state.is_rollout and (state.target, state.region) != (self.target, self.region)
+        ):
+            return  # another environment's or rollout's level
+        tracker = self.converger.tracker
+        if tracker.merge(state):
+            await self.converger.converge("redis", fresh=True)
+        else:
+            log_event(
+                logger,
+                logging.INFO,
+                "desired_state_ignored",
+                key=message.key,
+                epoch=state.epoch,
+                held_epoch=tracker.epoch,
+                reason="not newer than the state already applied",
+            )
+
+    async def resync(self, source: Source) -> None:
+        """Read the levels (when Redis is there) and converge on them."""
+        fresh = self.signals is None
+        if self.signals is not None:
+            try:
+                levels = await self.signals.read_levels(self.env, self.target, self.region)
+                fresh = True
+                self.converger.tracker.merge_levels(levels)
+                applied_epoch = self.converger.activator.applied.epoch
+                if applied_epoch > 0:
+                    await self.signals.raise_epoch_floor(applied_epoch)
+            except (RedisError, OSError) as exc:
+                log_event(
+                    logger,
+                    logging.WARNING,
+                    "resync_failed",
+                    error=str(exc) or type(exc).__name__,
+                    source=source,
+                )
+        await self.converger.converge(source, fresh=fresh)
+
+    async def resync_forever(self) -> None:
+        """Resync every ``resync_interval`` seconds until stopped."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.resync_interval)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.resync("resync")
+            except Exception:  # the loop must outlive any single failure
+                logger.exception("resync failed unexpectedly; retrying at the next interval")
