@@ -1,36 +1,17 @@
-"""Compiling a checked snapshot into Python functions, once, at load.
+"""Compiling a checked snapshot into one generated Python function, once, at load.
 
-How a call runs (generated per snapshot):
+It owns the guard dispatch (each rule filed under a tag, a plain value at a path,
+or a signal, with bound chains per signal), the order of a rule's tests, and the
+emitters that copy output prepared at load. What that means for rule authors:
+docs/rule-language.md ("How the engine runs rules").
 
-1. **Guard dispatch.** Every rule is filed under one condition it cannot match
-   without, chosen in this order: a required tag (TAG EXISTS, or TAG = a tag);
-   else a plain-text VALUE equality or IN list (filed under each of its strings
-   at that path); else a SIGNAL condition (a missing signal makes every SIGNAL
-   condition false), preferring a bound. One generated function per tag, per
-   (path, string) and per signal checks the rest of its rules. A call looks up
-   only the tags and signals it carries and the strings at the indexed paths,
-   so rules whose guard cannot hold cost nothing. Within a signal's function,
-   rules filed by a bound form chains sorted so that the first failing bound
-   ends the chain. Rules with no guard are checked inline, in order.
-2. **Conditions** are ordered cheapest first inside a rule (the result does not
-   depend on their order: all must hold, none has side effects, none raises).
-   Tag and signal tests are inlined (a missing signal reads as NaN, for which
-   every comparison is false); VALUE, FACT and MATCHES tests call prepared
-   helpers from ``runtime``.
-3. **Emission.** Matched rule indices are sorted into rule order and each
-   matched rule's generated emitter appends copies of dicts prepared at load
-   (subtasks with their merged params, DAG edges, the rule entry): no sorting,
-   merging or DAG building per call.
-
-Every constant taken from the snapshot (tags, keys, numbers, names, params,
-patterns) is bound in the generated code's namespace under a generated name;
-the generated source contains only generated identifiers, fixed keywords and
-rule indices, never snapshot text. The source is kept (``CompiledRules.source``)
-for debugging.
-
-Result independence: each result gets new dicts and lists. ``params`` is a
-new dict per subtask; a params value that is itself a list or dict is copied
-deeply, so mutating a result never reaches the engine or another result.
+Two invariants the code keeps. Every constant taken from the snapshot (tags,
+keys, numbers, names, params, patterns) is bound in the generated code's
+namespace under a generated name: the generated source contains only generated
+identifiers, fixed keywords and rule indices, never snapshot text (it is kept in
+``CompiledRules.source`` for debugging). Each result gets new dicts and lists,
+and params values that are lists or dicts are copied deeply, so mutating a
+result never reaches the engine or another result.
 """
 
 from __future__ import annotations

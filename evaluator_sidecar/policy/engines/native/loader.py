@@ -10,6 +10,7 @@ produces, and the snapshot's facts with their validity windows in nanoseconds.
 
 The compiled engine generates code from this; the reference interpreter uses it
 only to accept or reject a snapshot and works from the raw rules itself.
+Semantics of the checks: docs/rule-language.md ("Load-time checks").
 """
 
 from __future__ import annotations
