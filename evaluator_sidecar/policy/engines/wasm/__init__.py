@@ -3,13 +3,8 @@
 Importing this package registers :class:`OpaWasm` as engine ``wasm``; it never
 fails for want of wasmtime (the engine then runs as a degraded no-op).
 
-A snapshot's entrypoint is ``spec.wasm.entrypoint``; without one the engine
-evaluates :data:`DEFAULT_ENTRYPOINT` (``pkg/result``: ``package pkg``, rule
-``result``, built with ``opa build -t wasm -e pkg/result``), or the module's
-only entrypoint. The entrypoint receives the task facts as ``input`` and
-returns ``{"subtasks", "dag", "rules"}`` in the seed's shapes; the snapshot's
-``data`` is OPA's ``data``. Limits: ``limits.WasmLimits`` (50 ms, 32 MiB by
-default; ``PKG_WASM_DEADLINE_MS``, ``PKG_WASM_MAX_MEMORY_PAGES``).
+Documented behaviour (ABI, entrypoint, builtins, limits, differences from OPA):
+docs/wasm-engine.md.
 
 Modules:
 

@@ -1,21 +1,11 @@
 """``OpaWasm``: the ``wasm`` engine, OPA policies built with ``opa build -t wasm`` run in wasmtime.
 
-Loading (``load_from_bytes`` / ``from_snapshot``) does all the work once, in
-this order: verify the checksum (before anything else looks at the bytes),
-compile or fetch the compiled module from the cache, check the module against
-OPA's ABI, instantiate it with capped memory, check its ABI version, refuse it
-if it needs a builtin this engine does not provide (naming it), choose the
-entrypoint, and load the snapshot's ``data`` once. Every problem found is
-reported together in one ``SnapshotLoadError``.
-
-Evaluation writes the task facts as ``input`` and makes one ``opa_eval`` call.
-The entrypoint must produce an object with ``subtasks``, ``dag`` and ``rules``
-(lists of objects in the seed's shapes; a missing key is an empty list). An
-undefined decision is the empty result, not an error. A trap, an abort, the
-deadline or the memory cap fails that one call with an ``EvaluationError``
-that says which, the instance is rebuilt at once, and the next call works.
-
-Without wasmtime the engine loads as a no-op (``degraded = True``).
+It owns loading (``load_from_bytes`` / ``from_snapshot``: checksum, compile or
+cache, ABI and builtin checks, instantiation, entrypoint, ``data``, with every
+problem reported in one ``SnapshotLoadError``), evaluation (one ``opa_eval``
+call per evaluation, the result set checked and turned into an engine result)
+and rebuilding the instance after a failed call. Without wasmtime it loads as
+a no-op (``degraded = True``). Behaviour: docs/wasm-engine.md.
 """
 
 from __future__ import annotations
@@ -212,7 +202,7 @@ class _WasmBackend:
 
 
 class OpaWasm:
-    """An OPA WebAssembly policy (engine ``wasm``); see the module docstring."""
+    """An OPA WebAssembly policy (engine ``wasm``); behaviour: docs/wasm-engine.md."""
 
     DEFAULT_ENTRYPOINT = abi.DEFAULT_ENTRYPOINT
 

@@ -11,9 +11,9 @@ c U e E f F g G t T %``), flags (``+ - # 0 space``), width and precision
 (``%!d(string=x)``, ``%!d(MISSING)``, ``%!(EXTRA int64=1)``, ``%!(NOVERB)``,
 ``%!(BADWIDTH)``, ``%!(BADPREC)``, ``%!d(BADINDEX)``).
 
-Known gap: ``%x``/``%X`` of a float with an explicit precision is not
-reproduced (Go rounds the hexadecimal mantissa); it raises ``GoFormatError``,
-which the builtin turns into an undefined result.
+The one format not reproduced (``%x``/``%X`` of a float with a precision)
+raises ``GoFormatError``, which the builtin turns into an undefined result; see
+docs/wasm-engine.md ("Differences from OPA").
 """
 
 from __future__ import annotations
