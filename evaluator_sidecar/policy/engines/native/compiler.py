@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluator_sidecar.policy.engines.native import runtime
-from evaluator_sidecar.policy.engines.native.loader import Condition, LoadedSnapshot, Rule
+from evaluator_sidecar.policy.engines.native.loaded import Condition, LoadedSnapshot, Rule
 from evaluator_sidecar.policy.engines.native.values import as_number, json_equal
 
 __all__ = ["CompiledRules", "compile_rules"]
