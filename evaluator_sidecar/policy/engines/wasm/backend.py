@@ -14,7 +14,8 @@ from typing import Any
 
 from evaluator_sidecar.policy.engines.wasm import abi
 from evaluator_sidecar.policy.engines.wasm.fastcall import CallFailure
-from evaluator_sidecar.policy.engines.wasm.instance import HostAbort, OpaInstance
+from evaluator_sidecar.policy.engines.wasm.host import HostAbort
+from evaluator_sidecar.policy.engines.wasm.instance import OpaInstance
 from evaluator_sidecar.policy.engines.wasm.limits import WasmLimits
 from evaluator_sidecar.policy.engines.wasm.runtime import Runtime
 from evaluator_sidecar.policy.errors import EvaluationError
