@@ -1,9 +1,10 @@
 """The native rule engine: declarative rules compiled at load, evaluated in microseconds.
 
 Importing this package registers the engine as ``"native"``. It owns the
-engine class; ``loader`` checks a snapshot's rules, ``compiler`` turns them into
-one generated function, ``runtime`` holds what that function calls, ``values``
-and ``regex`` the value primitives and RE2 patterns. The reference interpreter
+engine class; ``loader`` checks a snapshot's rules (with ``conditions`` and
+``dag``) into the records of ``loaded``, ``compiler`` turns them into one
+generated function (with ``codegen``), ``runtime`` holds what that function
+calls, ``values`` and ``regex`` the value primitives and RE2 patterns. The reference interpreter
 (``evaluator_sidecar.policy.engines.reference``) and the reference Rego policy
 (``policies/reference``) implement the same language, and tests hold all three
 to it.

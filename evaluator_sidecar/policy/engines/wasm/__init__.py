@@ -8,11 +8,14 @@ docs/wasm-engine.md.
 
 Modules:
 
-* ``engine``: ``OpaWasm`` (loading, checksum, evaluation, rebuild after failure);
+* ``engine``: ``OpaWasm`` (loading, checksum, evaluation); ``backend``: the live
+  instance and its rebuild after a failure; ``result``: input and result JSON;
 * ``abi``: what an OPA module must export and import (ABI 1.2+), entrypoint choice;
-* ``instance``: one store, capped memory, host imports, the single ``opa_eval`` call;
-* ``fastcall``: the preallocated C-API call and the public-API baseline;
-* ``builtins`` (+ ``gotime``, ``gofmt``, ``hostlib``, ``values``): host-provided builtins;
+* ``instance``: one store, capped memory, the single ``opa_eval`` call; ``host``:
+  what the imports do on the host side;
+* ``fastcall``, ``hostfuncs``: the preallocated C-API calls and the public-API baseline;
+* ``builtins`` (+ ``gotime``, ``gofmt`` with ``gofmt_operands``, ``gofmt_printer``,
+  ``gostrconv``, ``hostlib``, ``values``): host-provided builtins;
 * ``cache``: compiled modules by checksum, in memory and on disk (authenticated);
 * ``limits``, ``ticker``: the per-call deadline and memory cap, the epoch ticker;
 * ``runtime``: the one wasmtime import, the process's Engine;
