@@ -16,14 +16,16 @@ Every call is timed with ``perf_counter_ns`` after a warm-up, with the garbage
 collector off; p50 and p99 are per evaluation. The policies:
 
 * ``empty``: returns a constant (built here): the engine's fixed cost;
-* ``seed``: policies/seed, the seed's two example rules written by hand;
+* ``seed``: policies/seed, the reference rule set's rule-001 and rule-002 written
+  by hand;
 * ``reference``: policies/reference, the rule language interpreted in Rego
   over the reference snapshot's 13 rules (``data``);
 * ``sla``: policies/sla, six host-provided builtins per evaluation.
 
-The input is the seed's example task facts (119 bytes of JSON; the reference
-run adds ``now``). Loading is timed too: a cold compile, a load from the disk
-cache (a new process), and a load of a module already compiled in-process.
+The input is the task facts of docs/rule-language.md's first example (119
+bytes of JSON; the reference run adds ``now``). Loading is timed too: a cold
+compile, a load from the disk cache (a new process), and a load of a module
+already compiled in-process.
 Method and figures: the "WASM engine" section of BENCHMARKS.md.
 """
 
@@ -61,7 +63,7 @@ __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
-SEED_FACTS: dict[str, Any] = {
+EXAMPLE_FACTS: dict[str, Any] = {
     "tags": ["vip", "allergen"],
     "signals": {"x2": 0.8, "x6": 0.95},
     "context": {"domain": "hotel_ops", "task_type": "guest_request"},
@@ -162,14 +164,14 @@ def scenarios(opa: Path, work: Path) -> list[Scenario]:
     reference = snapshot_from_resource(select_policy_snapshot(load_documents(text)))
     empty_rego, empty_wasm = build_empty(opa, work)
     return [
-        Scenario("empty", empty_rego, "data.pkg.result", empty_wasm, {}, SEED_FACTS),
+        Scenario("empty", empty_rego, "data.pkg.result", empty_wasm, {}, EXAMPLE_FACTS),
         Scenario(
             "seed",
             POLICIES / "seed" / "seed.rego",
             "data.pkg.seed.result",
             (POLICIES / "seed" / "policy.wasm").read_bytes(),
             {},
-            SEED_FACTS,
+            EXAMPLE_FACTS,
         ),
         Scenario(
             "reference",
@@ -177,7 +179,7 @@ def scenarios(opa: Path, work: Path) -> list[Scenario]:
             "data.pkg.result",
             (POLICIES / "reference" / "policy.wasm").read_bytes(),
             rules_as_data(reference),
-            {**SEED_FACTS, "now": "2025-01-01T00:00:00Z"},
+            {**EXAMPLE_FACTS, "now": "2025-01-01T00:00:00Z"},
             NativeRuleEngine.from_snapshot(reference),
         ),
         Scenario(
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     opa_version = version.splitlines()[0].removeprefix("Version: ")
     print(f"wasmtime {runtime.version}; opa {opa_version}; epoch tick {runtime.ticker.tick_ms} ms")
-    print(f"input: {len(orjson.dumps(SEED_FACTS))} bytes of task facts (seed example)\n")
+    print(f"input: {len(orjson.dumps(EXAMPLE_FACTS))} bytes of task facts (the example)\n")
 
     report: dict[str, Any] = {"policies": {}}
     with tempfile.TemporaryDirectory(prefix="bench-wasm-") as tmp:

@@ -1,7 +1,8 @@
 """The policy core: snapshots, the engines and ``PKGEvaluator``, with no I/O of its own.
 
 It owns the snapshot model (``model``), the ``PolicySnapshot`` resource form and its
-checksum (``resource``), the evaluator's errors (``errors``), task facts (``facts``),
+checksum (``resource``, with ``resource_yaml``, ``resource_schema``,
+``resource_checksum``), the evaluator's errors (``errors``), task facts (``facts``),
 fixtures (``fixtures``), the engines (``engines``: native rules, OPA WebAssembly, the
 reference interpreter) and ``PKGEvaluator`` (``evaluator``).
 

@@ -1,6 +1,6 @@
 """The data both sides share: a loaded snapshot, and checksum helpers.
 
-``PKGSnapshotData`` is the seed's frozen dataclass. Native rules use the
+``PKGSnapshotData`` is a frozen dataclass. Native rules use the
 hierarchical form the database client assembles (rules -> conditions ->
 emissions -> subtask types)::
 

@@ -6,7 +6,8 @@ Redis carries a *level* and an *edge*:
   wide) and ``pkg:desired:{env}:{target}:{region}`` (one rollout), each with an
   epoch drawn from the one global counter ``pkg:epoch``;
 - the edge is a message on the channel ``pkg_updates`` telling sidecars to look
-  now: either the seed's plain ``activate:<version>`` or a structured
+  now: either the plain ``activate:<version>`` (the original command, still
+  accepted; see the README's Concepts) or a structured
   ``{"kind": "desired", "key": ..., "state": {...}}``.
 
 Writers set a level with a Lua compare-and-set that writes only when the new

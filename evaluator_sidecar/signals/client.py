@@ -128,7 +128,7 @@ class RedisSignals:
         return stamped
 
     async def publish_activate(self, version: str) -> int:
-        """Publish the seed's ``activate:<version>``; returns the number of receivers."""
+        """Publish the plain ``activate:<version>``; returns the number of receivers."""
         return int(await self.redis.publish(self.channel, encode_activate(version)))
 
     async def read_state(self, key: str) -> DesiredState | None:

@@ -228,7 +228,7 @@ class DesiredState:
 
 @dataclass(frozen=True)
 class ActivateMessage:
-    """The seed's plain ``activate:<version>``: swap to that version now (no epoch)."""
+    """The plain ``activate:<version>``: swap to that version now (no epoch)."""
 
     version: str
 
@@ -242,7 +242,7 @@ class DesiredMessage:
 
 
 def encode_activate(version: str) -> str:
-    """``activate:<version>``, the seed's hot-swap command."""
+    """``activate:<version>``, the plain hot-swap command (no epoch)."""
     if not version or version != version.strip():
         raise ValueError(f"version {version!r} must be non-empty without surrounding spaces")
     return f"{_ACTIVATE_PREFIX}{version}"

@@ -9,7 +9,8 @@ from evaluator_sidecar.policy.model import PKGSnapshotData
 
 __all__ = ["ENGINE_REGISTRY", "EngineResult", "PolicyEngine", "register_engine"]
 
-#: ``{"subtasks": [...], "dag": [...], "rules": [...]}`` in the seed's shapes;
+#: ``{"subtasks": [...], "dag": [...], "rules": [...]}`` in the shapes docs/rule-language.md
+#: describes ("The output");
 #: ``PKGEvaluator`` adds ``"snapshot"``.
 EngineResult = dict[str, Any]
 

@@ -1,11 +1,11 @@
 """The reference interpreter: the native rule language evaluated the slow, obvious way.
 
 It walks the snapshot's raw rule dicts on every call: sorts the rules, reads
-each condition's value text, parses lists and numbers, compiles patterns, merges
-params and builds the DAG, exactly as the specification in
-``evaluator_sidecar.policy.engines.native`` reads. It exists to check the compiled
-engine (a property test runs both on generated rules and facts) and as the
-benchmark's baseline; it is not registered as an engine.
+each condition's value text, parses lists and numbers, compiles patterns,
+merges params and builds the DAG, exactly as docs/rule-language.md reads. It
+exists to check the compiled engine (a property test runs both on generated
+rules and facts) and as the benchmark's baseline; it is not registered as an
+engine.
 
 It shares only the value primitives (``native.values``) and the load-time
 checks (``native.loader.load_rules``, so that both accept the same snapshots);

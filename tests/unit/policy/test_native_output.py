@@ -1,5 +1,5 @@
 """What a matched rule produces: rule order, subtasks and params, the DAG, and results
-that never share mutable state; the seed's examples reproduced exactly."""
+that never share mutable state; the documented examples reproduced exactly."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def _edges(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return [(e["from"], e["to"], e["type"], e["rule"]) for e in result["dag"]]
 
 
-# -- the seed's examples ----------------------------------------------------------------
+# -- the documented examples (docs/rule-language.md) ------------------------------------
 
-SEED_RULE = {
+VIP_RULE = {
     "rule_id": "rule-001",
     "rule_name": "high_priority_vip",
     "priority": 10,
@@ -45,7 +45,7 @@ SEED_RULE = {
 }  # fmt: skip
 
 
-def _seed_snapshot(rules: list[dict[str, Any]]) -> PKGSnapshotData:
+def _example_snapshot(rules: list[dict[str, Any]]) -> PKGSnapshotData:
     return PKGSnapshotData(
         id=1,
         version="rules@1.4.0",
@@ -56,8 +56,8 @@ def _seed_snapshot(rules: list[dict[str, Any]]) -> PKGSnapshotData:
     )
 
 
-def test_seed_output_format_example_is_reproduced_exactly() -> None:
-    evaluator = PKGEvaluator(_seed_snapshot([SEED_RULE]))
+def test_documented_output_format_example_is_reproduced_exactly() -> None:
+    evaluator = PKGEvaluator(_example_snapshot([VIP_RULE]))
     task_facts = {
         "tags": ["vip", "allergen"],
         "signals": {"x2": 0.8, "x6": 0.95},
@@ -77,8 +77,8 @@ def test_seed_output_format_example_is_reproduced_exactly() -> None:
     }  # fmt: skip
 
 
-def test_seed_evaluation_phase_example() -> None:
-    evaluator = PKGEvaluator(_seed_snapshot([SEED_RULE]))
+def test_documented_evaluation_example() -> None:
+    evaluator = PKGEvaluator(_example_snapshot([VIP_RULE]))
     result = evaluator.evaluate(
         {"tags": ["vip"], "signals": {"x2": 0.8}, "context": {"domain": "hotel_ops"}}
     )
@@ -87,15 +87,15 @@ def test_seed_evaluation_phase_example() -> None:
     assert result["subtasks"][0]["params"] == {"level": "high"}
 
 
-def test_seed_dag_example_sequential_edge() -> None:
+def test_documented_dag_example_sequential_edge() -> None:
     ordered = dict(
-        SEED_RULE,
+        VIP_RULE,
         emissions=[
             emit("task1", subtask_type="escalate"),
             emit("task2", "ORDERS", subtask_type="escalate"),
         ],
     )
-    result = PKGEvaluator(_seed_snapshot([ordered])).evaluate({"tags": ["vip"]})
+    result = PKGEvaluator(_example_snapshot([ordered])).evaluate({"tags": ["vip"]})
     assert result["dag"] == [
         {"from": "task1", "to": "task2", "type": "sequential", "rule": "rule-001"}
     ]

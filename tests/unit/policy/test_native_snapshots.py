@@ -1,6 +1,6 @@
 """The shipped snapshots: the reference rule set (shared with the WASM engine) and the
-sample reproducing seed 001 pass their fixtures on the compiled engine and the reference
-interpreter alike."""
+sample (manifests/samples/policysnapshot-native.yaml) pass their fixtures on the
+compiled engine and the reference interpreter alike."""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from conftest import REFERENCE_SNAPSHOT, REPO, SAMPLE_SNAPSHOT
 
 from evaluator_sidecar.policy.errors import SnapshotLoadError
 from evaluator_sidecar.policy.resource import (
-    _SPEC_SCHEMA,
     MAX_NESTING,
     ChecksumMismatchError,
     InvalidResourceError,
@@ -30,6 +29,7 @@ from evaluator_sidecar.policy.resource import (
     validate_resource,
     wasm_artifact,
 )
+from evaluator_sidecar.policy.resource_schema import SPEC_SCHEMA
 
 WASM = b"\x00asm\x01\x00\x00\x00"
 
@@ -247,7 +247,7 @@ def _compare(ours: dict[str, Any], theirs: dict[str, Any], where: str, out: list
 
 def test_shape_checks_match_the_crd_schema() -> None:
     differences: list[str] = []
-    _compare(_SPEC_SCHEMA, _crd_spec_schema(), "spec", differences)
+    _compare(SPEC_SCHEMA, _crd_spec_schema(), "spec", differences)
     assert differences == []
 
 

@@ -1,4 +1,4 @@
-"""Without wasmtime, WASM snapshots load as a degraded no-op (the seed's failure mode 4).
+"""Without wasmtime, WASM snapshots load as a degraded no-op (docs/wasm-engine.md).
 
 wasmtime is not uninstalled: a child process blocks its import with a meta
 path finder before anything imports it, as a missing or broken wheel would.

@@ -75,7 +75,7 @@ class TestKeys:
 
 
 class TestPlainMessages:
-    def test_the_seeds_activate_command_decodes(self) -> None:
+    def test_the_plain_activate_command_decodes(self) -> None:
         assert decode_message(b"activate:rules@1.5.0") == ActivateMessage("rules@1.5.0")
 
     def test_surrounding_whitespace_is_tolerated(self) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from evaluator_sidecar.policy.engines.native.loader import Condition, Fact
+from evaluator_sidecar.policy.engines.native.loaded import Condition, Fact
 from evaluator_sidecar.policy.engines.native.regex import Pattern
 from evaluator_sidecar.policy.engines.native.values import (
     as_number,

@@ -6,7 +6,8 @@ two agree on what a condition value *means*; each does its own matching.
 A condition's ``value`` may arrive typed (YAML: ``0.8``, ``[gold, platinum]``)
 or as text (PostgreSQL stores it as TEXT: ``"0.8"``, ``'["gold","platinum"]'``).
 Everything here works on the *text form* (:func:`value_text`), so the two
-arrive at the same meaning by construction.
+arrive at the same meaning by construction. Semantics: docs/rule-language.md
+("Condition values").
 """
 
 from __future__ import annotations

@@ -3,21 +3,19 @@
 Importing this package registers :class:`OpaWasm` as engine ``wasm``; it never
 fails for want of wasmtime (the engine then runs as a degraded no-op).
 
-A snapshot's entrypoint is ``spec.wasm.entrypoint``; without one the engine
-evaluates :data:`DEFAULT_ENTRYPOINT` (``pkg/result``: ``package pkg``, rule
-``result``, built with ``opa build -t wasm -e pkg/result``), or the module's
-only entrypoint. The entrypoint receives the task facts as ``input`` and
-returns ``{"subtasks", "dag", "rules"}`` in the seed's shapes; the snapshot's
-``data`` is OPA's ``data``. Limits: ``limits.WasmLimits`` (50 ms, 32 MiB by
-default; ``PKG_WASM_DEADLINE_MS``, ``PKG_WASM_MAX_MEMORY_PAGES``).
+Documented behaviour (ABI, entrypoint, builtins, limits, differences from OPA):
+docs/wasm-engine.md.
 
 Modules:
 
-* ``engine``: ``OpaWasm`` (loading, checksum, evaluation, rebuild after failure);
+* ``engine``: ``OpaWasm`` (loading, checksum, evaluation); ``backend``: the live
+  instance and its rebuild after a failure; ``result``: input and result JSON;
 * ``abi``: what an OPA module must export and import (ABI 1.2+), entrypoint choice;
-* ``instance``: one store, capped memory, host imports, the single ``opa_eval`` call;
-* ``fastcall``: the preallocated C-API call and the public-API baseline;
-* ``builtins`` (+ ``gotime``, ``gofmt``, ``hostlib``, ``values``): host-provided builtins;
+* ``instance``: one store, capped memory, the single ``opa_eval`` call; ``host``:
+  what the imports do on the host side;
+* ``fastcall``, ``hostfuncs``: the preallocated C-API calls and the public-API baseline;
+* ``builtins`` (+ ``gotime``, ``gofmt`` with ``gofmt_operands``, ``gofmt_printer``,
+  ``gostrconv``, ``hostlib``, ``values``): host-provided builtins;
 * ``cache``: compiled modules by checksum, in memory and on disk (authenticated);
 * ``limits``, ``ticker``: the per-call deadline and memory cap, the epoch ticker;
 * ``runtime``: the one wasmtime import, the process's Engine;

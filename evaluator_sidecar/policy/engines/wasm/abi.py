@@ -16,6 +16,7 @@ that every rule is testable without wasmtime:
 
 Each check returns a list of :class:`~evaluator_sidecar.policy.errors.Problem` that
 says what is wrong and what to do, so a load error lists them all at once.
+For policy authors: docs/wasm-engine.md ("The module").
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ cache only ever loads files this project wrote:
 The directory is ``$PKG_WASM_CACHE_DIR``, else ``$XDG_CACHE_HOME/pkg-operator/wasm``,
 else ``~/.cache/pkg-operator/wasm``; ``PKG_WASM_CACHE_DIR=off`` disables the
 disk cache. At most :data:`DISK_ENTRIES` entries are kept (least recently used
-are removed).
+are removed). Summarised for operators in docs/wasm-engine.md.
 """
 
 from __future__ import annotations

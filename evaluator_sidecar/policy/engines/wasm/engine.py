@@ -1,28 +1,19 @@
 """``OpaWasm``: the ``wasm`` engine, OPA policies built with ``opa build -t wasm`` run in wasmtime.
 
-Loading (``load_from_bytes`` / ``from_snapshot``) does all the work once, in
-this order: verify the checksum (before anything else looks at the bytes),
-compile or fetch the compiled module from the cache, check the module against
-OPA's ABI, instantiate it with capped memory, check its ABI version, refuse it
-if it needs a builtin this engine does not provide (naming it), choose the
-entrypoint, and load the snapshot's ``data`` once. Every problem found is
-reported together in one ``SnapshotLoadError``.
+It owns loading (``load_from_bytes`` / ``from_snapshot``: checksum, compile or
+cache, ABI and builtin checks, instantiation, entrypoint, ``data``, with every
+problem reported in one ``SnapshotLoadError``), evaluation (one ``opa_eval``
+call per evaluation, the result set checked and turned into an engine result)
+and rebuilding the instance after a failed call. Without wasmtime it loads as
+a no-op (``degraded = True``). Behaviour: docs/wasm-engine.md.
 
-Evaluation writes the task facts as ``input`` and makes one ``opa_eval`` call.
-The entrypoint must produce an object with ``subtasks``, ``dag`` and ``rules``
-(lists of objects in the seed's shapes; a missing key is an empty list). An
-undefined decision is the empty result, not an error. A trap, an abort, the
-deadline or the memory cap fails that one call with an ``EvaluationError``
-that says which, the instance is rebuilt at once, and the next call works.
-
-Without wasmtime the engine loads as a no-op (``degraded = True``).
+The live instance and its rebuild are ``backend``'s; the input and result JSON
+are ``result``'s (``result_from_json`` is re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,23 +22,21 @@ import orjson
 
 from evaluator_sidecar.policy.engines.base import EngineResult
 from evaluator_sidecar.policy.engines.wasm import abi
+from evaluator_sidecar.policy.engines.wasm.backend import WasmBackend
 from evaluator_sidecar.policy.engines.wasm.builtins import missing_builtins
 from evaluator_sidecar.policy.engines.wasm.cache import compiled_module
 from evaluator_sidecar.policy.engines.wasm.fallback import (
     NoopBackend,
-    empty_result,
     warn_fallback_once,
 )
-from evaluator_sidecar.policy.engines.wasm.fastcall import CallFailure
 from evaluator_sidecar.policy.engines.wasm.instance import (
-    HostAbort,
     InstanceError,
-    OpaInstance,
     describe_module,
 )
 from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
-from evaluator_sidecar.policy.engines.wasm.runtime import Runtime, get_runtime, import_problem
-from evaluator_sidecar.policy.errors import EvaluationError, Problem, SnapshotLoadError
+from evaluator_sidecar.policy.engines.wasm.result import json_slow, result_from_json
+from evaluator_sidecar.policy.engines.wasm.runtime import get_runtime, import_problem
+from evaluator_sidecar.policy.errors import Problem, SnapshotLoadError
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum, sha256_hex
 
 __all__ = ["OpaWasm", "result_from_json"]
@@ -55,168 +44,12 @@ __all__ = ["OpaWasm", "result_from_json"]
 log = logging.getLogger(__name__)
 
 
-def result_from_json(raw: bytes, entrypoint: str) -> EngineResult:
-    """The engine result from OPA's JSON result set (``[]`` or ``[{"result": {...}}]``)."""
-    result_set = orjson.loads(raw)
-    if result_set.__class__ is not list:
-        raise EvaluationError(f"entrypoint {entrypoint!r} returned {raw[:80]!r}, not a result set")
-    if not result_set:
-        return empty_result()
-    first = result_set[0]
-    value = first.get("result") if first.__class__ is dict else None
-    if value.__class__ is not dict:
-        raise EvaluationError(
-            f"entrypoint {entrypoint!r} returned {type(value).__name__}, not an object with "
-            "'subtasks', 'dag' and 'rules'; point spec.wasm.entrypoint at the rule that "
-            "builds that object"
-        )
-    subtasks = value.get("subtasks", _NONE)
-    dag = value.get("dag", _NONE)
-    rules = value.get("rules", _NONE)
-    for key, items in (("subtasks", subtasks), ("dag", dag), ("rules", rules)):
-        if items.__class__ is not list:
-            raise EvaluationError(f"entrypoint {entrypoint!r} returned {key!r} that is not a list")
-        for item in items:
-            if item.__class__ is not dict:
-                raise EvaluationError(
-                    f"entrypoint {entrypoint!r} returned {key!r} with an item that is not an object"
-                )
-    # A missing key is an empty list; each result gets its own.
-    return {
-        "subtasks": subtasks if subtasks is not _NONE else [],
-        "dag": dag if dag is not _NONE else [],
-        "rules": rules if rules is not _NONE else [],
-    }
-
-
-def _json_slow(task_facts: Mapping[str, Any]) -> bytes:
-    """JSON for what orjson refuses but JSON allows (integers beyond 64 bits)."""
-    try:
-        return json.dumps(
-            task_facts, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
-    except (TypeError, ValueError) as exc:
-        raise EvaluationError(f"task facts cannot be written as JSON: {exc}") from None
-
-
-#: Stands for a missing key (an empty list; never handed out, so never mutated).
-_NONE: list[Any] = []
-
-
-class _WasmBackend:
-    """The live instance of one module, rebuilt after any failed call."""
-
-    degraded = False
-
-    def __init__(
-        self,
-        rt: Runtime,
-        module: Any,
-        shape: abi.ModuleShape,
-        *,
-        version: str,
-        limits: WasmLimits,
-        data_json: bytes,
-        fast: bool,
-    ) -> None:
-        self.rt = rt
-        self.module = module
-        self.shape = shape
-        self.version = version
-        self.limits = limits
-        self.data_json = data_json
-        self.fast = fast
-        self.entrypoint = ""
-        self.entrypoint_id = -1
-        self.failures = 0
-        self.rebuilds = 0
-        self._lock = threading.Lock()
-        self.instance: OpaInstance | None = self._new_instance()
-
-    def _new_instance(self) -> OpaInstance:
-        instance = OpaInstance(
-            self.rt,
-            self.module,
-            self.shape,
-            limits=self.limits,
-            data_json=self.data_json,
-            fast=self.fast,
-        )
-        if self.entrypoint_id >= 0:
-            instance.select_entrypoint(self.entrypoint_id)
-        return instance
-
-    def select(self, name: str, ident: int) -> None:
-        self.entrypoint, self.entrypoint_id = name, ident
-        if self.instance is not None:
-            self.instance.select_entrypoint(ident)
-
-    def run(self, payload: bytes, *, public: bool = False) -> bytes:
-        with self._lock:
-            instance = self.instance
-            if instance is None:
-                instance = self._rebuild_locked(None)
-            try:
-                return instance.evaluate_public(payload) if public else instance.evaluate(payload)
-            except CallFailure as exc:
-                self.failures += 1
-                message = self._describe(exc)
-                log.warning("wasm policy %s: %s", self.version, message)
-                self._rebuild_locked(instance)
-                raise EvaluationError(message) from None
-
-    def _rebuild_locked(self, failed: OpaInstance | None) -> OpaInstance:
-        if failed is not None:
-            failed.close()
-        self.instance = None
-        try:
-            self.instance = self._new_instance()
-        except Exception as exc:
-            log.exception(
-                "wasm policy %s: rebuilding the instance failed; the next call retries",
-                self.version,
-            )
-            raise EvaluationError(
-                f"policy {self.version} could not be restarted after a failure: {exc}"
-            ) from exc
-        self.rebuilds += 1
-        return self.instance
-
-    def _describe(self, exc: CallFailure) -> str:
-        where = f"policy {self.version} ({self.entrypoint})"
-        cap = f"{self.limits.max_memory_pages} pages = {self.limits.max_memory_bytes / 2**20:g} MiB"
-        if exc.kind == "timeout":
-            return (
-                f"{where} did not finish within its {self.limits.deadline_ms:g} ms deadline "
-                "and was stopped; "
-                "the engine was reset. Make the policy cheaper or raise PKG_WASM_DEADLINE_MS."
-            )
-        if exc.kind == "memory" or (
-            isinstance(exc.cause, HostAbort) and "opa_malloc: failed" in exc.message
-        ):
-            return (
-                f"{where} ran out of memory (cap {cap}) and was stopped; the engine was reset. "
-                "Reduce the input or data, or raise PKG_WASM_MAX_MEMORY_PAGES."
-            )
-        if isinstance(exc.cause, HostAbort):
-            return f"{where} aborted: {exc.message}; the engine was reset"
-        if exc.kind == "host":
-            return f"{where} failed in a host builtin: {exc.message}; the engine was reset"
-        return f"{where} trapped: {exc.message}; the engine was reset"
-
-    def close(self) -> None:
-        with self._lock:
-            if self.instance is not None:
-                self.instance.close()
-                self.instance = None
-
-
 class OpaWasm:
-    """An OPA WebAssembly policy (engine ``wasm``); see the module docstring."""
+    """An OPA WebAssembly policy (engine ``wasm``); behaviour: docs/wasm-engine.md."""
 
     DEFAULT_ENTRYPOINT = abi.DEFAULT_ENTRYPOINT
 
-    def __init__(self, backend: _WasmBackend | NoopBackend, *, version: str, sha256: str) -> None:
+    def __init__(self, backend: WasmBackend | NoopBackend, *, version: str, sha256: str) -> None:
         self._backend = backend
         self.version = version
         self.sha256 = sha256
@@ -320,7 +153,7 @@ class OpaWasm:
 
         use_fast = rt.fast_path if fast_path is None else (fast_path and rt.fast_path)
         try:
-            backend = _WasmBackend(
+            backend = WasmBackend(
                 rt,
                 module,
                 shape,
@@ -374,7 +207,7 @@ class OpaWasm:
         try:
             payload = orjson.dumps(task_facts)
         except TypeError:
-            payload = _json_slow(task_facts)
+            payload = json_slow(task_facts)
         return result_from_json(backend.run(payload), backend.entrypoint)
 
     def evaluate_public(self, task_facts: Mapping[str, Any]) -> EngineResult:
@@ -385,7 +218,7 @@ class OpaWasm:
         try:
             payload = orjson.dumps(task_facts)
         except TypeError:
-            payload = _json_slow(task_facts)
+            payload = json_slow(task_facts)
         return result_from_json(backend.run(payload, public=True), backend.entrypoint)
 
     # -- introspection ---------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""The engine's stand-in when wasmtime cannot be used (the seed's failure mode 4).
+"""The engine's stand-in when wasmtime cannot be used.
 
 A sidecar whose image lacks wasmtime, or whose wasmtime native library fails to
 load, must keep serving: a WASM snapshot then loads as a no-op that returns the
 empty result for every evaluation, reports ``degraded = True`` (health and
 heartbeats show it), and logs one warning per process naming the reason.
+What follows for the sidecar and the operator: docs/wasm-engine.md ("Without
+wasmtime") and the README's Known issues.
 """
 
 from __future__ import annotations

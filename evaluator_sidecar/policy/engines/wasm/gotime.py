@@ -14,7 +14,7 @@ Go's ``time`` package as OPA calls it:
 * results outside the int64 nanosecond range (years 1677 to 2262) are errors.
 
 Errors raise ``ValueError`` subclasses; the caller makes the call undefined,
-as OPA does outside strict mode.
+as OPA does outside strict mode. For policy authors: docs/wasm-engine.md.
 """
 
 from __future__ import annotations

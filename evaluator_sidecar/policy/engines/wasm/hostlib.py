@@ -7,7 +7,8 @@ that into an undefined result, as OPA does outside strict mode.
 
 Strings are Python ``str``; where Go would produce bytes that are not UTF-8
 (``hex.decode("ff")``, ``urlquery.decode("%ff")``) each invalid byte becomes
-U+FFFD here, which is what OPA's JSON output shows for Go's string.
+U+FFFD here, which is what OPA's JSON output shows for Go's string (listed
+with the other differences from OPA in docs/wasm-engine.md).
 """
 
 from __future__ import annotations

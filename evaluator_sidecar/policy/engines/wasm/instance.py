@@ -18,14 +18,15 @@ make the host read outside it.
 
 A failed call (trap, abort, deadline, out of memory) leaves the instance in an
 unknown state: the engine discards it and builds a new one.
+
+What the imports do on the host side (memory reads, abort, print, builtin
+calls) is ``host``'s; ``HostAbort`` is re-exported here.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import importlib
-import logging
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +35,12 @@ import orjson
 from evaluator_sidecar.policy.engines.wasm.abi import ExternShape, ModuleShape
 from evaluator_sidecar.policy.engines.wasm.builtins import (
     PROVIDED,
-    Builtin,
-    BuiltinLimitError,
-    BuiltinUndefined,
     CallContext,
-    call_builtin,
 )
 from evaluator_sidecar.policy.engines.wasm.fastcall import CallFailure, FastCaller, PublicCaller
+from evaluator_sidecar.policy.engines.wasm.host import Host, HostAbort
 from evaluator_sidecar.policy.engines.wasm.hostfuncs import RawHostFuncs, define_public
 from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
-from evaluator_sidecar.policy.engines.wasm.values import RegoValueError, dump_rego, parse_rego
 
 if TYPE_CHECKING:
     import wasmtime
@@ -51,23 +48,6 @@ if TYPE_CHECKING:
     from evaluator_sidecar.policy.engines.wasm.runtime import Runtime
 
 __all__ = ["HostAbort", "InstanceError", "OpaInstance", "describe_module"]
-
-log = logging.getLogger(__name__)
-
-
-def _libc_memchr() -> Any:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-    memchr = libc.memchr
-    memchr.restype = ctypes.c_void_p
-    memchr.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-    return memchr
-
-
-_memchr = _libc_memchr()
-
-
-class HostAbort(Exception):
-    """The policy called ``opa_abort``: OPA's own fatal error (conflict, out of memory, …)."""
 
 
 class InstanceError(Exception):
@@ -110,104 +90,6 @@ def describe_module(wt: ModuleType, module: wasmtime.Module) -> ModuleShape:
     return ModuleShape(imports=imports, exports=exports)
 
 
-class _Host:
-    """What the host functions need; deliberately holds no reference to the store.
-
-    wasmtime-py keeps host callables in a process-wide table until their store
-    is deleted; if they referenced the store, it would never be deleted.
-    """
-
-    def __init__(
-        self, wt: ModuleType, fast: bool, builtins: dict[int, Builtin], ctx: CallContext
-    ) -> None:
-        self.wt = wt
-        self.fast = fast
-        self.builtins = builtins
-        self.ctx = ctx
-        self.base = 0
-        self.memory_ref: Any = None
-        self.memory: Any = None
-        self.size_of: Any = None
-        self.value_dump: Any = None
-        self.value_parse: Any = None
-        self.malloc: Any = None
-        self.println_count = 0
-
-    def memory_size(self, ctx: Any) -> int:
-        if self.fast:
-            return int(self.size_of(ctx, self.memory_ref))
-        return int(self.memory.data_len(ctx))
-
-    def read_cstring(self, ctx: Any, addr: int, known_size: int = 0) -> bytes:
-        """The NUL-terminated bytes at ``addr``, never reading past the memory's end.
-
-        ``known_size`` is a size the memory is known to have (it only grows):
-        strings that end within it need no call to ask for the current size.
-        """
-        if 0 < addr < known_size:
-            end = _memchr(self.base + addr, 0, known_size - addr)
-            if end:
-                return ctypes.string_at(self.base + addr, end - self.base - addr)
-        size = self.memory_size(ctx)
-        if not 0 < addr < size:
-            raise HostAbort(f"the policy returned an address outside its memory ({addr})")
-        end = _memchr(self.base + addr, 0, size - addr)
-        if not end:
-            raise HostAbort(
-                "the policy returned a string with no terminating NUL inside its memory"
-            )
-        return ctypes.string_at(self.base + addr, end - self.base - addr)
-
-    def write_value(self, ctx: Any, value: Any) -> int:
-        text = dump_rego(value).encode("utf-8", "surrogatepass")
-        addr = self.malloc(ctx, len(text))
-        if addr + len(text) > self.memory_size(ctx):
-            raise HostAbort("opa_malloc returned a block outside the policy's memory")
-        ctypes.memmove(self.base + addr, text, len(text))
-        result = self.value_parse(ctx, addr, len(text))
-        if not result:
-            raise HostAbort(f"the policy could not parse a builtin's result {text[:80]!r}")
-        return int(result)
-
-    # -- imports ---------------------------------------------------------------------
-    def opa_abort(self, ctx: Any, addr: int) -> None:
-        try:
-            message = self.read_cstring(ctx, addr).decode("utf-8", "replace")
-        except HostAbort as exc:
-            message = f"(unreadable abort message: {exc})"
-        raise HostAbort(message)
-
-    def opa_println(self, ctx: Any, addr: int) -> None:
-        try:
-            text = self.read_cstring(ctx, addr).decode("utf-8", "replace")
-        except HostAbort as exc:
-            text = f"(unreadable: {exc})"
-        self.println_count += 1
-        log.info("policy print: %s", text)
-
-    def opa_builtin(self, ctx: Any, ident: int, _reserved: int, *args: int) -> int:
-        builtin = self.builtins.get(ident)
-        if builtin is None:
-            raise HostAbort(
-                f"the policy called builtin id {ident}, which its builtins() map does not list"
-            )
-        try:
-            values = []
-            for addr in args:
-                dumped = self.read_cstring(ctx, self.value_dump(ctx, addr))
-                values.append(parse_rego(dumped.decode("utf-8")))
-            result = call_builtin(builtin, values, self.ctx)
-            return self.write_value(ctx, result)
-        except BuiltinUndefined as exc:
-            log.debug("builtin %s is undefined for these operands: %s", builtin.name, exc)
-            return 0
-        except (RegoValueError, UnicodeDecodeError) as exc:
-            log.debug("builtin %s: operands or result not representable: %s", builtin.name, exc)
-            return 0
-        except BuiltinLimitError as exc:
-            raise HostAbort(str(exc)) from exc
-
-
 class OpaInstance:
     """One instantiated policy with its data loaded; not thread-safe (the engine serialises)."""
 
@@ -233,7 +115,7 @@ class OpaInstance:
             max_items=limits.max_memory_bytes // 16,
             max_string_bytes=limits.max_memory_bytes // 2,
         )
-        self._host = host = _Host(wt, fast, {}, ctx)
+        self._host = host = Host(wt, fast, {}, ctx)
 
         store = wt.Store(rt.engine)
         self._store = store

@@ -1,19 +1,10 @@
 """The bounds every WASM evaluation runs under: a wall-clock deadline and a memory cap.
 
-A policy must never hang or exhaust a sidecar. Each evaluation gets an epoch
-deadline (wasmtime traps the running code once the process's epoch ticker has
-advanced past it) and the policy's linear memory is created with a maximum
-page count (``memory.grow`` fails beyond it, which OPA's allocator turns into
-an abort). Both are configurable per engine and, by default, from the
-environment:
-
-* ``PKG_WASM_DEADLINE_MS`` (default 50): the longest one evaluation may run;
-* ``PKG_WASM_MAX_MEMORY_PAGES`` (default 512 pages of 64 KiB = 32 MiB): the
-  largest linear memory one policy instance may grow to, static ``data``
-  included;
-* ``PKG_WASM_TICK_MS`` (default 5): how often the process's epoch ticker
-  advances (one setting per process, read when the ticker starts). A runaway
-  evaluation stops between ``deadline`` and ``deadline + tick``.
+Each evaluation gets an epoch deadline (wasmtime traps the running code once the
+process's epoch ticker has advanced past it) and the policy's linear memory is
+created with a maximum page count. Both are configurable per engine and, by
+default, from ``PKG_WASM_DEADLINE_MS``, ``PKG_WASM_MAX_MEMORY_PAGES`` and
+``PKG_WASM_TICK_MS``. Defaults and meaning: docs/wasm-engine.md ("Limits").
 """
 
 from __future__ import annotations

@@ -1,0 +1,144 @@
+"""What a policy's imports do on the host side: bounded reads of its memory, abort, print, builtins.
+
+``Host`` is what the host functions (``opa_abort``, ``opa_println``,
+``opa_builtin0..4``) need: the linear memory's base address and size, and the
+module's value (de)serialisers to hand builtins their operands and results.
+Every read of a string in linear memory is bounded by the memory's current
+size, so a corrupt or hostile module cannot make the host read outside it.
+It deliberately holds no reference to the store (see the class).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+from types import ModuleType
+from typing import Any
+
+from evaluator_sidecar.policy.engines.wasm.builtins import (
+    Builtin,
+    BuiltinLimitError,
+    BuiltinUndefined,
+    CallContext,
+    call_builtin,
+)
+from evaluator_sidecar.policy.engines.wasm.values import RegoValueError, dump_rego, parse_rego
+
+__all__ = ["Host", "HostAbort"]
+
+#: The instance module's logger, as before this class moved here: log filters name it.
+log = logging.getLogger("evaluator_sidecar.policy.engines.wasm.instance")
+
+
+def _libc_memchr() -> Any:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+    memchr = libc.memchr
+    memchr.restype = ctypes.c_void_p
+    memchr.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    return memchr
+
+
+_memchr = _libc_memchr()
+
+
+class HostAbort(Exception):
+    """The policy called ``opa_abort``: OPA's own fatal error (conflict, out of memory, …)."""
+
+
+class Host:
+    """What the host functions need; deliberately holds no reference to the store.
+
+    wasmtime-py keeps host callables in a process-wide table until their store
+    is deleted; if they referenced the store, it would never be deleted.
+    """
+
+    def __init__(
+        self, wt: ModuleType, fast: bool, builtins: dict[int, Builtin], ctx: CallContext
+    ) -> None:
+        self.wt = wt
+        self.fast = fast
+        self.builtins = builtins
+        self.ctx = ctx
+        self.base = 0
+        self.memory_ref: Any = None
+        self.memory: Any = None
+        self.size_of: Any = None
+        self.value_dump: Any = None
+        self.value_parse: Any = None
+        self.malloc: Any = None
+        self.println_count = 0
+
+    def memory_size(self, ctx: Any) -> int:
+        if self.fast:
+            return int(self.size_of(ctx, self.memory_ref))
+        return int(self.memory.data_len(ctx))
+
+    def read_cstring(self, ctx: Any, addr: int, known_size: int = 0) -> bytes:
+        """The NUL-terminated bytes at ``addr``, never reading past the memory's end.
+
+        ``known_size`` is a size the memory is known to have (it only grows):
+        strings that end within it need no call to ask for the current size.
+        """
+        if 0 < addr < known_size:
+            end = _memchr(self.base + addr, 0, known_size - addr)
+            if end:
+                return ctypes.string_at(self.base + addr, end - self.base - addr)
+        size = self.memory_size(ctx)
+        if not 0 < addr < size:
+            raise HostAbort(f"the policy returned an address outside its memory ({addr})")
+        end = _memchr(self.base + addr, 0, size - addr)
+        if not end:
+            raise HostAbort(
+                "the policy returned a string with no terminating NUL inside its memory"
+            )
+        return ctypes.string_at(self.base + addr, end - self.base - addr)
+
+    def write_value(self, ctx: Any, value: Any) -> int:
+        text = dump_rego(value).encode("utf-8", "surrogatepass")
+        addr = self.malloc(ctx, len(text))
+        if addr + len(text) > self.memory_size(ctx):
+            raise HostAbort("opa_malloc returned a block outside the policy's memory")
+        ctypes.memmove(self.base + addr, text, len(text))
+        result = self.value_parse(ctx, addr, len(text))
+        if not result:
+            raise HostAbort(f"the policy could not parse a builtin's result {text[:80]!r}")
+        return int(result)
+
+    # -- imports ---------------------------------------------------------------------
+    def opa_abort(self, ctx: Any, addr: int) -> None:
+        try:
+            message = self.read_cstring(ctx, addr).decode("utf-8", "replace")
+        except HostAbort as exc:
+            message = f"(unreadable abort message: {exc})"
+        raise HostAbort(message)
+
+    def opa_println(self, ctx: Any, addr: int) -> None:
+        try:
+            text = self.read_cstring(ctx, addr).decode("utf-8", "replace")
+        except HostAbort as exc:
+            text = f"(unreadable: {exc})"
+        self.println_count += 1
+        log.info("policy print: %s", text)
+
+    def opa_builtin(self, ctx: Any, ident: int, _reserved: int, *args: int) -> int:
+        builtin = self.builtins.get(ident)
+        if builtin is None:
+            raise HostAbort(
+                f"the policy called builtin id {ident}, which its builtins() map does not list"
+            )
+        try:
+            values = []
+            for addr in args:
+                dumped = self.read_cstring(ctx, self.value_dump(ctx, addr))
+                values.append(parse_rego(dumped.decode("utf-8")))
+            result = call_builtin(builtin, values, self.ctx)
+            return self.write_value(ctx, result)
+        except BuiltinUndefined as exc:
+            log.debug("builtin %s is undefined for these operands: %s", builtin.name, exc)
+            return 0
+        except (RegoValueError, UnicodeDecodeError) as exc:
+            log.debug("builtin %s: operands or result not representable: %s", builtin.name, exc)
+            return 0
+        except BuiltinLimitError as exc:
+            raise HostAbort(str(exc)) from exc
