@@ -13,8 +13,8 @@ annotation left in place (or re-applied by GitOps) is never acted on twice.
 Use a fresh token for every request (a CI run id, a UUID).
 
 This module only parses and checks the value; what an action means depends
-on the resource (see ``rollout.py`` for PolicyDeployment; a PolicySnapshot
-accepts promote and rollback). Pure, no I/O.
+on the resource (docs/rollout-state-machine.md for a PolicyDeployment; a
+PolicySnapshot accepts promote and rollback). Pure, no I/O.
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@
 # and the native engine) rather than two transcriptions of the rules. The cost
 # is speed: every evaluation re-reads the rules (see BENCHMARKS.md).
 #
-# The semantics are those of /tmp/semantics.md as the native engine's docstring
-# (evaluator_sidecar/policy/engines/native/__init__.py) states them; each rule below
+# The semantics are those of docs/rule-language.md; each rule below
 # names the part it implements. Load-time checks (cycles, invalid patterns,
 # non-numeric SIGNAL values, ...) are the loader's job: this policy assumes a
 # snapshot the native loader accepts, and task facts evaluator_sidecar.policy.facts

@@ -1,4 +1,4 @@
-# The seed document's example rules written by hand in Rego: what a team writes
+# The example rules (docs/rule-language.md) written by hand in Rego: what a team writes
 # when it authors policy in Rego directly rather than in the native rule form.
 #
 # Build: opa build -t wasm -e pkg/seed/result policies/seed/seed.rego
