@@ -330,7 +330,7 @@ async def test_two_operator_replicas_promote_once(
     assert condition(ready(cluster, namespace, "p"), "Ready")["status"] == "True"
     token = annotate(cluster, namespace, "p", "promote")
     action_done(cluster, namespace, "p", token)
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # a window for the other replica to (wrongly) promote again
     rows = await fetch(
         cluster,
         "SELECT count(*) AS n FROM pkg_promotions p JOIN pkg_snapshots s "

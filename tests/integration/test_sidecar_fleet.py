@@ -179,7 +179,7 @@ def test_a_plain_publish_for_another_environment_is_ignored(fleet: Fleet) -> Non
     fleet.wait_all_on("rules@1.5.0")
     failures = [s.health()["activation_failures"] for s in fleet.sidecars]
     redis_cli(fleet.redis.port, "PUBLISH", "pkg_updates", "activate:staging@1.0.0")
-    time.sleep(1.5)
+    time.sleep(1.5)  # a window for the message to arrive: what must not happen has no signal
     assert [s.version() for s in fleet.sidecars] == ["rules@1.5.0"] * 3
     assert [s.health()["activation_failures"] for s in fleet.sidecars] == failures
 
@@ -192,7 +192,7 @@ def test_a_structured_message_with_an_older_epoch_is_ignored(fleet: Fleet) -> No
     )
     # Published raw, as a stale writer bypassing the compare-and-set would.
     redis_cli(fleet.redis.port, "PUBLISH", "pkg_updates", encode_desired_message(stale).decode())
-    time.sleep(2.5)  # two resync intervals
+    time.sleep(2.5)  # two resync intervals: a window in which nothing may change
     for s in fleet.sidecars:
         assert s.version() == "rules@1.6.0"
         assert s.health()["desired_epoch"] == level.epoch
