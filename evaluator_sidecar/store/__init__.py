@@ -13,7 +13,9 @@ Modules (``import evaluator_sidecar.store`` loads none of them until a name is u
 - ``pool``: the one asyncpg pool (``Database``), DSN handling that never shows a password.
 - ``client``: ``PKGClient``, the facade; ``snapshots``, ``deployments``, ``validation``,
   ``promotions``, ``devices``, ``audit``: the DAOs it composes.
-- ``snapshot_rows``, ``audit_chain``: the pure parts (row <-> rule form; the chain's hash).
+- ``snapshot_rows``, ``snapshot_checks``, ``snapshot_prepare``, ``snapshot_assembly``,
+  ``audit_chain``: the pure parts (row types; content checked and normalized going
+  in; rows back to the rule form; the chain's hash).
 - ``errors``: ``PKGError`` and its subclasses, and SQLSTATE -> exception mapping.
 - ``models``: input/result dataclasses and the audit action names the client writes.
 

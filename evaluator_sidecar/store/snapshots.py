@@ -30,14 +30,9 @@ from evaluator_sidecar.store.errors import (
 )
 from evaluator_sidecar.store.models import TemporalFact
 from evaluator_sidecar.store.pool import Connection, Database, json_dumps
-from evaluator_sidecar.store.snapshot_rows import (
-    ENVS,
-    SnapshotContent,
-    assemble_rules,
-    fact_to_dict,
-    parse_timestamp,
-    prepare_snapshot,
-)
+from evaluator_sidecar.store.snapshot_assembly import assemble_rules, fact_to_dict
+from evaluator_sidecar.store.snapshot_prepare import prepare_snapshot
+from evaluator_sidecar.store.snapshot_rows import ENVS, SnapshotContent, parse_timestamp
 
 __all__ = ["PKGSnapshotsDAO"]
 
