@@ -3,8 +3,8 @@
 ``promote_snapshot`` and ``rollback_snapshot`` call the SQL functions
 ``pkg_promote_snapshot`` / ``pkg_rollback_snapshot``, which switch the active
 snapshot of an environment, write the promotion row (from/to version) and the
-audit row in one transaction. ``create_promotion`` is the seed's record-only
-call: it writes a promotion row (e.g. a failed canary, ``success=False``) and
+audit row in one transaction. ``create_promotion`` is the record-only call:
+it writes a promotion row (e.g. a failed canary, ``success=False``) and
 its audit row without activating anything. An ``idempotency_key`` makes each
 of them safe to retry after a crash.
 """
@@ -56,7 +56,7 @@ class PKGPromotionsDAO:
                 )
         return [dict(r) for r in rows]
 
-    async def create_promotion(  # noqa: PLR0917 - the seed's signature
+    async def create_promotion(  # noqa: PLR0917 - callers pass these positionally
         self,
         snapshot_id: int,
         actor: str,
