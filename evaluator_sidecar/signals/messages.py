@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -99,13 +99,39 @@ def _obj(raw: bytes | str, what: str) -> dict[str, Any]:
     return value
 
 
+class _RefSource(Protocol):
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def checksum(self) -> str | None: ...
+    @property
+    def snapshot_id(self) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class SnapshotRef:
-    """Which snapshot to run: its version, and optionally its id and content checksum."""
+    """Which snapshot to run: its version, and optionally its id and content checksum.
+
+    The one reference to a snapshot both sides use. ``name`` is the PolicySnapshot
+    resource's name, which the operator keeps in a deployment's status; it never
+    travels to the sidecars (``to_dict`` leaves it out).
+    """
 
     version: str
     snapshot_id: int | None = None
     checksum: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def of(cls, source: _RefSource) -> SnapshotRef:
+        """The reference to what ``source`` (anything with these four attributes) names."""
+        return cls(source.version, source.snapshot_id, source.checksum, source.name)
+
+    def same_content(self, other: _RefSource) -> bool:
+        """Same version and checksum: the devices would run the same thing."""
+        return self.version == other.version and self.checksum == other.checksum
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "snapshot_id": self.snapshot_id, "checksum": self.checksum}

@@ -30,10 +30,6 @@ __all__ = ["apply", "repair_level"]
 log = logging.getLogger(__name__)
 
 
-def _sig_ref(ref: SnapshotRef | None) -> sig.SnapshotRef | None:
-    return None if ref is None else sig.SnapshotRef(ref.version, ref.snapshot_id, ref.checksum)
-
-
 async def _snapshot_id(ctx: OperatorContext, version: str | None) -> int | None:
     if not version:
         return None
@@ -51,11 +47,11 @@ async def apply(
             sig.DesiredState(
                 epoch=0,
                 env=env,
-                stable=_sig_ref(action.stable),
+                stable=action.stable,
                 target=target,
                 region=region,
                 deployment=str(meta["uid"]),
-                canary=_sig_ref(action.canary),
+                canary=action.canary,
                 canary_percent=action.canary_percent,
                 reason=action.reason,
             )
@@ -164,10 +160,10 @@ async def repair_level(
         if not isinstance(value, Mapping) or not value.get("version"):
             return None
         return SnapshotRef(
-            str(value.get("name", "")),
-            str(value["version"]),
-            str(value.get("checksum") or ""),
-            value.get("snapshotId"),
+            version=str(value["version"]),
+            snapshot_id=value.get("snapshotId"),
+            checksum=str(value.get("checksum") or ""),
+            name=str(value.get("name", "")),
         )
 
     canary = ref(status.get("canary"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from evaluator_sidecar.signals.messages import SnapshotRef
 from pkg_operator.actions import ActionRequest
 
 __all__ = [
@@ -53,24 +54,6 @@ class SnapshotInfo:
     ready: bool
     reason: str = ""
     message: str = ""
-
-
-@dataclass(frozen=True)
-class SnapshotRef:
-    """What a desired state names: enough for a sidecar to load and verify a snapshot."""
-
-    name: str
-    version: str
-    checksum: str
-    snapshot_id: int | None
-
-    @classmethod
-    def of(cls, info: SnapshotInfo) -> SnapshotRef:
-        return cls(info.name, info.version, info.checksum, info.snapshot_id)
-
-    def same_content(self, other: SnapshotRef | SnapshotInfo) -> bool:
-        """Same version and checksum: the devices would run the same thing."""
-        return self.version == other.version and self.checksum == other.checksum
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,10 @@ def _ref(value: object) -> SnapshotRef | None:
         return None
     snapshot_id = value.get("snapshotId")
     return SnapshotRef(
-        name, version, checksum, snapshot_id if isinstance(snapshot_id, int) else None
+        version,
+        snapshot_id if isinstance(snapshot_id, int) else None,
+        checksum,
+        name,
     )
 
 
