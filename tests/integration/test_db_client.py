@@ -1,4 +1,4 @@
-"""PKGClient as a whole: construction, connection errors, the seed's usage, integrity checks."""
+"""PKGClient as a whole: construction, connection errors, the documented usage, integrity checks."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class TestConnecting:
         finally:
             await client.close()
 
-    async def test_the_seeds_usage_works_with_the_dsn_from_the_environment(
+    async def test_the_documented_usage_works_with_the_dsn_from_the_environment(
         self, migrated_dsn: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("PKG_DATABASE_URL", migrated_dsn)

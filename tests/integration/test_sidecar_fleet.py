@@ -165,7 +165,7 @@ def test_starts_on_the_databases_active_snapshot_and_beats(fleet: Fleet) -> None
     assert 0 < int(redis_cli(fleet.redis.port, "TTL", f"pkg:hb:prod:{DEVICE_A}")) <= 2
 
 
-def test_the_seeds_plain_publish_swaps_every_sidecar(fleet: Fleet) -> None:
+def test_a_plain_activate_publish_swaps_every_sidecar(fleet: Fleet) -> None:
     started = time.monotonic()
     redis_cli(fleet.redis.port, "PUBLISH", "pkg_updates", "activate:rules@1.5.0")
     fleet.wait_all_on("rules@1.5.0", timeout=5)

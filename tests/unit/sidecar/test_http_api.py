@@ -88,7 +88,7 @@ def error_message(body: Any) -> str:
 
 
 class TestEvaluate:
-    async def test_returns_the_seeds_result_of_the_active_snapshot(
+    async def test_returns_the_documented_result_of_the_active_snapshot(
         self, loaded: tuple[PKGManager, Client]
     ) -> None:
         manager, client = loaded

@@ -127,7 +127,7 @@ class TestSelfTest:
 
 
 class TestLifecycleEvents:
-    async def test_activation_logs_the_seeds_structured_events(
+    async def test_activation_logs_its_structured_events(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
         caplog.set_level(logging.INFO, logger="evaluator_sidecar.sidecar.manager")
@@ -162,7 +162,7 @@ class TestRollbackAndMetadata:
         assert metric(m, 'pkg_active_version{version="rules@1.3.0"}') == 1
         assert metric(m, "pkg_cached_versions_count") == 3
 
-    async def test_metadata_and_health_carry_the_seeds_fields(self) -> None:
+    async def test_metadata_and_health_carry_the_documented_fields(self) -> None:
         m = manager()
         await m.activate_snapshot(snapshot_for("rules@1.4.0"))
         meta = m.get_metadata()
