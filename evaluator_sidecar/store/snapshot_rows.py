@@ -42,6 +42,7 @@ __all__ = [
     "SubtaskTypeRow",
     "assemble_rules",
     "condition_value_text",
+    "content_hash",
     "fact_to_dict",
     "format_timestamp",
     "parse_timestamp",
@@ -565,6 +566,11 @@ def _with_content_hash(content: SnapshotContent) -> SnapshotContent:
         "artifact_sha256": content.artifact_sha256,
     }
     return replace(content, content_sha256=hashlib.sha256(_canonical(payload)).hexdigest())
+
+
+def content_hash(content: SnapshotContent) -> str:
+    """The ``content_sha256`` of ``content`` (its own field is ignored)."""
+    return _with_content_hash(content).content_sha256
 
 
 # -- assembling -----------------------------------------------------------------------------

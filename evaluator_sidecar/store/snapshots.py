@@ -38,6 +38,10 @@ from evaluator_sidecar.store.snapshot_rows import (
     parse_timestamp,
     prepare_snapshot,
 )
+from evaluator_sidecar.store.snapshot_verify import (
+    verified_content,
+    verify_stored_rows,
+)
 
 __all__ = ["PKGSnapshotsDAO"]
 
@@ -66,13 +70,13 @@ SELECT id, rule_id, rule_name, priority, disabled, rule_source
   FROM pkg_policy_rules WHERE snapshot_id = $1 ORDER BY position, rule_id
 """
 _CONDITIONS = """
-SELECT c.rule_id AS rule, c.condition_type::text AS condition_type, c.condition_key,
+SELECT c.id, c.rule_id AS rule, c.condition_type::text AS condition_type, c.condition_key,
        c.operator::text AS operator, c.value, c.position
   FROM pkg_rule_conditions c JOIN pkg_policy_rules r ON r.id = c.rule_id
  WHERE r.snapshot_id = $1 ORDER BY c.rule_id, c.position, c.id
 """
 _EMISSIONS = """
-SELECT e.rule_id AS rule, st.name AS subtask_type, e.subtask_name,
+SELECT e.id, e.rule_id AS rule, st.name AS subtask_type, e.subtask_name,
        e.relationship_type::text AS relationship_type, e.params, e.default_params, e.position
   FROM pkg_rule_emissions e
   JOIN pkg_policy_rules r ON r.id = e.rule_id
@@ -84,7 +88,7 @@ SELECT name, default_params, declared FROM pkg_subtask_types
  WHERE snapshot_id = $1 ORDER BY position, name
 """
 _FACTS = """
-SELECT subject, predicate, object, valid_from, valid_to FROM pkg_facts
+SELECT subject, predicate, object, valid_from, valid_to, created_at FROM pkg_facts
  WHERE snapshot_id = $1 ORDER BY position, id
 """
 _FIXTURES = """
@@ -130,13 +134,23 @@ class PKGSnapshotsDAO:
         types = await conn.fetch(_SUBTASK_TYPES, snapshot_id)
         facts = await conn.fetch(_FACTS, snapshot_id)
         fixtures = await conn.fetch(_FIXTURES, snapshot_id)
+        artifact = bytes(row["artifact_bytes"]) if row["artifact_bytes"] is not None else None
+        # Before anyone compiles it: the rows must be what was stored.
+        verify_stored_rows(
+            row,
+            rules=rules,
+            conditions=conditions,
+            emissions=emissions,
+            subtask_types=types,
+            facts=facts,
+            fixtures=fixtures,
+            artifact=artifact,
+        )
         return PKGSnapshotData(
             id=snapshot_id,
             version=row["version"],
             engine=row["engine"],
-            wasm_artifact=bytes(row["artifact_bytes"])
-            if row["artifact_bytes"] is not None
-            else None,
+            wasm_artifact=artifact,
             checksum=row["checksum"],
             rules=assemble_rules(rules, conditions, emissions, types),
             env=row["env"],
@@ -307,8 +321,9 @@ class PKGSnapshotsDAO:
 
         Give either ``snapshot`` (a ``PKGSnapshotData``, e.g. from
         ``resource.snapshot_from_resource``) or the parts as keywords. ``checksum`` is the
-        content checksum (``evaluator_sidecar.policy.resource.content_checksum`` of the spec),
-        computed when omitted. Keyed by ``resource_uid`` (the PolicySnapshot's
+        content checksum (``evaluator_sidecar.policy.resource.content_checksum`` of the spec):
+        the store computes it from the content, and a given one must equal it
+        (ChecksumMismatchError otherwise). Keyed by ``resource_uid`` (the PolicySnapshot's
         ``metadata.uid``) and ``version``: storing identical content again returns the
         stored id and writes nothing; an identical snapshot that was archived is restored.
         A version belongs to one resource: an identical snapshot from another resource uid
@@ -345,8 +360,12 @@ class PKGSnapshotsDAO:
             wasm_artifact, entrypoint = snapshot.wasm_artifact, snapshot.entrypoint
         if version is None or env is None or engine is None:
             raise InvalidInputError("store_snapshot needs version, env and engine (or a snapshot)")
-        if checksum is None:
-            checksum = _content_checksum(
+        # The store computes the content checksum itself; a caller's is compared, never
+        # trusted (README.md, "Concepts": verification). A content it cannot hash is left to
+        # prepare_snapshot, which reports every problem at once.
+        computed: str | None
+        try:
+            computed = _content_checksum(
                 engine=engine,
                 rules=rules,
                 subtask_types=subtask_types,
@@ -354,6 +373,8 @@ class PKGSnapshotsDAO:
                 data=data,
                 wasm_artifact=wasm_artifact,
             )
+        except InvalidInputError:
+            computed = None
         content = prepare_snapshot(
             version=version,
             env=env,
@@ -365,8 +386,9 @@ class PKGSnapshotsDAO:
             data=data,
             wasm_artifact=wasm_artifact,
             entrypoint=entrypoint,
-            checksum=checksum,
+            checksum=checksum if checksum is not None else (computed or ""),
         )
+        content = verified_content(content, computed)
         source = _Source(resource_uid, resource_namespace, resource_name)
         with db_errors(f"storing snapshot {version!r}"):
             async with self._db.transaction() as conn:
