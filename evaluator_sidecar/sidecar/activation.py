@@ -114,7 +114,8 @@ class Activator:
         self.applied = Applied(target.epoch, target.cohort, source)
         self.last_activation = now
         self.failed = False
-        self.serving_from_disk = False
+        # PostgreSQL down and the snapshot read from the disk cache: say so until it answers.
+        self.serving_from_disk = not from_cache and snapshot is self.loader.from_disk
         self.last_error = None
         if previous is not evaluator:
             self.metrics.hotswaps.inc()
@@ -198,7 +199,24 @@ class Activator:
             return
         cached = await asyncio.to_thread(self.disk_cache.load_active)
         if cached is None:
-            log_event(logger, logging.WARNING, "disk_cache_empty", dir=str(self.disk_cache.root))
+            refused = self.disk_cache.last_refusal
+            if refused is None:
+                log_event(
+                    logger, logging.WARNING, "disk_cache_empty", dir=str(self.disk_cache.root)
+                )
+                return
+            log_event(logger, logging.ERROR, "disk_cache_refused", error=refused)
+            why = f"{self.last_error}; " if self.last_error else ""
+            self.record_failure(
+                ActivationError(
+                    "",
+                    self.disk_cache.refusal_reason,
+                    f"{why}the last good snapshot in the disk cache was refused: {refused}",
+                    transient=False,
+                ),
+                "disk_cache",
+                0.0,
+            )
             return
         if cached.snapshot.env != self.env:
             log_event(

@@ -22,6 +22,7 @@ from evaluator_sidecar.policy.errors import EvaluatorError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
+from evaluator_sidecar.policy.resource_checksum import ChecksumMismatchError
 from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
 from evaluator_sidecar.sidecar.logs import MANAGER_LOGGER, log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
@@ -88,6 +89,8 @@ class SnapshotLoader:
         self.timeout = timeout
         #: Whether PostgreSQL answered the latest call; None until the first one.
         self.db_connected: bool | None = None
+        #: The latest snapshot served from the disk cache (PostgreSQL down), by identity.
+        self.from_disk: PKGSnapshotData | None = None
 
     async def _call(self, what: str, call: Awaitable[_T]) -> _T:
         try:
@@ -96,6 +99,13 @@ class SnapshotLoader:
             self.db_connected = False
             raise ActivationError(
                 what, "db_unavailable", f"PostgreSQL unavailable ({what}): {exc}", transient=True
+            ) from exc
+        except ChecksumMismatchError as exc:
+            # The rows read are not what was stored (the store verifies them on read):
+            # never compiled, never retried until the desired state changes.
+            self.db_connected = True
+            raise ActivationError(
+                what, "checksum_mismatch", f"refused {what}: {exc}", transient=False
             ) from exc
         except Exception as exc:  # the client's own errors: the server answered
             self.db_connected = True
@@ -130,11 +140,23 @@ class SnapshotLoader:
                     f"snapshot {version!r} is not in PostgreSQL; store it before activating it",
                     transient=True,
                 )
+        refused: str | None = None
         if self.disk_cache is not None:
             cached = await asyncio.to_thread(self.disk_cache.load, version)
             if cached is not None:
                 log_event(logger, logging.WARNING, "snapshot_from_disk_cache", version=version)
+                self.from_disk = cached
                 return cached
+            refused = self.disk_cache.last_refusal
+        if refused is not None:
+            log_event(logger, logging.ERROR, "disk_cache_refused", version=version, error=refused)
+            raise ActivationError(
+                version,
+                self.disk_cache.refusal_reason if self.disk_cache else "load_error",
+                f"{db_error or 'no PostgreSQL client'}; the disk cache's copy was refused: "
+                f"{refused}",
+                transient=True,
+            )
         raise db_error or ActivationError(
             version, "no_database", f"snapshot {version!r}: no database configured", transient=True
         )
