@@ -76,6 +76,15 @@ class Activator:
         self.failures = 0
         self.confirmed_at: float | None = None  # when the active snapshot was last known desired
         self.serving_from_disk = False
+        #: Why the disk cache's last good snapshot was refused at start, until one activates.
+        self.disk_refusal: str | None = None
+
+    def unavailable(self, error: str) -> str:
+        """``last_error`` for a failed read while nothing runs: the error, and why the
+        disk cache could not stand in, when it was refused."""
+        if self.disk_refusal is None:
+            return error
+        return f"{error}; the last good snapshot in the disk cache was refused: {self.disk_refusal}"
 
     async def activate(
         self,
@@ -117,6 +126,7 @@ class Activator:
         # PostgreSQL down and the snapshot read from the disk cache: say so until it answers.
         self.serving_from_disk = not from_cache and snapshot is self.loader.from_disk
         self.last_error = None
+        self.disk_refusal = None
         if previous is not evaluator:
             self.metrics.hotswaps.inc()
         self.metrics.set_active_version(evaluator.version)
@@ -206,12 +216,12 @@ class Activator:
                 )
                 return
             log_event(logger, logging.ERROR, "disk_cache_refused", error=refused)
-            why = f"{self.last_error}; " if self.last_error else ""
+            self.disk_refusal = refused
             self.record_failure(
                 ActivationError(
                     "",
                     self.disk_cache.refusal_reason,
-                    f"{why}the last good snapshot in the disk cache was refused: {refused}",
+                    self.unavailable(self.last_error or "no snapshot could be read"),
                     transient=False,
                 ),
                 "disk_cache",
