@@ -3,7 +3,10 @@
 Everything here happens before a swap and changes nothing a request can see.
 :class:`SnapshotLoader` reads snapshots from PostgreSQL with a timeout, falls
 back to the disk cache of the last good snapshots when PostgreSQL is down, and
-remembers whether PostgreSQL last answered. :func:`check_snapshot` refuses a
+remembers whether PostgreSQL last answered. The store verifies the rows it
+reads against the hash recorded when they were stored, and the disk cache its
+files' hashes; a refusal from either is an ``ActivationError`` that says why
+(``checksum_mismatch``), never a silent fallback. :func:`check_snapshot` refuses a
 snapshot of another environment or with another checksum than the desired
 state names. :func:`build_evaluator` compiles a snapshot and runs its fixtures;
 it is slow and blocking by design and is meant for a worker thread, which is

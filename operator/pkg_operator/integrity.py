@@ -41,6 +41,7 @@ from evaluator_sidecar.store.audit_chain import AuditChainReport
 from evaluator_sidecar.store.errors import ChecksumMismatchError
 from evaluator_sidecar.store.lease import AdvisoryLease
 from pkg_operator import kube
+from pkg_operator.api import GROUP, SNAPSHOTS
 from pkg_operator.context import OperatorContext
 
 __all__ = [
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 
 LEASE = "pkg_integrity"
 #: The object run-wide problems (the audit chain) are reported on.
-ANCHOR_CRD = "policysnapshots.pkg.seedcore.io"
+ANCHOR_CRD = f"{SNAPSHOTS[2]}.{GROUP}"
 #: At most this many findings in one event's message.
 _EVENT_FINDINGS = 5
 
@@ -182,7 +183,7 @@ async def _snapshot_body(ctx: OperatorContext, snapshot_id: int) -> dict[str, An
     if info is None or not info.get("resource_name"):
         return None
     return await kube.get_object(
-        "policysnapshots", info["resource_namespace"] or "", info["resource_name"]
+        SNAPSHOTS[2], info["resource_namespace"] or "", info["resource_name"]
     )
 
 
