@@ -12,7 +12,7 @@ __all__ = [
     "EngineUnavailableError",
     "EvaluationError",
     "EvaluatorError",
-    "InvalidInputError",
+    "InvalidTaskFactsError",
     "Problem",
     "SnapshotLoadError",
 ]
@@ -49,10 +49,12 @@ class EvaluationError(EvaluatorError):
     """One evaluation failed (bad task facts, a trap, a timeout); the evaluator stays usable."""
 
 
-class InvalidInputError(EvaluationError):
+class InvalidTaskFactsError(EvaluationError):
     """The task facts are malformed (the caller's fault, HTTP 400), not an engine failure.
 
-    Callers tell the two apart by this type, never by the message's wording.
+    Callers tell the two apart by this type, never by the message's wording. (Not named
+    InvalidInputError: the store has one, a PKGError, and the package's top level exports
+    that.)
     """
 
 

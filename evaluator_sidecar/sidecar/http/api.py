@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from evaluator_sidecar.policy.errors import EvaluationError, InvalidInputError
+from evaluator_sidecar.policy.errors import EvaluationError, InvalidTaskFactsError
 from evaluator_sidecar.sidecar.http.openapi import openapi_document
 from evaluator_sidecar.sidecar.http.protocol import Request, Response
 
@@ -146,7 +146,7 @@ class SidecarAPI:
         started = time.perf_counter()
         try:
             result = evaluator.evaluate(facts)
-        except InvalidInputError as exc:
+        except InvalidTaskFactsError as exc:
             self.stats.error(evaluator.engine_type, "bad_input")
             return _error(400, str(exc))
         except EvaluationError as exc:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sidecar_snapshots import FACTS, snapshot_for
 
-from evaluator_sidecar.policy.errors import EvaluationError, InvalidInputError
+from evaluator_sidecar.policy.errors import EvaluationError, InvalidTaskFactsError
 from evaluator_sidecar.sidecar.http import ROUTES, HTTPServer, SidecarAPI, serve_api
 from evaluator_sidecar.sidecar.http.openapi import openapi_document
 from evaluator_sidecar.sidecar.manager import PKGManager
@@ -350,12 +350,12 @@ class TestOpenAPI:
 
 
 class TestErrorKindIsTheExceptionsType:
-    """400 for InvalidInputError, 422 for any other EvaluationError, whatever the wording."""
+    """400 for InvalidTaskFactsError, 422 for any other EvaluationError, whatever the wording."""
 
     @pytest.mark.parametrize(
         ("exc", "status", "kind"),
         [
-            (InvalidInputError("tags must be a list"), 400, "bad_input"),
+            (InvalidTaskFactsError("tags must be a list"), 400, "bad_input"),
             (
                 EvaluationError("invalid task facts: worded like bad input, but a trap"),
                 422,
