@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError
     from evaluator_sidecar.policy.evaluator import PKGEvaluator
     from evaluator_sidecar.policy.model import PKGSnapshotData
-    from evaluator_sidecar.sidecar.manager import (
-        PKGManager,
+    from evaluator_sidecar.sidecar.manager import PKGManager
+    from evaluator_sidecar.sidecar.process import (
         get_global_pkg_manager,
         initialize_global_pkg_manager,
     )
@@ -99,8 +99,8 @@ _LAZY: dict[str, str] = {
     "PKGEvaluator": "evaluator_sidecar.policy.evaluator",
     "PKGSnapshotData": "evaluator_sidecar.policy.model",
     "PKGManager": "evaluator_sidecar.sidecar.manager",
-    "get_global_pkg_manager": "evaluator_sidecar.sidecar.manager",
-    "initialize_global_pkg_manager": "evaluator_sidecar.sidecar.manager",
+    "get_global_pkg_manager": "evaluator_sidecar.sidecar.process",
+    "initialize_global_pkg_manager": "evaluator_sidecar.sidecar.process",
     # The PostgreSQL client (evaluator_sidecar.store).
     "PKGClient": "evaluator_sidecar.store.client",
     "PKGSnapshotsDAO": "evaluator_sidecar.store.snapshots",

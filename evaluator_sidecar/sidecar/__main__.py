@@ -32,8 +32,8 @@ async def run(settings: SidecarSettings, *, stop: asyncio.Event | None = None) -
     from redis.asyncio import Redis  # noqa: PLC0415 - keep `--help` and config errors fast
 
     from evaluator_sidecar.sidecar.http import SidecarAPI, serve_api  # noqa: PLC0415
-    from evaluator_sidecar.sidecar.manager import (  # noqa: PLC0415
-        PKGManager,
+    from evaluator_sidecar.sidecar.manager import PKGManager  # noqa: PLC0415
+    from evaluator_sidecar.sidecar.process import (  # noqa: PLC0415
         manager_options,
         set_global_pkg_manager,
     )

@@ -66,12 +66,6 @@ from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.sidecar.listener import RedisListener
 from evaluator_sidecar.sidecar.logs import log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
-from evaluator_sidecar.sidecar.process import (
-    get_global_pkg_manager,
-    initialize_global_pkg_manager,
-    manager_options,
-    set_global_pkg_manager,
-)
 from evaluator_sidecar.sidecar.snapshots import (
     ActivationError,
     SnapshotLoader,
@@ -95,10 +89,6 @@ __all__ = [
     "PKGManager",
     "SnapshotSource",
     "checksums_match",
-    "get_global_pkg_manager",
-    "initialize_global_pkg_manager",
-    "manager_options",
-    "set_global_pkg_manager",
 ]
 
 logger = logging.getLogger(__name__)

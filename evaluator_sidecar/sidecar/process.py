@@ -4,8 +4,8 @@
 given, its PostgreSQL and Redis clients from the ``PKG_`` settings), starts it
 and installs it; :func:`get_global_pkg_manager` returns it from anywhere in
 the process. The sidecar's own entry point installs the manager it runs with
-:func:`set_global_pkg_manager`. These names are also importable from
-:mod:`evaluator_sidecar.sidecar.manager` and :mod:`evaluator_sidecar`.
+:func:`set_global_pkg_manager`. The first two are also importable from
+:mod:`evaluator_sidecar`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from evaluator_sidecar.sidecar.manager import PKGManager
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from evaluator_sidecar.sidecar.manager import PKGManager
     from evaluator_sidecar.sidecar.snapshots import SnapshotSource
 
 __all__ = [
@@ -98,9 +99,6 @@ async def _start_global(
 
             redis_client = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=2)
         options = {**manager_options(settings), **options}
-    # Imported here: manager.py re-exports this module's names, so it imports this one first.
-    from evaluator_sidecar.sidecar.manager import PKGManager  # noqa: PLC0415
-
     manager = PKGManager(pkg_client, redis_client, **options)
     # Clients built here belong to no caller, so the manager closes them on stop().
     manager._owned_clients = owned

@@ -12,8 +12,17 @@ Modules (``import evaluator_sidecar.store`` loads none of them until a name is u
   data of ``evaluator_sidecar.store.sql``.
 - ``pool``: the one asyncpg pool (``Database``), DSN handling that never shows a password.
 - ``client``: ``PKGClient``, the facade; ``snapshots``, ``deployments``, ``validation``,
-  ``promotions``, ``devices``, ``audit``: the DAOs it composes.
-- ``snapshot_rows``, ``audit_chain``: the pure parts (row <-> rule form; the chain's hash).
+  ``promotions``, ``devices``, ``audit``: the DAOs it composes; ``forwarding``: the
+  typed forwarders that give the client its DAOs' methods; ``idempotency``: the one
+  retry of a write keyed by an idempotency key.
+- ``snapshot_reads``, ``snapshot_writes``, ``snapshot_lifecycle``, ``temporal_facts``:
+  the parts ``PKGSnapshotsDAO`` is composed of; ``snapshot_inserts``: a new
+  snapshot's rows.
+- ``snapshot_rows``, ``snapshot_checks``, ``snapshot_prepare``, ``snapshot_assembly``,
+  ``snapshot_verify``, ``audit_chain``: the pure parts (row types; content checked and
+  normalized going in; rows back to the rule form; the checksum verified on store and
+  the rows on every read; the chain's hash).
+- ``lease``: the operator replicas' lease (a session-level advisory lock).
 - ``errors``: ``PKGError`` and its subclasses, and SQLSTATE -> exception mapping.
 - ``models``: input/result dataclasses and the audit action names the client writes.
 

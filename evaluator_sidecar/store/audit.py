@@ -12,6 +12,7 @@ the database's functions) and reports the first broken link.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ from evaluator_sidecar.store.audit_chain import (
     ChainWalker,
 )
 from evaluator_sidecar.store.errors import IdempotencyConflictError, InvalidInputError, db_errors
+from evaluator_sidecar.store.idempotency import write_keyed
 from evaluator_sidecar.store.pool import Connection, Database
 
 __all__ = ["PKGAuditDAO", "append_in", "check_action", "existing_key"]
@@ -111,25 +113,24 @@ class PKGAuditDAO:
         """
         check_action(action)
         with db_errors(f"appending audit event {action}"):
-            for attempt in (1, 2):
-                try:
-                    return await self._append_once(
-                        action,
-                        actor=actor,
-                        entity_type=entity_type,
-                        entity_id=str(entity_id),
-                        details=details,
-                        snapshot_id=snapshot_id,
-                        idempotency_key=idempotency_key,
-                    )
-                except asyncpg.UniqueViolationError:
-                    # A concurrent writer used the same key first: the retry reads its row.
-                    if attempt == 2 or idempotency_key is None:
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            return await write_keyed(
+                self._db,
+                partial(
+                    self._append_once,
+                    action=action,
+                    actor=actor,
+                    entity_type=entity_type,
+                    entity_id=str(entity_id),
+                    details=details,
+                    snapshot_id=snapshot_id,
+                    idempotency_key=idempotency_key,
+                ),
+                idempotency_key=idempotency_key,
+            )
 
     async def _append_once(
         self,
+        conn: Connection,
         action: str,
         *,
         actor: str,
@@ -139,29 +140,28 @@ class PKGAuditDAO:
         snapshot_id: int | None,
         idempotency_key: str | None,
     ) -> int:
-        async with self._db.transaction() as conn:
-            if idempotency_key is not None:
-                row = await existing_key(
-                    conn, idempotency_key, action_prefix=action, entity_type=entity_type
-                )
-                if row is not None:
-                    if row["entity_id"] != entity_id:
-                        raise IdempotencyConflictError(
-                            f"idempotency key {idempotency_key!r} was used for {entity_type} "
-                            f"{row['entity_id']}, not {entity_id}: use a new key for a "
-                            "different request"
-                        )
-                    return int(row["id"])
-            return await append_in(
-                conn,
-                action,
-                actor=actor,
-                entity_type=entity_type,
-                entity_id=entity_id,
-                details=details,
-                snapshot_id=snapshot_id,
-                idempotency_key=idempotency_key,
+        if idempotency_key is not None:
+            row = await existing_key(
+                conn, idempotency_key, action_prefix=action, entity_type=entity_type
             )
+            if row is not None:
+                if row["entity_id"] != entity_id:
+                    raise IdempotencyConflictError(
+                        f"idempotency key {idempotency_key!r} was used for {entity_type} "
+                        f"{row['entity_id']}, not {entity_id}: use a new key for a "
+                        "different request"
+                    )
+                return int(row["id"])
+        return await append_in(
+            conn,
+            action,
+            actor=actor,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            details=details,
+            snapshot_id=snapshot_id,
+            idempotency_key=idempotency_key,
+        )
 
     async def get_audit_log(
         self,

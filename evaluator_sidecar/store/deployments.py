@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 from typing import Any
-
-import asyncpg
 
 from evaluator_sidecar.store.audit import append_in, check_action, existing_key
 from evaluator_sidecar.store.errors import InvalidInputError, SnapshotArchivedError, db_errors
+from evaluator_sidecar.store.idempotency import write_keyed
 from evaluator_sidecar.store.pool import Connection, Database
 
 __all__ = ["PKGDeploymentsDAO"]
@@ -110,29 +110,27 @@ class PKGDeploymentsDAO:
             )
         check_action(audit_action)
         with db_errors(f"recording deployment of snapshot {snapshot_id} to {target}/{region}"):
-            for attempt in (1, 2):
-                try:
-                    async with self._db.transaction() as conn:
-                        return await self._upsert(
-                            conn,
-                            snapshot_id=snapshot_id,
-                            target=target,
-                            region=region,
-                            percent=percent,
-                            is_active=is_active,
-                            deployment_name=deployment_name,
-                            deployment_uid=deployment_uid,
-                            step=step,
-                            actor=actor,
-                            idempotency_key=idempotency_key,
-                            audit_action=audit_action,
-                            details=details,
-                        )
-                except asyncpg.UniqueViolationError as exc:
-                    # Only a concurrent use of the same key is worth a second look.
-                    if attempt == 2 or exc.constraint_name != "pkg_audit_log_idempotency_key_key":
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            return await write_keyed(
+                self._db,
+                partial(
+                    self._upsert,
+                    snapshot_id=snapshot_id,
+                    target=target,
+                    region=region,
+                    percent=percent,
+                    is_active=is_active,
+                    deployment_name=deployment_name,
+                    deployment_uid=deployment_uid,
+                    step=step,
+                    actor=actor,
+                    idempotency_key=idempotency_key,
+                    audit_action=audit_action,
+                    details=details,
+                ),
+                idempotency_key=idempotency_key,
+                # The key lives on the step's audit row: only a race on it is worth a second look.
+                constraint="pkg_audit_log_idempotency_key_key",
+            )
 
     async def _upsert(
         self,

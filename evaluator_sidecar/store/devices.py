@@ -125,7 +125,8 @@ class PKGDevicesDAO:
         activation_failures: int | None = None,
         seen_at: datetime | None = None,
     ) -> None:
-        """Record one device's heartbeat (the seed's signature, plus metrics)."""
+        """Record one device's heartbeat: what it runs (positional, as callers pass it),
+        then its metrics (keywords). ``update_device_heartbeats`` records many at once."""
         await self.update_device_heartbeats(
             [
                 DeviceHeartbeat(

@@ -1,8 +1,8 @@
 """Small value types the PKG client takes and returns (beyond plain row dicts).
 
-Rows come back as ``dict[str, Any]`` keyed by column name, as in the seed's
-API; these dataclasses are for inputs with many fields and for results that
-carry more than an id.
+Rows come back as plain ``dict[str, Any]`` keyed by column name, so a caller
+needs no row type to read one; these dataclasses are for inputs with many fields
+and for results that carry more than an id.
 """
 
 from __future__ import annotations

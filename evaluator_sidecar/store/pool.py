@@ -1,8 +1,8 @@
 """The one asyncpg pool the PKG client's DAOs share, and what a DSN may safely show.
 
 ``Database`` creates the pool on first use (so ``PKGClient()`` can be built
-outside an event loop, as in the seed) and hands out connections and short
-transactions. A database that cannot be reached raises
+outside an event loop, e.g. in a synchronous constructor) and hands out
+connections and short transactions. A database that cannot be reached raises
 ``DatabaseUnavailableError`` naming host:port, database and user: never the
 password, which ``redact_dsn`` also strips from anything logged.
 """

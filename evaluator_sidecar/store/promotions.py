@@ -3,8 +3,8 @@
 ``promote_snapshot`` and ``rollback_snapshot`` call the SQL functions
 ``pkg_promote_snapshot`` / ``pkg_rollback_snapshot``, which switch the active
 snapshot of an environment, write the promotion row (from/to version) and the
-audit row in one transaction. ``create_promotion`` is the seed's record-only
-call: it writes a promotion row (e.g. a failed canary, ``success=False``) and
+audit row in one transaction. ``create_promotion`` is the record-only call:
+it writes a promotion row (e.g. a failed canary, ``success=False``) and
 its audit row without activating anything. An ``idempotency_key`` makes each
 of them safe to retry after a crash.
 """
@@ -12,9 +12,8 @@ of them safe to retry after a crash.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
-
-import asyncpg
 
 from evaluator_sidecar.store.audit import append_in
 from evaluator_sidecar.store.errors import (
@@ -23,6 +22,7 @@ from evaluator_sidecar.store.errors import (
     NotFoundError,
     db_errors,
 )
+from evaluator_sidecar.store.idempotency import write_keyed
 from evaluator_sidecar.store.pool import Connection, Database
 
 __all__ = ["PKGPromotionsDAO"]
@@ -56,7 +56,7 @@ class PKGPromotionsDAO:
                 )
         return [dict(r) for r in rows]
 
-    async def create_promotion(  # noqa: PLR0917 - the seed's signature
+    async def create_promotion(  # noqa: PLR0917 - callers pass these positionally
         self,
         snapshot_id: int,
         actor: str,
@@ -75,24 +75,20 @@ class PKGPromotionsDAO:
         if action not in _ACTIONS:
             raise InvalidInputError(f"action {action!r} is not one of {', '.join(_ACTIONS)}")
         with db_errors(f"recording a {action} of snapshot {snapshot_id}"):
-            for attempt in (1, 2):
-                try:
-                    async with self._db.transaction() as conn:
-                        return await self._record(
-                            conn,
-                            snapshot_id=snapshot_id,
-                            actor=actor,
-                            action=action,
-                            reason=reason,
-                            metrics=metrics,
-                            success=success,
-                            idempotency_key=idempotency_key,
-                        )
-                except asyncpg.UniqueViolationError:
-                    # A concurrent writer used the same key first: the retry returns its row.
-                    if attempt == 2 or idempotency_key is None:
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            return await write_keyed(
+                self._db,
+                partial(
+                    self._record,
+                    snapshot_id=snapshot_id,
+                    actor=actor,
+                    action=action,
+                    reason=reason,
+                    metrics=metrics,
+                    success=success,
+                    idempotency_key=idempotency_key,
+                ),
+                idempotency_key=idempotency_key,
+            )
 
     async def _record(
         self,

@@ -7,7 +7,7 @@ Pure: no I/O. Two checks, both raising :class:`ChecksumMismatchError`:
   equal the one the caller gave. The caller's value is never stored unchecked.
 * :func:`verify_stored_rows` (on read): the rows read back must hash to the
   ``content_sha256`` recorded when they were stored (the hash of everything
-  stored, ``snapshot_rows.prepare_snapshot``). A rule, condition, emission,
+  stored, ``snapshot_prepare.prepare_snapshot``). A rule, condition, emission,
   subtask type, fact, fixture, the data, the entrypoint, the artifact or the
   checksum column changed in PostgreSQL after the store fails it, so neither
   the operator nor a sidecar compiles what was not stored.
@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 from evaluator_sidecar.policy.model import sha256_hex
 from evaluator_sidecar.store.errors import ChecksumMismatchError
+from evaluator_sidecar.store.snapshot_prepare import content_hash
 from evaluator_sidecar.store.snapshot_rows import (
     ConditionRow,
     EmissionRow,
@@ -35,7 +36,6 @@ from evaluator_sidecar.store.snapshot_rows import (
     RuleRow,
     SnapshotContent,
     SubtaskTypeRow,
-    content_hash,
 )
 
 __all__ = ["stored_content_sha256", "verified_content", "verify_stored_rows"]

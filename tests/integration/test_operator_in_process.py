@@ -126,9 +126,17 @@ async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
 
 @pytest.fixture
 def operator(
-    kube: KubeControlPlane, migrated_dsn: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    kube: KubeControlPlane,
+    cluster: Kube,
+    migrated_dsn: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[KopfRunner]:
-    """The operator's registry in KopfRunner: standalone, all namespaces, this test's servers."""
+    """The operator's registry in KopfRunner: standalone, this test's namespace and servers.
+
+    Only its own namespace: the objects other tests left in the API server would otherwise
+    be reconciled into this test's fresh database, racing with its own.
+    """
     # kopf logs in, and pkg_operator.kube connects, with the kubeconfig of the test bed: the
     # kubernetes client read $KUBECONFIG into its default when it was imported.
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
@@ -143,7 +151,7 @@ def operator(
         rollout_interval_seconds=0.5,
     )
     with KopfRunner(
-        ["run", "--standalone", "--all-namespaces"],
+        ["run", "--standalone", "--namespace", cluster.namespace],
         registry=build_registry(settings),
         timeout=60,
     ) as runner:

@@ -226,7 +226,7 @@ class TestGlobalManager:
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         from evaluator_sidecar import get_global_pkg_manager, initialize_global_pkg_manager
-        from evaluator_sidecar.sidecar.manager import set_global_pkg_manager
+        from evaluator_sidecar.sidecar.process import set_global_pkg_manager
         from pkg_testbed.procs import free_port
 
         # Nothing listens on these ports: both servers are "down".

@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 from evaluator_sidecar.store.errors import ChecksumMismatchError
+from evaluator_sidecar.store.snapshot_assembly import assemble_rules, fact_to_dict
+from evaluator_sidecar.store.snapshot_prepare import prepare_snapshot
 from evaluator_sidecar.store.snapshot_rows import (
     InvalidSnapshotError,
-    assemble_rules,
     condition_value_text,
-    fact_to_dict,
     format_timestamp,
     parse_timestamp,
-    prepare_snapshot,
 )
 
 CHECKSUM = "a" * 64

@@ -10,7 +10,8 @@ import pytest
 from evaluator_sidecar.policy import resource
 from evaluator_sidecar.policy.resource_checksum import content_checksum
 from evaluator_sidecar.store import errors
-from evaluator_sidecar.store.snapshot_rows import SnapshotContent, prepare_snapshot
+from evaluator_sidecar.store.snapshot_prepare import prepare_snapshot
+from evaluator_sidecar.store.snapshot_rows import SnapshotContent
 from evaluator_sidecar.store.snapshot_verify import (
     stored_content_sha256,
     verified_content,
