@@ -12,6 +12,7 @@ __all__ = [
     "EngineUnavailableError",
     "EvaluationError",
     "EvaluatorError",
+    "InvalidTaskFactsError",
     "Problem",
     "SnapshotLoadError",
 ]
@@ -46,6 +47,15 @@ class SnapshotLoadError(EvaluatorError):
 
 class EvaluationError(EvaluatorError):
     """One evaluation failed (bad task facts, a trap, a timeout); the evaluator stays usable."""
+
+
+class InvalidTaskFactsError(EvaluationError):
+    """The task facts are malformed (the caller's fault, HTTP 400), not an engine failure.
+
+    Callers tell the two apart by this type, never by the message's wording. (Not named
+    InvalidInputError: the store has one, a PKGError, and the package's top level exports
+    that.)
+    """
 
 
 class EngineUnavailableError(EvaluatorError):

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evaluator_sidecar.policy.engines.native.values import timestamp_ns
-from evaluator_sidecar.policy.errors import EvaluationError
+from evaluator_sidecar.policy.errors import EvaluationError, InvalidTaskFactsError
 
 __all__ = [
     "MAX_DEPTH",
@@ -56,7 +56,7 @@ _SCALAR_TYPES = (str, int, float, bool, type(None))
 
 
 def _fail(message: str) -> EvaluationError:
-    return EvaluationError(f"invalid task facts: {message}")
+    return InvalidTaskFactsError(f"invalid task facts: {message}")
 
 
 def _describe(value: Any) -> str:

@@ -76,6 +76,15 @@ class Activator:
         self.failures = 0
         self.confirmed_at: float | None = None  # when the active snapshot was last known desired
         self.serving_from_disk = False
+        #: Why the disk cache's last good snapshot was refused at start, until one activates.
+        self.disk_refusal: str | None = None
+
+    def unavailable(self, error: str) -> str:
+        """``last_error`` for a failed read while nothing runs: the error, and why the
+        disk cache could not stand in, when it was refused."""
+        if self.disk_refusal is None:
+            return error
+        return f"{error}; the last good snapshot in the disk cache was refused: {self.disk_refusal}"
 
     async def activate(
         self,
@@ -114,8 +123,10 @@ class Activator:
         self.applied = Applied(target.epoch, target.cohort, source)
         self.last_activation = now
         self.failed = False
-        self.serving_from_disk = False
+        # PostgreSQL down and the snapshot read from the disk cache: say so until it answers.
+        self.serving_from_disk = not from_cache and snapshot is self.loader.from_disk
         self.last_error = None
+        self.disk_refusal = None
         if previous is not evaluator:
             self.metrics.hotswaps.inc()
         self.metrics.set_active_version(evaluator.version)
@@ -198,7 +209,24 @@ class Activator:
             return
         cached = await asyncio.to_thread(self.disk_cache.load_active)
         if cached is None:
-            log_event(logger, logging.WARNING, "disk_cache_empty", dir=str(self.disk_cache.root))
+            refused = self.disk_cache.last_refusal
+            if refused is None:
+                log_event(
+                    logger, logging.WARNING, "disk_cache_empty", dir=str(self.disk_cache.root)
+                )
+                return
+            log_event(logger, logging.ERROR, "disk_cache_refused", error=refused)
+            self.disk_refusal = refused
+            self.record_failure(
+                ActivationError(
+                    "",
+                    self.disk_cache.refusal_reason,
+                    self.unavailable(self.last_error or "no snapshot could be read"),
+                    transient=False,
+                ),
+                "disk_cache",
+                0.0,
+            )
             return
         if cached.snapshot.env != self.env:
             log_event(

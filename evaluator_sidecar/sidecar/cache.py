@@ -76,6 +76,11 @@ class SnapshotDiskCache:
         self.root = root
         self.keep = keep
         self._snapshots = root / "snapshots"
+        #: Why the latest ``load``/``load_active`` refused a file that was there (torn,
+        #: altered, unreadable); None when it found nothing or loaded it.
+        self.last_refusal: str | None = None
+        #: Its kind, as ``pkg_activation_failures_total`` counts it.
+        self.refusal_reason = "load_error"
 
     def _path(self, version: str) -> Path:
         name = hashlib.sha256(version.encode()).hexdigest()[:32]
@@ -105,17 +110,24 @@ class SnapshotDiskCache:
         except FileNotFoundError:
             return None
         except (OSError, orjson.JSONDecodeError) as exc:
-            logger.warning("snapshot cache file %s cannot be read (%s); ignoring it", path, exc)
+            self._refuse(f"snapshot cache file {path} cannot be read ({exc})")
             return None
         if not isinstance(body, dict) or body.get("format") != FORMAT or key not in body:
-            logger.warning("snapshot cache file %s has an unknown layout; ignoring it", path)
+            self._refuse(f"snapshot cache file {path} has an unknown layout")
             return None
-        if _digest(body[key]) != body.get("sha256"):
-            logger.error(
-                "snapshot cache file %s fails its checksum (torn or altered); ignoring it", path
+        actual = _digest(body[key])
+        if actual != body.get("sha256"):
+            self._refuse(
+                f"snapshot cache file {path} fails its checksum (torn or altered: its content "
+                f"hashes to {actual}, the file records {body.get('sha256')})",
+                reason="checksum_mismatch",
             )
             return None
         return body[key]
+
+    def _refuse(self, why: str, *, reason: str = "load_error") -> None:
+        self.last_refusal, self.refusal_reason = why, reason
+        logger.error("%s; ignoring it", why)
 
     def store(
         self,
@@ -156,25 +168,27 @@ class SnapshotDiskCache:
 
     def load(self, version: str) -> PKGSnapshotData | None:
         """The cached snapshot of ``version``, or None when absent or not intact."""
+        self.last_refusal = None
         payload = self._read(self._path(version), "snapshot")
         if payload is None:
             return None
         try:
             snapshot = snapshot_from_dict(payload)
         except (TypeError, ValueError) as exc:
-            logger.warning("cached snapshot %r cannot be rebuilt (%s); ignoring it", version, exc)
+            self._refuse(f"cached snapshot {version!r} cannot be rebuilt ({exc})")
             return None
         if snapshot.version != version:
-            logger.error("cache file for %r holds %r; ignoring it", version, snapshot.version)
+            self._refuse(f"cache file for {version!r} holds {snapshot.version!r}")
             return None
         return snapshot
 
     def load_active(self) -> CachedActive | None:
-        """The snapshot that was active last, or None."""
+        """The snapshot that was active last, or None (``last_refusal`` says why, if refused)."""
+        self.last_refusal = None
         pointer = self._read(self.root / "active.json", "active")
         if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
             return None
-        snapshot = self.load(pointer["version"])
+        snapshot = self.load(pointer["version"])  # sets last_refusal
         if snapshot is None:
             return None
         return CachedActive(

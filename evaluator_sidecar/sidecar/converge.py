@@ -102,7 +102,7 @@ class Converger:
                 snapshot = await self.activator.loader.active()
             except ActivationError as exc:
                 if self.activator.slot.active() is None:
-                    self.activator.last_error = str(exc)
+                    self.activator.last_error = self.activator.unavailable(str(exc))
                 log_event(logger, logging.WARNING, "active_snapshot_unavailable", error=str(exc))
                 return False
             if snapshot is None:

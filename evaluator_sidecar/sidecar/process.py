@@ -10,7 +10,9 @@ the process. The sidecar's own entry point installs the manager it runs with
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from evaluator_sidecar.sidecar.manager import PKGManager
@@ -29,6 +31,20 @@ __all__ = [
 
 _global_manager: PKGManager | None = None
 _global_lock = threading.Lock()
+#: One lock per event loop serialises first calls: two would otherwise both see no manager
+#: and start two (two Redis listeners, two heartbeat loops for one device id).
+_init_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _init_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    with _global_lock:
+        lock = _init_locks.get(loop)
+        if lock is None:
+            lock = _init_locks[loop] = asyncio.Lock()
+        return lock
 
 
 def get_global_pkg_manager() -> PKGManager | None:
@@ -57,6 +73,16 @@ async def initialize_global_pkg_manager(
     existing = get_global_pkg_manager()
     if existing is not None:
         return existing
+    async with _init_lock():
+        existing = get_global_pkg_manager()
+        if existing is not None:
+            return existing  # a concurrent first call started it meanwhile
+        return await _start_global(pkg_client, redis_client, options)
+
+
+async def _start_global(
+    pkg_client: SnapshotSource | None, redis_client: Redis | None, options: dict[str, Any]
+) -> PKGManager:
     owned = (pkg_client is None, redis_client is None)
     if any(owned):
         # Imported here: a manager built from its clients needs neither the settings nor asyncpg.

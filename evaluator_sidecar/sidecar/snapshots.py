@@ -3,7 +3,10 @@
 Everything here happens before a swap and changes nothing a request can see.
 :class:`SnapshotLoader` reads snapshots from PostgreSQL with a timeout, falls
 back to the disk cache of the last good snapshots when PostgreSQL is down, and
-remembers whether PostgreSQL last answered. :func:`check_snapshot` refuses a
+remembers whether PostgreSQL last answered. The store verifies the rows it
+reads against the hash recorded when they were stored, and the disk cache its
+files' hashes; a refusal from either is an ``ActivationError`` that says why
+(``checksum_mismatch``), never a silent fallback. :func:`check_snapshot` refuses a
 snapshot of another environment or with another checksum than the desired
 state names. :func:`build_evaluator` compiles a snapshot and runs its fixtures;
 it is slow and blocking by design and is meant for a worker thread, which is
@@ -22,6 +25,7 @@ from evaluator_sidecar.policy.errors import EvaluatorError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum
+from evaluator_sidecar.policy.resource_checksum import ChecksumMismatchError
 from evaluator_sidecar.sidecar.cache import SnapshotDiskCache
 from evaluator_sidecar.sidecar.logs import MANAGER_LOGGER, log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
@@ -88,6 +92,8 @@ class SnapshotLoader:
         self.timeout = timeout
         #: Whether PostgreSQL answered the latest call; None until the first one.
         self.db_connected: bool | None = None
+        #: The latest snapshot served from the disk cache (PostgreSQL down), by identity.
+        self.from_disk: PKGSnapshotData | None = None
 
     async def _call(self, what: str, call: Awaitable[_T]) -> _T:
         try:
@@ -96,6 +102,13 @@ class SnapshotLoader:
             self.db_connected = False
             raise ActivationError(
                 what, "db_unavailable", f"PostgreSQL unavailable ({what}): {exc}", transient=True
+            ) from exc
+        except ChecksumMismatchError as exc:
+            # The rows read are not what was stored (the store verifies them on read):
+            # never compiled, never retried until the desired state changes.
+            self.db_connected = True
+            raise ActivationError(
+                what, "checksum_mismatch", f"refused {what}: {exc}", transient=False
             ) from exc
         except Exception as exc:  # the client's own errors: the server answered
             self.db_connected = True
@@ -130,11 +143,23 @@ class SnapshotLoader:
                     f"snapshot {version!r} is not in PostgreSQL; store it before activating it",
                     transient=True,
                 )
+        refused: str | None = None
         if self.disk_cache is not None:
             cached = await asyncio.to_thread(self.disk_cache.load, version)
             if cached is not None:
                 log_event(logger, logging.WARNING, "snapshot_from_disk_cache", version=version)
+                self.from_disk = cached
                 return cached
+            refused = self.disk_cache.last_refusal
+        if refused is not None:
+            log_event(logger, logging.ERROR, "disk_cache_refused", version=version, error=refused)
+            raise ActivationError(
+                version,
+                self.disk_cache.refusal_reason if self.disk_cache else "load_error",
+                f"{db_error or 'no PostgreSQL client'}; the disk cache's copy was refused: "
+                f"{refused}",
+                transient=True,
+            )
         raise db_error or ActivationError(
             version, "no_database", f"snapshot {version!r}: no database configured", transient=True
         )

@@ -19,8 +19,10 @@ Modules (``import evaluator_sidecar.store`` loads none of them until a name is u
   the parts ``PKGSnapshotsDAO`` is composed of; ``snapshot_inserts``: a new
   snapshot's rows.
 - ``snapshot_rows``, ``snapshot_checks``, ``snapshot_prepare``, ``snapshot_assembly``,
-  ``audit_chain``: the pure parts (row types; content checked and normalized going
-  in; rows back to the rule form; the chain's hash).
+  ``snapshot_verify``, ``audit_chain``: the pure parts (row types; content checked and
+  normalized going in; rows back to the rule form; the checksum verified on store and
+  the rows on every read; the chain's hash).
+- ``lease``: the operator replicas' lease (a session-level advisory lock).
 - ``errors``: ``PKGError`` and its subclasses, and SQLSTATE -> exception mapping.
 - ``models``: input/result dataclasses and the audit action names the client writes.
 

@@ -16,6 +16,11 @@ from typing import NoReturn
 
 import asyncpg
 
+from evaluator_sidecar.policy.errors import Problem
+from evaluator_sidecar.policy.resource_checksum import (
+    ChecksumMismatchError as _ContentChecksumMismatchError,
+)
+
 __all__ = [
     "AuditLogAppendOnlyError",
     "ChecksumMismatchError",
@@ -97,8 +102,26 @@ class IntegrityError(PKGError):
     """Stored data is inconsistent or was tampered with."""
 
 
-class ChecksumMismatchError(IntegrityError):
-    """A checksum given with the data does not match the data."""
+class ChecksumMismatchError(IntegrityError, _ContentChecksumMismatchError):
+    """A checksum given with the data does not match the data, or stored rows no longer
+    match the hash recorded when they were stored.
+
+    One exception under both import paths' bases: it is an :class:`IntegrityError` (so
+    ``except PKGError`` sees it) and a
+    :class:`evaluator_sidecar.policy.resource_checksum.ChecksumMismatchError` (so code
+    that catches the policy core's refusal, which knows no database, sees it too).
+    ``declared`` and ``actual`` are the two hashes when known.
+    """
+
+    def __init__(
+        self, message: str, *, version: str = "", declared: str = "", actual: str = ""
+    ) -> None:
+        # Not the policy error's __init__: that one builds its message from a spec field.
+        Exception.__init__(self, message)
+        self.version = version
+        self.declared = declared
+        self.actual = actual
+        self.problems = [Problem("checksum", message)]
 
 
 class AuditLogAppendOnlyError(IntegrityError):

@@ -6,7 +6,8 @@ section "PolicySnapshot spec"), reports every problem at once with its path
 (``InvalidSnapshotError``), fills the defaults (positions from list order,
 ``subtask_name`` from ``subtask_type``, ``relationship_type`` EMITS, empty
 params) and computes ``content_sha256``, the hash of everything stored, which
-makes storing idempotent. Pure: no I/O.
+makes storing idempotent and lets a read verify its rows (``content_hash``,
+``snapshot_verify``). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from evaluator_sidecar.store.snapshot_rows import (
     canonical_json,
 )
 
-__all__ = ["prepare_snapshot"]
+__all__ = ["content_hash", "prepare_snapshot"]
 
 
 def prepare_snapshot(
@@ -153,6 +154,11 @@ def prepare_snapshot(
         artifact_sha256=artifact_sha256,
     )
     return _with_content_hash(content)
+
+
+def content_hash(content: SnapshotContent) -> str:
+    """The ``content_sha256`` of ``content`` (its own field is ignored)."""
+    return _with_content_hash(content).content_sha256
 
 
 def _with_content_hash(content: SnapshotContent) -> SnapshotContent:

@@ -4,7 +4,10 @@ A whole snapshot comes back as a ``PKGSnapshotData`` in the evaluator's rule for
 (rules -> conditions -> emissions, each emission with its subtask type's
 ``default_params``), with the WASM bytes, static data, entrypoint, the snapshot's
 own facts and its fixtures, all from one read-only repeatable-read transaction,
-so its parts cannot come from two states of the database. The other reads return
+so its parts cannot come from two states of the database. Before it is returned,
+its rows are verified against the ``content_sha256`` recorded when it was stored
+(``snapshot_verify.verify_stored_rows``): rows changed in PostgreSQL since raise
+ChecksumMismatchError instead of reaching an evaluator. The other reads return
 a snapshot's row without its content, or the active artifact.
 """
 
@@ -19,6 +22,7 @@ from evaluator_sidecar.store.errors import InvalidInputError, db_errors
 from evaluator_sidecar.store.pool import Connection, Database
 from evaluator_sidecar.store.snapshot_assembly import assemble_rules, fact_to_dict
 from evaluator_sidecar.store.snapshot_rows import check_env
+from evaluator_sidecar.store.snapshot_verify import verify_stored_rows
 
 __all__ = ["SnapshotReads"]
 
@@ -45,13 +49,13 @@ SELECT id, rule_id, rule_name, priority, disabled, rule_source
   FROM pkg_policy_rules WHERE snapshot_id = $1 ORDER BY position, rule_id
 """
 _CONDITIONS = """
-SELECT c.rule_id AS rule, c.condition_type::text AS condition_type, c.condition_key,
+SELECT c.id, c.rule_id AS rule, c.condition_type::text AS condition_type, c.condition_key,
        c.operator::text AS operator, c.value, c.position
   FROM pkg_rule_conditions c JOIN pkg_policy_rules r ON r.id = c.rule_id
  WHERE r.snapshot_id = $1 ORDER BY c.rule_id, c.position, c.id
 """
 _EMISSIONS = """
-SELECT e.rule_id AS rule, st.name AS subtask_type, e.subtask_name,
+SELECT e.id, e.rule_id AS rule, st.name AS subtask_type, e.subtask_name,
        e.relationship_type::text AS relationship_type, e.params, e.default_params, e.position
   FROM pkg_rule_emissions e
   JOIN pkg_policy_rules r ON r.id = e.rule_id
@@ -63,7 +67,7 @@ SELECT name, default_params, declared FROM pkg_subtask_types
  WHERE snapshot_id = $1 ORDER BY position, name
 """
 _FACTS = """
-SELECT subject, predicate, object, valid_from, valid_to FROM pkg_facts
+SELECT subject, predicate, object, valid_from, valid_to, created_at FROM pkg_facts
  WHERE snapshot_id = $1 ORDER BY position, id
 """
 _FIXTURES = """
@@ -92,13 +96,23 @@ class SnapshotReads:
         types = await conn.fetch(_SUBTASK_TYPES, snapshot_id)
         facts = await conn.fetch(_FACTS, snapshot_id)
         fixtures = await conn.fetch(_FIXTURES, snapshot_id)
+        artifact = bytes(row["artifact_bytes"]) if row["artifact_bytes"] is not None else None
+        # Before anyone compiles it: the rows must be what was stored.
+        verify_stored_rows(
+            row,
+            rules=rules,
+            conditions=conditions,
+            emissions=emissions,
+            subtask_types=types,
+            facts=facts,
+            fixtures=fixtures,
+            artifact=artifact,
+        )
         return PKGSnapshotData(
             id=snapshot_id,
             version=row["version"],
             engine=row["engine"],
-            wasm_artifact=bytes(row["artifact_bytes"])
-            if row["artifact_bytes"] is not None
-            else None,
+            wasm_artifact=artifact,
             checksum=row["checksum"],
             rules=assemble_rules(rules, conditions, emissions, types),
             env=row["env"],

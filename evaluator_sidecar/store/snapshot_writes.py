@@ -1,11 +1,13 @@
 """Storing snapshots: one whole snapshot per transaction, idempotently, owned by one resource.
 
 ``store_snapshot`` checks and normalizes the snapshot (``snapshot_prepare``),
-then, under an advisory lock on its version, finds what is already stored under
-that version or resource uid (:func:`_find_stored`) and either returns the
-stored id (identical content: nothing written; archived: restored; from another
-resource: taken over only when the old owner is gone) or inserts the rows
-(``snapshot_inserts``) with their ``snapshot.stored`` audit row.
+verifies its checksum against the one the store computes itself
+(``snapshot_verify.verified_content``), then, under an advisory lock on its
+version, finds what is already stored under that version or resource uid
+(:func:`_find_stored`) and either returns the stored id (identical content:
+nothing written; archived: restored; from another resource: taken over only
+when the old owner is gone) or inserts the rows (``snapshot_inserts``) with
+their ``snapshot.stored`` audit row.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from evaluator_sidecar.store.pool import Connection, Database
 from evaluator_sidecar.store.snapshot_inserts import SnapshotSource, insert_snapshot
 from evaluator_sidecar.store.snapshot_prepare import prepare_snapshot
 from evaluator_sidecar.store.snapshot_rows import SnapshotContent
+from evaluator_sidecar.store.snapshot_verify import verified_content
 
 __all__ = ["SnapshotWrites"]
 
@@ -65,8 +68,9 @@ class SnapshotWrites:
 
         Give either ``snapshot`` (a ``PKGSnapshotData``, e.g. from
         ``resource.snapshot_from_resource``) or the parts as keywords. ``checksum`` is the
-        content checksum (``evaluator_sidecar.policy.resource.content_checksum`` of the spec),
-        computed when omitted. Keyed by ``resource_uid`` (the PolicySnapshot's
+        content checksum (``evaluator_sidecar.policy.resource.content_checksum`` of the spec):
+        the store computes it from the content, and a given one must equal it
+        (ChecksumMismatchError otherwise). Keyed by ``resource_uid`` (the PolicySnapshot's
         ``metadata.uid``) and ``version``: storing identical content again returns the
         stored id and writes nothing; an identical snapshot that was archived is restored.
         A version belongs to one resource: an identical snapshot from another resource uid
@@ -74,8 +78,8 @@ class SnapshotWrites:
         without a uid, or owned by ``reclaim_from`` (a caller that checked that this
         owner no longer exists); otherwise VersionOwnedError names the owner. Raises
         ConflictError when the version holds different content or the uid another
-        version, InvalidSnapshotError listing every problem, ChecksumMismatchError when a
-        wasm checksum is not the artifact's.
+        version, InvalidSnapshotError listing every problem, ChecksumMismatchError when the
+        given checksum is not the content's or a wasm checksum is not the artifact's.
         """
         if snapshot is not None:
             given = [
@@ -103,19 +107,11 @@ class SnapshotWrites:
             wasm_artifact, entrypoint = snapshot.wasm_artifact, snapshot.entrypoint
         if version is None or env is None or engine is None:
             raise InvalidInputError("store_snapshot needs version, env and engine (or a snapshot)")
-        if checksum is None:
-            checksum = _content_checksum(
-                engine=engine,
-                rules=rules,
-                subtask_types=subtask_types,
-                facts=facts,
-                data=data,
-                wasm_artifact=wasm_artifact,
-            )
-        content = prepare_snapshot(
+        content = _verified_prepared(
             version=version,
             env=env,
             engine=engine,
+            checksum=checksum,
             rules=rules,
             subtask_types=subtask_types,
             facts=facts,
@@ -123,7 +119,6 @@ class SnapshotWrites:
             data=data,
             wasm_artifact=wasm_artifact,
             entrypoint=entrypoint,
-            checksum=checksum,
         )
         source = SnapshotSource(resource_uid, resource_namespace, resource_name)
         with db_errors(f"storing snapshot {version!r}"):
@@ -296,6 +291,54 @@ async def _find_stored(
         )
     existing: int = row["id"]
     return existing
+
+
+def _verified_prepared(
+    *,
+    version: str,
+    env: str,
+    engine: str,
+    checksum: str | None,
+    rules: Sequence[Mapping[str, Any]] | None,
+    subtask_types: Sequence[Mapping[str, Any]] | None,
+    facts: Sequence[Mapping[str, Any]] | None,
+    fixtures: Sequence[Mapping[str, Any]] | None,
+    data: Mapping[str, Any] | None,
+    wasm_artifact: bytes | None,
+    entrypoint: str | None,
+) -> SnapshotContent:
+    """The content checked and normalized (``prepare_snapshot``), its checksum verified.
+
+    The store computes the content checksum itself; a caller's is compared, never
+    trusted (README.md, "Concepts": verification). A content it cannot hash is left to
+    ``prepare_snapshot``, which reports every problem at once.
+    """
+    computed: str | None
+    try:
+        computed = _content_checksum(
+            engine=engine,
+            rules=rules,
+            subtask_types=subtask_types,
+            facts=facts,
+            data=data,
+            wasm_artifact=wasm_artifact,
+        )
+    except InvalidInputError:
+        computed = None
+    content = prepare_snapshot(
+        version=version,
+        env=env,
+        engine=engine,
+        rules=rules,
+        subtask_types=subtask_types,
+        facts=facts,
+        fixtures=fixtures,
+        data=data,
+        wasm_artifact=wasm_artifact,
+        entrypoint=entrypoint,
+        checksum=checksum if checksum is not None else (computed or ""),
+    )
+    return verified_content(content, computed)
 
 
 def _content_checksum(

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from evaluator_sidecar.store.errors import DatabaseUnavailableError
-from pkg_operator import heartbeats
+from pkg_operator import heartbeats, integrity
 from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
 from pkg_operator.kopf_config import configure_kopf
@@ -41,6 +41,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         configure_kopf(settings, ours)
         memo.ctx = await open_context(ours)
         memo.ctx.tasks.append(heartbeats.start_folder(memo.ctx))
+        if ours.integrity_check_seconds > 0:
+            # Started on every replica; one holds the lease and reports (integrity.py).
+            memo.ctx.tasks.append(integrity.start_checker(memo.ctx))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import functools
 import logging
 from typing import Any, cast
@@ -24,8 +25,10 @@ from pkg_operator.api import GROUP, VERSION
 
 __all__ = [
     "KubeError",
+    "get_crd",
     "get_object",
     "patch_status",
+    "post_event",
     "read_configmap_binary",
 ]
 
@@ -85,6 +88,60 @@ async def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] |
         if exc.status == 404:
             return None
         raise
+
+
+def _get_crd(name: str) -> dict[str, Any]:
+    api = kubernetes.client.ApiextensionsV1Api(_api_client())
+    meta: Any = api.read_custom_resource_definition(name).metadata
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": meta.name, "uid": meta.uid},
+    }
+
+
+async def get_crd(name: str) -> dict[str, Any] | None:
+    """A CustomResourceDefinition's reference (apiVersion, kind, name, uid), for events;
+    None when it does not exist."""
+    try:
+        return await asyncio.to_thread(_get_crd, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"  # cluster-scoped objects: as kopf does
+    now = dt.datetime.now(dt.UTC)
+    body: Any = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'pkg')}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "firstTimestamp": now.isoformat(),
+        "lastTimestamp": now.isoformat(),
+        "count": 1,
+        "source": {"component": "pkg-operator"},
+        "reportingComponent": "pkg-operator",
+    }
+    kubernetes.client.CoreV1Api(_api_client()).create_namespaced_event(namespace, body)
+
+
+async def post_event(obj: dict[str, Any], *, type_: str, reason: str, message: str) -> None:
+    """Post an event about ``obj`` (a raw object with apiVersion, kind, metadata) from outside
+    a handler, where kopf's own event posting is not available (a background task)."""
+    await asyncio.to_thread(_post_event, obj, type_, reason, message)
 
 
 def _patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:

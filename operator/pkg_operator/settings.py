@@ -17,6 +17,7 @@ The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL`
 | ``PKG_ROLLOUT_INTERVAL_SECONDS`` | ``2`` | how often each PolicyDeployment is reconciled |
 | ``PKG_HEARTBEAT_FOLD_INTERVAL_SECONDS`` | ``1`` | how long a heartbeat read waits for more |
 | ``PKG_HEARTBEAT_BATCH_SIZE`` | ``500`` | heartbeats read and written per round trip |
+| ``PKG_INTEGRITY_CHECK_SECONDS`` | ``300`` | how often the integrity checks run (0: never) |
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class OperatorSettings(CommonSettings):
     rollout_interval_seconds: float = Field(default=2.0, gt=0, le=300)
     heartbeat_fold_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     heartbeat_batch_size: int = Field(default=500, ge=1, le=100_000)
+    # pkg_operator.integrity: database checks, audit chain and snapshot rows; 0 disables.
+    integrity_check_seconds: float = Field(default=300.0, ge=0, le=86_400)
 
     @property
     def namespace_list(self) -> list[str]:

@@ -571,3 +571,52 @@ async def test_an_operator_killed_mid_rollout_resumes_without_repeating_a_step(
         cluster, "SELECT count(*) AS n FROM pkg_promotions WHERE metrics->>'target' = $1", target
     )
     assert promotions[0]["n"] == 1
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+async def test_a_snapshot_changed_in_postgres_is_refused_by_sidecars_and_shown_in_the_status(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    fleet_factory: Callable[[str, str], Fleet],
+) -> None:
+    env, target = "prod", f"verify-{namespace}"
+    start_operator()
+    v1, v2, fleet, eu = v1_v2_and_fleet(cluster, namespace, fleet_factory, env, target)
+    # Someone with write access to PostgreSQL makes v2's VIP rule fire for every guest.
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        await conn.execute(
+            "UPDATE pkg_rule_conditions c SET condition_key = 'guest' FROM pkg_policy_rules r, "
+            "pkg_snapshots s WHERE c.rule_id = r.id AND r.snapshot_id = s.id AND s.version = $1",
+            v2,
+        )
+    finally:
+        await conn.close()
+    cluster.apply(
+        namespace,
+        deployment_doc(
+            "tampered", "v2", env=env, target=target, region=EU, min_devices=6,
+            steps=[{"setWeight": 100}],
+        ),
+    )  # fmt: skip
+
+    def refusals() -> list[dict[str, Any]] | None:
+        health = (pdep(cluster, namespace, "tampered").get("status") or {}).get("health") or {}
+        errors: list[dict[str, Any]] = health.get("activationErrors") or []
+        return errors if health.get("devicesWithActivationErrors") == len(eu) else None
+
+    errors = await asyncio.to_thread(wait_for, refusals, what="the refusals in status.health")
+    assert {e["device"] for e in errors} <= set(eu)
+    for error in errors:
+        assert "changed in PostgreSQL after it was stored" in error["error"], error
+        assert v2 in error["error"]
+    # Nothing was activated: every device still runs and answers with v1.
+    assert fleet.converged(dict.fromkeys(eu, v1))
+    health = await asyncio.to_thread(_get_json, f"{fleet.sidecars[eu[0]].url}/healthz")
+    assert health["active_version"] == v1
+    assert "changed in PostgreSQL" in health["last_error"]

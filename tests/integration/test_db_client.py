@@ -12,7 +12,7 @@ import pytest
 
 import evaluator_sidecar
 from evaluator_sidecar.store.client import PKGClient
-from evaluator_sidecar.store.errors import DatabaseUnavailableError, PKGError
+from evaluator_sidecar.store.errors import ChecksumMismatchError, DatabaseUnavailableError, PKGError
 from pkg_testbed.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -156,4 +156,6 @@ class TestIntegrity:
             )
         checks = {i["check_name"] for i in (await client.check_integrity())["issues"]}
         assert checks == {"artifact_sha256_mismatch"}
-        assert (await client.get_snapshot_by_id(snapshot_id)) is not None
+        # Reading it back refuses it: the rows no longer hash to what was stored.
+        with pytest.raises(ChecksumMismatchError, match="changed in PostgreSQL"):
+            await client.get_snapshot_by_id(snapshot_id)

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 import yaml
 from kopf.testing import KopfRunner
 from kubernetes.config import kube_config
+from prometheus_client import REGISTRY
 
 from pkg_operator import kube as pkg_kube
 from pkg_operator.handlers import build_registry
@@ -278,3 +279,75 @@ async def test_kopf_keeps_its_bookkeeping_under_the_projects_names(
     annotations = obj["metadata"].get("annotations") or {}
     assert any(key.startswith("kopf.pkg.seedcore.io/") for key in annotations), annotations
     assert not any("zalando" in key for key in annotations), annotations
+
+
+@pytest.fixture
+def checking_operator(
+    kube: KubeControlPlane, migrated_dsn: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[KopfRunner]:
+    """``operator`` with the integrity checks every half second."""
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kube.kubeconfig))
+    pkg_kube._api_client.cache_clear()
+    settings = OperatorSettings(
+        database_url=migrated_dsn,
+        redis_url=redis_url,
+        standalone=True,
+        liveness_port=0,
+        migrate_on_start=False,
+        integrity_check_seconds=0.5,
+    )
+    with KopfRunner(
+        ["run", "--standalone", "--all-namespaces"],
+        registry=build_registry(settings),
+        timeout=60,
+    ) as runner:
+        yield runner
+    assert runner.exit_code == 0, runner.output
+    assert runner.exception is None, runner.exception
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_integrity_timer_reports_a_tampered_audit_row_and_snapshot_rows(
+    cluster: Kube, checking_operator: KopfRunner, sql: asyncpg.Connection
+) -> None:
+    cluster.apply_snapshot("t", "inproc@6.0.0")
+    await until(
+        lambda: condition(cluster.snapshot("t"), "Ready").get("status") == "True", what="t Ready"
+    )
+    clean_runs = _sample("pkg_integrity_checks_total", result="ok")
+    await until(
+        lambda: _sample("pkg_integrity_checks_total", result="ok") > clean_runs,
+        what="a clean integrity run",
+    )
+    assert _sample("pkg_integrity_problems") == 0
+    # Someone with write access to PostgreSQL rewrites history and a rule.
+    await sql.execute("ALTER TABLE pkg_audit_log DISABLE TRIGGER USER")
+    await sql.execute("UPDATE pkg_audit_log SET actor = 'mallory' WHERE id = 1")
+    await sql.execute("ALTER TABLE pkg_audit_log ENABLE TRIGGER USER")
+    await sql.execute(
+        "UPDATE pkg_rule_conditions c SET condition_key = 'anyone' FROM pkg_policy_rules r, "
+        "pkg_snapshots s WHERE c.rule_id = r.id AND r.snapshot_id = s.id AND s.version = $1",
+        "inproc@6.0.0",
+    )
+    await until(lambda: _sample("pkg_integrity_problems") >= 2, what="the problems gauge")
+    assert _sample("pkg_integrity_checks_total", result="problems") >= 1
+
+    def warnings(namespace: str, name: str) -> list[dict[str, Any]]:
+        text = cluster.run(
+            "get", "events", "-n", namespace, "--field-selector",
+            f"involvedObject.name={name},reason=IntegrityCheckFailed", "-o", "json",
+        )  # fmt: skip
+        return [e for e in json.loads(text)["items"] if e["type"] == "Warning"]
+
+    on_snapshot = await until(lambda: warnings(cluster.namespace, "t"), what="the psnap's event")
+    assert "changed in PostgreSQL after it was stored" in on_snapshot[0]["message"]
+    on_crd = await until(
+        lambda: warnings("default", "policysnapshots.pkg.seedcore.io"), what="the run's event"
+    )
+    message = " ".join(e["message"] for e in on_crd)
+    assert "audit chain broken at row 1" in message
+    assert "snapshot_rows_changed" in message

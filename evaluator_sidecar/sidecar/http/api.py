@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from evaluator_sidecar.policy.errors import EvaluationError
+from evaluator_sidecar.policy.errors import EvaluationError, InvalidTaskFactsError
 from evaluator_sidecar.sidecar.http.openapi import openapi_document
 from evaluator_sidecar.sidecar.http.protocol import Request, Response
 
@@ -55,8 +55,6 @@ ROUTES: dict[str, str] = {
     "/metrics": "GET",
     "/openapi.json": "GET",
 }
-
-_BAD_INPUT_PREFIX = "invalid task facts"
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -148,13 +146,12 @@ class SidecarAPI:
         started = time.perf_counter()
         try:
             result = evaluator.evaluate(facts)
+        except InvalidTaskFactsError as exc:
+            self.stats.error(evaluator.engine_type, "bad_input")
+            return _error(400, str(exc))
         except EvaluationError as exc:
-            message = str(exc)
-            if message.startswith(_BAD_INPUT_PREFIX):
-                self.stats.error(evaluator.engine_type, "bad_input")
-                return _error(400, message)
             self.stats.error(evaluator.engine_type, "engine")
-            return _error(422, message)
+            return _error(422, str(exc))
         self.stats.observe(evaluator.engine_type, time.perf_counter() - started)
         return Response(200, orjson.dumps(result))
 

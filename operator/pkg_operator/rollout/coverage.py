@@ -35,6 +35,8 @@ class DeviceReport:
     errors: int = 0
     p99_ms: float | None = None
     activation_failures: int = 0
+    #: The device's last activation error as its latest heartbeat reports it (None: none).
+    last_error: str | None = None
 
 
 def fold(
@@ -55,6 +57,7 @@ def fold(
     targeted = on_canary = on_stable = stale = on_intended = expected_canary = 0
     evaluations = errors = activation_failures = 0
     p99: float | None = None
+    activation_errors: list[tuple[str, str]] = []
     for report in reports:
         if report.target != target or report.region != region:
             continue
@@ -62,6 +65,8 @@ def fold(
             stale += 1
             continue
         targeted += 1
+        if report.last_error:
+            activation_errors.append((report.device_id, report.last_error))
         canary_cohort = canary_version is not None and in_canary(
             report.device_id, deployment_uid, weight
         )
@@ -99,5 +104,6 @@ def fold(
         p99_ms=p99,
         activation_failures=activation_failures,
         window_seconds=window,
+        activation_errors=tuple(sorted(activation_errors)),
     )
     return coverage, health

@@ -86,6 +86,9 @@ class HealthObs:
     p99_ms: float | None = None
     activation_failures: int = 0
     window_seconds: float = 0.0
+    #: (device id, its last activation error) of live devices of the target and region
+    #: that report one: a refused snapshot and why (a checksum mismatch, failed fixtures).
+    activation_errors: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ write, and ``status.seq`` tells. See docs/rollout-state-machine.md.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from redis.exceptions import RedisError
 
 from pkg_operator.actions import DEPLOYMENT_ACTIONS, ActionError, ActionRequest, parse_action
 from pkg_operator.api import ACTION_ANNOTATION
@@ -25,6 +27,8 @@ from pkg_operator.rollout import coverage
 from pkg_operator.rollout.model import CoverageObs, HealthObs, Observations, SnapshotInfo
 
 __all__ = ["Observed", "observe", "snapshot_info"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ async def _devices(
     rows = await ctx.db.get_device_versions(
         target=target, seen_within=dt.timedelta(seconds=ttl * 10)
     )
+    errors = await _activation_errors(ctx, spec["env"], target, region)
     reports = [
         coverage.DeviceReport(
             device_id=row["device_id"],
@@ -156,6 +161,7 @@ async def _devices(
             errors=row["errors"] or 0,
             p99_ms=row["p99_latency_ms"],
             activation_failures=row["activation_failures"] or 0,
+            last_error=errors.get(row["device_id"]),
         )
         for row in rows
     ]
@@ -171,6 +177,27 @@ async def _devices(
         step_started_at=parse_time(step_started) if step_started else None,
         now=now,
     )
+
+
+async def _activation_errors(
+    ctx: OperatorContext, env: str, target: str, region: str
+) -> dict[str, str]:
+    """device id -> last activation error, from the devices' live heartbeats in Redis.
+
+    pkg_device_versions keeps counts, not the error text, so the text comes from the
+    heartbeat keys (``pkg:hb:{env}:{device}``, which expire with the device). Without Redis
+    the status lists none this tick; coverage and health still come from PostgreSQL.
+    """
+    try:
+        beats = await ctx.signals.live_heartbeats(env)
+    except (RedisError, OSError) as exc:
+        log.warning("cannot read the heartbeats' activation errors: %s", exc)
+        return {}
+    return {
+        b.device_id: b.last_error
+        for b in beats
+        if b.last_error and b.target == target and b.region == region
+    }
 
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:

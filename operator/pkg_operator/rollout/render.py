@@ -84,6 +84,11 @@ def coverage_text(obs: CoverageObs, wanted: Coverage) -> str:
     )
 
 
+#: How many devices' activation errors ``status.health`` lists, and how much of each.
+MAX_ACTIVATION_ERRORS = 5
+ERROR_CHARS = 500
+
+
 def health(obs: HealthObs) -> dict[str, Any]:
     return {
         "evaluations": obs.evaluations,
@@ -92,6 +97,13 @@ def health(obs: HealthObs) -> dict[str, Any]:
         "p99Ms": obs.p99_ms,
         "activationFailures": obs.activation_failures,
         "windowSeconds": obs.window_seconds,
+        # Every live device's refusal, not only the canary's: a stable device that refuses
+        # its snapshot (a checksum mismatch) matters as much. At most MAX_ACTIVATION_ERRORS.
+        "activationErrors": [
+            {"device": device, "error": error[:ERROR_CHARS]}
+            for device, error in obs.activation_errors[:MAX_ACTIVATION_ERRORS]
+        ],
+        "devicesWithActivationErrors": len(obs.activation_errors),
     }
 
 

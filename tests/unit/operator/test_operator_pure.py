@@ -8,6 +8,7 @@ import pytest
 
 from evaluator_sidecar.signals.cohorts import in_canary
 from pkg_operator.rollout.coverage import DeviceReport, fold
+from pkg_operator.rollout.render import health as render_health
 from pkg_operator.settings import OperatorSettings, SettingsError, load_settings
 from pkg_operator.snapshot.status import Outcome, ValidationSummary, snapshot_status
 
@@ -203,3 +204,31 @@ class TestCoverage:
         # 150 successful evaluations and 5 errors: 155 attempted.
         assert (health.evaluations, health.errors, health.p99_ms) == (155, 5, 9.0)
         assert health.window_seconds == 10.0
+
+    def test_live_devices_activation_errors_reach_the_status_with_their_reason(self) -> None:
+        refused = "refused snapshot v2: snapshot 'v2' (id 4) was changed in PostgreSQL"
+        reports = [
+            DeviceReport("b", "router", "eu", "v1", NOW, last_error=refused),
+            DeviceReport("a", "router", "eu", "v1", NOW, last_error=refused),
+            DeviceReport("ok", "router", "eu", "v1", NOW),
+            DeviceReport("gone", "router", "eu", "v1", NOW - dt.timedelta(minutes=5),
+                         last_error="old"),
+            DeviceReport("us", "router", "us", "v1", NOW, last_error="elsewhere"),
+        ]  # fmt: skip
+        _, health = self._fold(reports, 0)
+        assert health.activation_errors == (("a", refused), ("b", refused))
+        rendered = render_health(health)
+        assert rendered["devicesWithActivationErrors"] == 2
+        assert rendered["activationErrors"] == [
+            {"device": "a", "error": refused},
+            {"device": "b", "error": refused},
+        ]
+
+    def test_the_status_lists_at_most_five_activation_errors(self) -> None:
+        reports = [
+            DeviceReport(f"d{i}", "router", "eu", "v1", NOW, last_error="x" * 900) for i in range(7)
+        ]
+        rendered = render_health(self._fold(reports, 0)[1])
+        assert rendered["devicesWithActivationErrors"] == 7
+        assert len(rendered["activationErrors"]) == 5
+        assert len(rendered["activationErrors"][0]["error"]) == 500

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sidecar_snapshots import FACTS, snapshot_for
 
+from evaluator_sidecar.policy.errors import EvaluationError, InvalidTaskFactsError
 from evaluator_sidecar.sidecar.http import ROUTES, HTTPServer, SidecarAPI, serve_api
 from evaluator_sidecar.sidecar.http.openapi import openapi_document
 from evaluator_sidecar.sidecar.manager import PKGManager
@@ -346,3 +347,41 @@ class TestOpenAPI:
             documented = operation["responses"][str(status)]
             schema = documented["content"]["application/json"]["schema"]
             check_schema(body, schema, doc)
+
+
+class TestErrorKindIsTheExceptionsType:
+    """400 for InvalidTaskFactsError, 422 for any other EvaluationError, whatever the wording."""
+
+    @pytest.mark.parametrize(
+        ("exc", "status", "kind"),
+        [
+            (InvalidTaskFactsError("tags must be a list"), 400, "bad_input"),
+            (
+                EvaluationError("invalid task facts: worded like bad input, but a trap"),
+                422,
+                "engine",
+            ),
+        ],
+    )
+    async def test_dispatch(
+        self,
+        loaded: tuple[PKGManager, Client],
+        monkeypatch: pytest.MonkeyPatch,
+        exc: EvaluationError,
+        status: int,
+        kind: str,
+    ) -> None:
+        manager, client = loaded
+        evaluator = manager.get_active_evaluator()
+        assert evaluator is not None
+
+        def fail(_facts: Any) -> Any:
+            raise exc
+
+        monkeypatch.setattr(evaluator, "evaluate", fail)
+        got, body = await client.json("POST", "/v1/evaluate", FACTS)
+        assert (got, body["error"]["message"]) == (status, str(exc))
+        _, _, metrics = await client.request("GET", "/metrics")
+        assert (
+            f'pkg_evaluation_errors_total{{engine="native",kind="{kind}"}} 1.0' in metrics.decode()
+        )
