@@ -70,7 +70,7 @@ def test_a_snapshot_row_changed_in_postgres_is_refused_before_activation(
         store_snapshots(dsn, [spec("rules@1.0.0"), spec("rules@2.0.0")], promote="rules@1.0.0")
         sidecar = Sidecar(tmp_path, device_id="verify-1", database_url=dsn, redis_url=url)
         sidecar.start()
-        wait_for(lambda: sidecar.version() == "rules@1.0.0", timeout=10, what="v1 active")
+        wait_for(lambda: sidecar.version() == "rules@1.0.0", timeout=30, what="v1 active")
         # The VIP rule of 2.0.0 now fires for everyone: changed by SQL, its hash left alone.
         _sql(
             dsn,
@@ -81,7 +81,7 @@ def test_a_snapshot_row_changed_in_postgres_is_refused_before_activation(
         run(with_signals(url, lambda s: s.publish_activate("rules@2.0.0")))
         wait_for(
             lambda: "changed in PostgreSQL" in (sidecar.health()["last_error"] or ""),
-            timeout=10,
+            timeout=30,
             what="the refusal in /healthz",
         )
         health = sidecar.health()
@@ -103,7 +103,7 @@ def test_a_snapshot_row_changed_in_postgres_is_refused_before_activation(
                 for b in beats
             )
 
-        wait_for(reported, timeout=10, what="the refusal in a heartbeat")
+        wait_for(reported, timeout=30, what="the refusal in a heartbeat")
     finally:
         if sidecar is not None:
             sidecar.stop()
@@ -124,7 +124,7 @@ def test_a_tampered_disk_cache_is_refused_and_named(
         store_snapshots(dsn, [spec("rules@3.0.0")], promote="rules@3.0.0")
         first = Sidecar(tmp_path, device_id="tamper-1", database_url=dsn, redis_url=url).start()
         try:
-            wait_for(lambda: first.version() == "rules@3.0.0", timeout=10, what="first load")
+            wait_for(lambda: first.version() == "rules@3.0.0", timeout=30, what="first load")
         finally:
             first.stop()
     finally:
@@ -141,7 +141,7 @@ def test_a_tampered_disk_cache_is_refused_and_named(
     try:
         wait_for(
             lambda: "disk cache was refused" in (second.health()["last_error"] or ""),
-            timeout=10,
+            timeout=30,
             what="the refusal in /healthz",
         )
         health = second.health()
