@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 __all__ = [
     "ALGORITHM",
     "MESSAGE_PREFIX",
+    "PUBLIC_SUFFIX",
     "KeyFormatError",
     "Outcome",
     "Refusal",
