@@ -113,6 +113,16 @@ def _check_env(env: str) -> str:
     return env
 
 
+def _signature_of(metadata: Any) -> dict[str, Any] | None:
+    """The snapshot's ``spec.signature``, kept in ``pkg_snapshots.metadata.signature``."""
+    signature = metadata.get("signature") if isinstance(metadata, Mapping) else None
+    return dict(signature) if isinstance(signature, Mapping) else None
+
+
+#: The keys of ``metadata`` that the ``snapshot.stored`` audit row repeats.
+_AUDITED_METADATA = ("signature", "signature_verification")
+
+
 class PKGSnapshotsDAO:
     """Snapshots, their content and artifacts, temporal facts, archive and integrity checks."""
 
@@ -151,6 +161,7 @@ class PKGSnapshotsDAO:
                 {"name": f["name"], "input": f["input"], "expect": f["expect"]} for f in fixtures
             ],
             entrypoint=row["entrypoint"],
+            signature=_signature_of(row["metadata"]),
         )
 
     async def _load(self, query: str, *args: Any) -> PKGSnapshotData | None:
@@ -343,6 +354,8 @@ class PKGSnapshotsDAO:
             )
             facts, fixtures, data = snapshot.facts, snapshot.fixtures, snapshot.data
             wasm_artifact, entrypoint = snapshot.wasm_artifact, snapshot.entrypoint
+            if snapshot.signature is not None and "signature" not in (metadata or {}):
+                metadata = {**(metadata or {}), "signature": snapshot.signature}
         if version is None or env is None or engine is None:
             raise InvalidInputError("store_snapshot needs version, env and engine (or a snapshot)")
         if checksum is None:
@@ -399,6 +412,7 @@ class PKGSnapshotsDAO:
                         else None,
                         "rules": len(content.rules),
                         "fixtures": len(content.fixtures),
+                        **{k: v for k, v in (metadata or {}).items() if k in _AUDITED_METADATA},
                     },
                 )
         log.info("stored snapshot %s (id %d, %d rules)", version, snapshot_id, len(content.rules))
