@@ -69,8 +69,16 @@ async def verify(ctx: OperatorContext, loaded: Loaded) -> Loaded:
     if snapshot is None or loaded.rejected is not None:
         return loaded
     required = ctx.settings.signatures_required_in(snapshot.env)
-    if snapshot.signature is None and not required:
-        return loaded
+    if snapshot.signature is None:
+        if not required:
+            return loaded
+        # No key can make an unsigned snapshot acceptable: say so without reading keys.
+        result = signing.verify(
+            None, signing.TrustStore(), version=snapshot.version, env=snapshot.env, checksum=""
+        )
+        refused = signing.refusal(result, required=True)
+        assert refused is not None
+        return Loaded(None, None, (refused.reason, refused.message), result)
     try:
         keys = await trust.trusted_keys(ctx.settings.trusted_keys_ref)
     except trust.KubeError as exc:

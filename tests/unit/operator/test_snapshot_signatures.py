@@ -101,7 +101,11 @@ async def test_unreadable_trusted_keys_are_a_retried_rejection(
         raise trust.KubeError("ConfigMap pkg-system/keys does not exist")
 
     monkeypatch.setattr(trust, "trusted_keys", unreadable)
-    result = await effects.verify(_ctx("prod"), _loaded("prod", None))
+    result = await effects.verify(_ctx("prod"), _loaded("prod", _sign(KEY)))
     assert result.rejected is not None
     assert result.rejected[0] == "TrustedKeysUnavailable"
+    # Unsigned where required: no key could help, so that is what the status says.
+    unsigned = await effects.verify(_ctx("prod"), _loaded("prod", None))
+    assert unsigned.rejected is not None
+    assert unsigned.rejected[0] == "SignatureRequired"
     assert "TrustedKeysUnavailable" in effects.RETRIED_REJECTIONS
