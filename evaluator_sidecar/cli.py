@@ -1,4 +1,4 @@
-"""The offline ``pkg`` command: evaluate, test and checksum PolicySnapshot files.
+"""The offline ``pkg`` command: evaluate, test, checksum, sign and verify PolicySnapshot files.
 
 ::
 
@@ -6,13 +6,21 @@
     pkg eval SNAPSHOT.yaml --facts -            # task facts from stdin
     pkg test SNAPSHOT.yaml                      # run the snapshot's fixtures
     pkg checksum SNAPSHOT.yaml                  # the content checksum for spec.checksum
+    pkg keygen --out DIR                        # a new ed25519 key pair; prints its key id
+    pkg sign SNAPSHOT.yaml --key DIR/ID.key     # print the file with spec.signature (-i: in place)
+    pkg verify SNAPSHOT.yaml --trusted DIR      # check spec.signature against trusted public keys
 
 SNAPSHOT.yaml is the file you would ``kubectl apply`` (several documents are
 fine; ``--name`` picks a PolicySnapshot when the file has more than one; ``-``
 reads stdin). A wasm snapshot whose module lives in a ConfigMap takes the
 module's bytes from ``--wasm-file PATH``. Nothing talks to a cluster.
 
-Exit codes: 0 success; 1 a fixture failed (``pkg test``); 2 usage error or
+``pkg sign`` rewrites the YAML (comments are not kept). A trusted-keys folder
+holds one public key per file, named by its key id (``ID`` or ``ID.pub``): the
+layout of a mounted ConfigMap; private ``*.key`` files and dot files are skipped.
+
+Exit codes: 0 success; 1 a fixture failed (``pkg test``) or the signature does not
+verify (``pkg verify``); 2 usage error or
 invalid input (unreadable or malformed file, invalid snapshot, checksum
 mismatch, bad task facts, unavailable engine). Errors go to stderr as one
 message saying what to fix; results go to stdout.
@@ -22,10 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+import yaml
+
+from evaluator_sidecar.policy import signing
 from evaluator_sidecar.policy.errors import EvaluatorError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
@@ -39,10 +51,11 @@ from evaluator_sidecar.policy.resource import (
     wasm_artifact,
 )
 
-__all__ = ["EXIT_FIXTURES_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_FIXTURES_FAILED", "EXIT_NOT_VERIFIED", "EXIT_OK", "EXIT_USAGE", "main"]
 
 EXIT_OK = 0
 EXIT_FIXTURES_FAILED = 1
+EXIT_NOT_VERIFIED = 1
 EXIT_USAGE = 2
 
 
@@ -62,12 +75,12 @@ def _read_text(path: str, what: str, stdin: TextIO) -> str:
         raise _UserError(f"{what} {path!r} is not UTF-8 text: {exc}") from exc
 
 
-def _read_bytes(path: str) -> bytes:
+def _read_bytes(path: str, what: str = "--wasm-file") -> bytes:
     try:
         with open(path, "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise _UserError(f"cannot read --wasm-file {path!r}: {exc.strerror or exc}") from exc
+        raise _UserError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from exc
 
 
 def _resource(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
@@ -131,11 +144,102 @@ def _cmd_checksum(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> in
     return EXIT_OK
 
 
+def _cmd_keygen(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    key = signing.generate_private_key()
+    key_id = signing.key_id_of(key.public_key())
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        private = os.path.join(args.out, f"{key_id}.key")
+        public = os.path.join(args.out, f"{key_id}{signing.PUBLIC_SUFFIX}")
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(signing.private_key_pem(key))
+        with open(public, "xb") as handle:
+            handle.write(signing.public_key_pem(key.public_key()))
+    except OSError as exc:
+        raise _UserError(f"cannot write the key pair into {args.out!r}: {exc}") from exc
+    stdout.write(
+        f"{key_id}\n"
+        f"# private key (keep it secret; sign with it): {private}\n"
+        f"# public key (trust it, as key {key_id}): {public}\n"
+    )
+    return EXIT_OK
+
+
+def _content_of(args: argparse.Namespace, resource: dict[str, Any]) -> PKGSnapshotData:
+    wasm = _read_bytes(args.wasm_file) if args.wasm_file else None
+    return snapshot_from_resource(resource, wasm_bytes=wasm)
+
+
+def _cmd_sign(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    if args.in_place and args.snapshot == "-":
+        raise _UserError("-i rewrites a file: give a file, not stdin")
+    text = _read_text(args.snapshot, "snapshot file", stdin)
+    try:
+        documents = load_documents(text)
+        resource = select_policy_snapshot(documents, args.name)
+    except ValueError as exc:
+        raise _UserError(f"{args.snapshot}: {exc}") from exc
+    try:
+        key = signing.load_private_key(_read_bytes(args.key, "--key"))
+    except signing.KeyFormatError as exc:
+        raise _UserError(f"--key {args.key!r}: {exc}") from exc
+    snapshot = _content_of(args, resource)
+    resource["spec"]["signature"] = signing.sign(
+        key, version=snapshot.version, env=snapshot.env, checksum=str(snapshot.checksum)
+    )
+    out = yaml.safe_dump_all(documents, sort_keys=False, allow_unicode=True)
+    if args.in_place:
+        try:
+            with open(args.snapshot, "w", encoding="utf-8") as handle:
+                handle.write(out)
+        except OSError as exc:
+            raise _UserError(f"cannot write {args.snapshot!r}: {exc}") from exc
+        stdout.write(
+            f"signed {snapshot.version} with key {resource['spec']['signature']['keyId']}\n"
+        )
+    else:
+        stdout.write(out)
+    return EXIT_OK
+
+
+def _trusted_keys(folder: str) -> signing.TrustStore:
+    texts: dict[str, bytes] = {}
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise _UserError(f"cannot read --trusted {folder!r}: {exc.strerror or exc}") from exc
+    for name in names:
+        path = os.path.join(folder, name)
+        if name.startswith(".") or name.endswith(".key") or not os.path.isfile(path):
+            continue
+        texts[name] = _read_bytes(path, "trusted key")
+    store, problems = signing.TrustStore.from_texts(texts)
+    if problems:
+        raise _UserError(f"--trusted {folder!r}: " + "; ".join(problems))
+    return store
+
+
+def _cmd_verify(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    resource = _resource(args, stdin)
+    snapshot = _content_of(args, resource)
+    result = signing.verify(
+        snapshot.signature,
+        _trusted_keys(args.trusted),
+        version=snapshot.version,
+        env=snapshot.env,
+        checksum=str(snapshot.checksum),
+    )
+    stdout.write(f"{result.outcome.value}: {result.message}\n")
+    return EXIT_OK if result.verified else EXIT_NOT_VERIFIED
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pkg",
-        description="Evaluate, test and checksum PolicySnapshot files offline.",
-        epilog="Exit codes: 0 ok, 1 a fixture failed, 2 usage error or invalid input.",
+        description="Evaluate, test, checksum, sign and verify PolicySnapshot files offline.",
+        epilog="Exit codes: 0 ok, 1 a fixture failed or a signature does not verify, "
+        "2 usage error or invalid input.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -168,6 +272,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(checksum)
     checksum.set_defaults(run=_cmd_checksum)
+
+    keygen = commands.add_parser(
+        "keygen", help="write a new ed25519 key pair (ID.key, ID.pub) and print its key id"
+    )
+    keygen.add_argument("--out", default=".", metavar="DIR", help="folder to write into")
+    keygen.set_defaults(run=_cmd_keygen)
+
+    sign = commands.add_parser("sign", help="write spec.signature into the snapshot's YAML")
+    common(sign)
+    sign.add_argument("--key", required=True, metavar="PRIVATE_KEY", help="from pkg keygen")
+    sign.add_argument(
+        "-i", "--in-place", action="store_true", help="rewrite the file instead of printing it"
+    )
+    sign.set_defaults(run=_cmd_sign)
+
+    verify = commands.add_parser(
+        "verify", help="check spec.signature against trusted keys; exit 1 unless verified"
+    )
+    common(verify)
+    verify.add_argument(
+        "--trusted", required=True, metavar="DIR", help="folder of public keys named by key id"
+    )
+    verify.set_defaults(run=_cmd_verify)
     return parser
 
 

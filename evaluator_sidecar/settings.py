@@ -14,6 +14,7 @@ Shared variables:
 | ``PKG_REDIS_URL`` | (required) | Redis URL, ``redis://host:port/db`` |
 | ``PKG_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` |
 | ``PKG_LOG_FORMAT`` | ``json`` | ``json`` (one object per line) or ``text`` |
+| ``PKG_REQUIRE_SIGNATURES`` | (none) | envs needing signatures (``prod,staging``; ``true``: all) |
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class CommonSettings(BaseSettings):
     redis_url: str = Field(min_length=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    require_signatures: str = ""
+
+    def signatures_required_in(self, env: str) -> bool:
+        """Whether ``PKG_REQUIRE_SIGNATURES`` requires signed snapshots in ``env``."""
+        names = {part.strip().lower() for part in self.require_signatures.split(",")}
+        return bool(names & {"true", "all", "*"}) or env.lower() in names
 
     @field_validator("database_url")
     @classmethod

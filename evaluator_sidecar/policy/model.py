@@ -83,3 +83,5 @@ class PKGSnapshotData:
     fixtures: list[dict[str, Any]] = field(default_factory=list)
     #: The WASM policy's entrypoint; ``None`` means the engine's documented default.
     entrypoint: str | None = None
+    #: ``spec.signature`` (``{keyId, algorithm, value}``) when signed; see ``policy.signing``.
+    signature: dict[str, Any] | None = None

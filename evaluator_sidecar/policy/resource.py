@@ -150,4 +150,5 @@ def snapshot_from_resource(
         facts=list(spec.get("facts") or []),
         fixtures=list(spec.get("fixtures") or []),
         entrypoint=wasm.get("entrypoint") if wasm else None,
+        signature=dict(spec["signature"]) if isinstance(spec.get("signature"), Mapping) else None,
     )

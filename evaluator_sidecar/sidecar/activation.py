@@ -36,6 +36,7 @@ from evaluator_sidecar.sidecar.snapshots import (
     check_snapshot,
     checksums_match,
 )
+from evaluator_sidecar.sidecar.trust import SignatureCheck
 from evaluator_sidecar.signals import Resolution, SnapshotRef
 
 __all__ = ["Activator", "Source"]
@@ -61,8 +62,10 @@ class Activator:
         metrics: SidecarMetrics,
         disk_cache: SnapshotDiskCache | None,
         clock: Callable[[], float],
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self.slot = slot
+        self.signatures = signatures
         self.loader = loader
         self.env = env
         self.self_test = self_test
@@ -265,6 +268,10 @@ class Activator:
         )
 
     async def _build(self, snapshot: PKGSnapshotData) -> PKGEvaluator:
+        if self.signatures is not None:
+            # Before compiling: a snapshot that may not run is not even loaded. Reading
+            # the key folder blocks, hence the thread.
+            await asyncio.to_thread(self.signatures.check, snapshot)
         # A worker thread: compiling and the fixtures take milliseconds to seconds, and
         # the event loop serves requests meanwhile.
         return await asyncio.to_thread(

@@ -72,6 +72,7 @@ from evaluator_sidecar.sidecar.snapshots import (
     SnapshotSource,
     checksums_match,
 )
+from evaluator_sidecar.sidecar.trust import KeyFolder, SignatureCheck
 from evaluator_sidecar.signals import CHANNEL, MAX_RECONNECT_BACKOFF, Cohort, RedisSignals
 
 if TYPE_CHECKING:
@@ -120,6 +121,8 @@ class PKGManager:
         cache_limit: int = MAX_EVALUATOR_CACHE_SIZE,
         metrics: SidecarMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        require_signatures: bool = False,
+        trusted_keys_dir: Path | None = None,
     ) -> None:
         self.client = pkg_client
         self.redis = redis_client
@@ -151,6 +154,10 @@ class PKGManager:
             metrics=self.metrics,
             disk_cache=self.disk_cache,
             clock=clock,
+            signatures=SignatureCheck(
+                required=require_signatures,
+                keys=KeyFolder(trusted_keys_dir) if trusted_keys_dir is not None else None,
+            ),
         )
         self._converger = Converger(self._tracker, self._activator, env=env)
         self._stopping = asyncio.Event()

@@ -123,4 +123,6 @@ def manager_options(settings: Any) -> dict[str, Any]:
         "db_timeout": settings.db_timeout_seconds,
         "self_test": settings.self_test,
         "reconnect_backoff_max": settings.redis_backoff_max_seconds,
+        "require_signatures": settings.signatures_required_in(settings.env),
+        "trusted_keys_dir": settings.trusted_keys_dir,
     }

@@ -24,6 +24,7 @@ The sidecar's variables:
 | ``PKG_DB_TIMEOUT_SECONDS`` | ``5`` | time limit of one snapshot read from PostgreSQL |
 | ``PKG_SELF_TEST`` | ``true`` | run a snapshot's fixtures before activating it |
 | ``PKG_REDIS_BACKOFF_MAX_SECONDS`` | ``60`` | cap of the reconnect back-off (full jitter) |
+| ``PKG_TRUSTED_KEYS_DIR`` | (none) | folder of trusted public keys (a mounted ConfigMap) |
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class SidecarSettings(CommonSettings):
     max_request_bytes: int = Field(default=65536, ge=256, le=64 * 1024 * 1024)
     db_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     self_test: bool = True
+    trusted_keys_dir: Path | None = None
     redis_backoff_max_seconds: float = Field(default=60.0, gt=0, le=600)
 
     @property

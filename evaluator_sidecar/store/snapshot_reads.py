@@ -13,6 +13,7 @@ a snapshot's row without its content, or the active artifact.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,13 @@ from evaluator_sidecar.store.pool import Connection, Database
 from evaluator_sidecar.store.snapshot_assembly import assemble_rules, fact_to_dict
 from evaluator_sidecar.store.snapshot_rows import check_env
 from evaluator_sidecar.store.snapshot_verify import verify_stored_rows
+
+
+def _signature_of(metadata: Any) -> dict[str, Any] | None:
+    """The snapshot's ``spec.signature``, kept in ``pkg_snapshots.metadata.signature``."""
+    signature = metadata.get("signature") if isinstance(metadata, Mapping) else None
+    return dict(signature) if isinstance(signature, Mapping) else None
+
 
 __all__ = ["SnapshotReads"]
 
@@ -127,6 +135,7 @@ class SnapshotReads:
                 {"name": f["name"], "input": f["input"], "expect": f["expect"]} for f in fixtures
             ],
             entrypoint=row["entrypoint"],
+            signature=_signature_of(row["metadata"]),
         )
 
     async def _load(self, query: str, *args: Any) -> PKGSnapshotData | None:

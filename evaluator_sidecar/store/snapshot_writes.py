@@ -34,6 +34,9 @@ __all__ = ["SnapshotWrites"]
 
 log = logging.getLogger(__name__)
 
+#: The keys of ``metadata`` that the ``snapshot.stored`` audit row repeats.
+_AUDITED_METADATA = ("signature", "signature_verification")
+
 
 class SnapshotWrites:
     """The storing methods of ``PKGSnapshotsDAO``."""
@@ -105,6 +108,8 @@ class SnapshotWrites:
             )
             facts, fixtures, data = snapshot.facts, snapshot.fixtures, snapshot.data
             wasm_artifact, entrypoint = snapshot.wasm_artifact, snapshot.entrypoint
+            if snapshot.signature is not None and "signature" not in (metadata or {}):
+                metadata = {**(metadata or {}), "signature": snapshot.signature}
         if version is None or env is None or engine is None:
             raise InvalidInputError("store_snapshot needs version, env and engine (or a snapshot)")
         content = _verified_prepared(
@@ -152,6 +157,7 @@ class SnapshotWrites:
                         else None,
                         "rules": len(content.rules),
                         "fixtures": len(content.fixtures),
+                        **{k: v for k, v in (metadata or {}).items() if k in _AUDITED_METADATA},
                     },
                 )
         log.info("stored snapshot %s (id %d, %d rules)", version, snapshot_id, len(content.rules))

@@ -30,6 +30,7 @@ __all__ = [
     "patch_status",
     "post_event",
     "read_configmap_binary",
+    "read_trusted_keys",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,35 @@ def _read_configmap_binary(namespace: str, name: str, key: str) -> bytes:
 async def read_configmap_binary(namespace: str, name: str, key: str) -> bytes:
     """The bytes under ``binaryData[key]`` of a ConfigMap; KubeError says what is missing."""
     return await asyncio.to_thread(_read_configmap_binary, namespace, name, key)
+
+
+def _read_trusted_keys(namespace: str, name: str) -> dict[str, bytes]:
+    api = kubernetes.client.CoreV1Api(_api_client())
+    try:
+        configmap: Any = api.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise KubeError(f"reading ConfigMap {namespace}/{name} failed: {exc.reason}") from exc
+    else:
+        keys = {k: v.encode() for k, v in (configmap.data or {}).items()}
+        keys.update({k: base64.b64decode(v) for k, v in (configmap.binary_data or {}).items()})
+        return keys
+    try:
+        secret: Any = api.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise KubeError(
+                f"PKG_TRUSTED_KEYS names {namespace}/{name}, which is neither a ConfigMap nor a "
+                "Secret: create it with one public key per key id (kubectl create configmap "
+                f"{name} -n {namespace} --from-file=KEYID=KEYID.pub)"
+            ) from None
+        raise KubeError(f"reading Secret {namespace}/{name} failed: {exc.reason}") from exc
+    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+async def read_trusted_keys(namespace: str, name: str) -> dict[str, bytes]:
+    """The trusted public keys, ``{key id: PEM or base64}``, from a ConfigMap, else a Secret."""
+    return await asyncio.to_thread(_read_trusted_keys, namespace, name)
 
 
 def _get_object(plural: str, namespace: str, name: str) -> dict[str, Any]:

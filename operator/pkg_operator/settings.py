@@ -18,6 +18,7 @@ The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL`
 | ``PKG_HEARTBEAT_FOLD_INTERVAL_SECONDS`` | ``1`` | how long a heartbeat read waits for more |
 | ``PKG_HEARTBEAT_BATCH_SIZE`` | ``500`` | heartbeats read and written per round trip |
 | ``PKG_INTEGRITY_CHECK_SECONDS`` | ``300`` | how often the integrity checks run (0: never) |
+| ``PKG_TRUSTED_KEYS`` | (none) | ``namespace/name`` of the ConfigMap or Secret of trusted keys |
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ class OperatorSettings(CommonSettings):
     heartbeat_batch_size: int = Field(default=500, ge=1, le=100_000)
     # pkg_operator.integrity: database checks, audit chain and snapshot rows; 0 disables.
     integrity_check_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    trusted_keys: str = Field(
+        default="", pattern=r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[-._a-z0-9]+$"
+    )
+
+    @property
+    def trusted_keys_ref(self) -> tuple[str, str] | None:
+        """(namespace, name) of the trusted keys' ConfigMap or Secret, or None."""
+        if not self.trusted_keys:
+            return None
+        namespace, name = self.trusted_keys.split("/", 1)
+        return namespace, name
 
     @property
     def namespace_list(self) -> list[str]:

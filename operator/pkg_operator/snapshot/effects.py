@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from evaluator_sidecar.policy import signing
 from evaluator_sidecar.policy.errors import SnapshotLoadError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
@@ -29,9 +30,16 @@ from evaluator_sidecar.store.errors import ConflictError, VersionOwnedError
 from pkg_operator import kube
 from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext
+from pkg_operator.snapshot import trust
 from pkg_operator.snapshot.status import Outcome, ValidationSummary
 
-__all__ = ["Loaded", "load", "refresh_active", "store_and_validate"]
+__all__ = ["RETRIED_REJECTIONS", "Loaded", "load", "refresh_active", "store_and_validate", "verify"]
+
+#: Rejections that can heal without a new spec (a ConfigMap or a trusted key added later):
+#: the handler retries them.
+RETRIED_REJECTIONS = frozenset(
+    {"ArtifactUnavailable", "UnknownSigningKey", "TrustedKeysUnavailable"}
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,66 @@ class Loaded:
     snapshot: PKGSnapshotData | None
     evaluator: PKGEvaluator | None
     rejected: tuple[str, str] | None = None
+    #: What verifying ``spec.signature`` found (None: unsigned where none is required).
+    verification: signing.Verification | None = None
+
+
+async def verify(ctx: OperatorContext, loaded: Loaded) -> Loaded:
+    """Check the snapshot's signature; a refusal becomes the rejection.
+
+    A signed snapshot is verified in every environment and a bad signature is always
+    refused; where ``PKG_REQUIRE_SIGNATURES`` names the environment, an unsigned one
+    and one signed by a key that is not trusted are refused too.
+    """
+    snapshot = loaded.snapshot
+    if snapshot is None or loaded.rejected is not None:
+        return loaded
+    required = ctx.settings.signatures_required_in(snapshot.env)
+    if snapshot.signature is None:
+        if not required:
+            return loaded
+        # No key can make an unsigned snapshot acceptable: say so without reading keys.
+        result = signing.verify(
+            None, signing.TrustStore(), version=snapshot.version, env=snapshot.env, checksum=""
+        )
+        refused = signing.refusal(result, required=True)
+        assert refused is not None
+        return Loaded(None, None, (refused.reason, refused.message), result)
+    try:
+        keys = await trust.trusted_keys(ctx.settings.trusted_keys_ref)
+    except trust.KubeError as exc:
+        message = f"the trusted keys cannot be read: {exc}"
+        return Loaded(snapshot, None, ("TrustedKeysUnavailable", message))
+    result = signing.verify(
+        snapshot.signature,
+        keys,
+        version=snapshot.version,
+        env=snapshot.env,
+        checksum=str(snapshot.checksum),
+    )
+    refused = signing.refusal(result, required=required)
+    if refused is not None:
+        if not len(keys) and result.outcome is signing.Outcome.UNKNOWN_KEY:
+            message = f"{refused.message} (no trusted keys: set PKG_TRUSTED_KEYS on the operator)"
+            refused = signing.Refusal(refused.reason, message)
+        return Loaded(None, None, (refused.reason, refused.message), result)
+    return Loaded(loaded.snapshot, loaded.evaluator, None, result)
+
+
+def signature_metadata(loaded: Loaded) -> dict[str, Any]:
+    """What goes with the snapshot into PostgreSQL (``pkg_snapshots.metadata``) and its
+    ``snapshot.stored`` audit row: the signature and what verifying it found."""
+    snapshot, result = loaded.snapshot, loaded.verification
+    if snapshot is None or snapshot.signature is None:
+        return {}
+    metadata: dict[str, Any] = {"signature": dict(snapshot.signature)}
+    if result is not None:
+        metadata["signature_verification"] = {
+            "outcome": result.outcome.value,
+            "keyId": result.key_id,
+            "by": ACTOR,
+        }
+    return metadata
 
 
 async def load(body: Mapping[str, Any]) -> Loaded:
@@ -89,7 +157,7 @@ async def store_and_validate(
     snapshot = loaded.snapshot
     rule_count = len(snapshot.rules)
     try:
-        snapshot_id = await _store(ctx, meta, snapshot)
+        snapshot_id = await _store(ctx, meta, snapshot, signature_metadata(loaded))
     except VersionOwnedError as exc:
         # Final: another live resource owns the version; retrying cannot change that.
         return Outcome(
@@ -118,7 +186,12 @@ async def store_and_validate(
     )
 
 
-async def _store(ctx: OperatorContext, meta: Mapping[str, Any], snapshot: PKGSnapshotData) -> int:
+async def _store(
+    ctx: OperatorContext,
+    meta: Mapping[str, Any],
+    snapshot: PKGSnapshotData,
+    metadata: Mapping[str, Any],
+) -> int:
     """Store the snapshot for this resource; reclaim its version from an owner that is gone.
 
     A version belongs to one PolicySnapshot. Its owner's row is archived when that
@@ -135,6 +208,7 @@ async def _store(ctx: OperatorContext, meta: Mapping[str, Any], snapshot: PKGSna
             resource_name=meta["name"],
             actor=ACTOR,
             reclaim_from=reclaim_from,
+            metadata=metadata or None,
         )
 
     try:

@@ -56,7 +56,7 @@ async def changed(
 ) -> None:
     """Load, store and validate the snapshot, carry out a pending action, write the status."""
     generation = int(meta.get("generation") or 1)
-    loaded = await effects.load(body)
+    loaded = await effects.verify(ctx, await effects.load(body))
     if loaded.rejected is not None:
         reason, message = loaded.rejected
         patch.status.update(
@@ -68,8 +68,9 @@ async def changed(
             )
         )
         kopf.warn(body, reason=reason, message=message)
-        if reason == "ArtifactUnavailable":
-            # The ConfigMap may appear later; every other rejection is final (spec is immutable).
+        if reason in effects.RETRIED_REJECTIONS:
+            # The ConfigMap or the trusted key may appear later; every other rejection is
+            # final (spec is immutable).
             raise kopf.TemporaryError(message, delay=30)
         return
     try:

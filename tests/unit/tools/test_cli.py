@@ -256,9 +256,10 @@ def test_argparse_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["frobnicate"]) == EXIT_USAGE
     assert "usage: pkg" in capsys.readouterr().err
     assert main(["--help"]) == EXIT_OK
+    epilog = " ".join(capsys.readouterr().out.split())
     assert (
-        "Exit codes: 0 ok, 1 a fixture failed, 2 usage error or invalid input."
-        in capsys.readouterr().out
+        "Exit codes: 0 ok, 1 a fixture failed or a signature does not verify, 2 usage error or "
+        "invalid input." in epilog
     )
 
 
@@ -281,3 +282,87 @@ def test_installed_console_script_runs(tmp_path: Path) -> None:
     assert done.returncode == EXIT_USAGE
     assert done.stderr.startswith("pkg eval: error: invalid task facts: tags must be a list")
     assert "Traceback" not in done.stderr
+
+
+# -- keygen, sign, verify -------------------------------------------------------------------
+
+
+def _keygen(tmp_path: Path, folder: str = "keys") -> tuple[str, Path]:
+    code, out, err = _run("keygen", "--out", str(tmp_path / folder))
+    assert (code, err) == (EXIT_OK, "")
+    key_id = out.splitlines()[0]
+    assert len(key_id) == 16
+    return key_id, tmp_path / folder
+
+
+def test_keygen_writes_a_private_and_a_public_key_named_by_the_key_id(tmp_path: Path) -> None:
+    key_id, keys = _keygen(tmp_path)
+    private, public = keys / f"{key_id}.key", keys / f"{key_id}.pub"
+    assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert public.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    assert private.stat().st_mode & 0o077 == 0
+
+
+def test_sign_prints_the_file_with_spec_signature_and_verify_accepts_it(tmp_path: Path) -> None:
+    key_id, keys = _keygen(tmp_path)
+    code, out, err = _run("sign", str(SAMPLE_SNAPSHOT), "--key", str(keys / f"{key_id}.key"))
+    assert (code, err) == (EXIT_OK, "")
+    signature = load_documents(out)[0]["spec"]["signature"]
+    assert signature["keyId"] == key_id
+    assert signature["algorithm"] == "ed25519"
+    assert len(base64.b64decode(signature["value"])) == 64
+    signed = _write(tmp_path, "signed.yaml", out)
+    code, out, err = _run("verify", signed, "--trusted", str(keys))
+    assert (code, err) == (EXIT_OK, "")
+    assert out.startswith("verified:")
+
+
+def test_sign_in_place_and_verify_fails_once_content_changes(tmp_path: Path) -> None:
+    key_id, keys = _keygen(tmp_path)
+    path = _write(tmp_path, "s.yaml", _sample())
+    code, out, _ = _run("sign", path, "--key", str(keys / f"{key_id}.key"), "-i")
+    assert code == EXIT_OK
+    assert key_id in out
+    resource = load_documents(Path(path).read_text())[0]
+    assert resource["spec"]["signature"]["keyId"] == key_id
+    resource["spec"]["rules"][0]["priority"] = 99
+    resource["spec"].pop("checksum", None)  # else the checksum mismatch is refused first
+    tampered = _write(tmp_path, "tampered.yaml", resource)
+    code, out, _ = _run("verify", tampered, "--trusted", str(keys))
+    assert code == 1
+    assert out.startswith("bad_signature:")
+    resource = load_documents(Path(path).read_text())[0]
+    resource["spec"]["version"] = "rules@9.9.9"
+    replayed = _write(tmp_path, "replayed.yaml", resource)
+    assert _run("verify", replayed, "--trusted", str(keys))[0] == 1
+
+
+def test_verify_names_unsigned_and_unknown_keys(tmp_path: Path) -> None:
+    key_id, keys = _keygen(tmp_path)
+    other_id, other = _keygen(tmp_path, "other")
+    code, out, _ = _run("verify", str(SAMPLE_SNAPSHOT), "--trusted", str(keys))
+    assert code == 1
+    assert out.startswith("unsigned:")
+    assert "pkg sign" in out
+    path = _write(tmp_path, "s.yaml", _sample())
+    assert _run("sign", path, "--key", str(other / f"{other_id}.key"), "-i")[0] == EXIT_OK
+    code, out, _ = _run("verify", path, "--trusted", str(keys))
+    assert code == 1
+    assert out.startswith("unknown_key:")
+    assert key_id in out
+
+
+def test_sign_and_verify_usage_errors(tmp_path: Path) -> None:
+    key_id, keys = _keygen(tmp_path)
+    code, _, err = _run("sign", str(SAMPLE_SNAPSHOT), "--key", str(keys / f"{key_id}.pub"))
+    assert code == EXIT_USAGE
+    assert "--key" in err
+    code, _, err = _run("sign", "-", "--key", str(keys / f"{key_id}.key"), "-i")
+    assert code == EXIT_USAGE
+    code, _, err = _run("verify", str(SAMPLE_SNAPSHOT), "--trusted", str(tmp_path / "missing"))
+    assert code == EXIT_USAGE
+    assert "--trusted" in err
+    (keys / "broken.pub").write_text("nope")
+    code, _, err = _run("verify", str(SAMPLE_SNAPSHOT), "--trusted", str(keys))
+    assert code == EXIT_USAGE
+    assert "broken" in err
