@@ -146,6 +146,7 @@ class PKGClient:
     # Each forwarder takes its signature and docstring from the DAO method it names.
 
     get_active_snapshot = snapshots.forward(PKGSnapshotsDAO.get_active_snapshot)
+    get_active_snapshot_summary = snapshots.forward(PKGSnapshotsDAO.get_active_snapshot_summary)
     get_snapshot_by_version = snapshots.forward(PKGSnapshotsDAO.get_snapshot_by_version)
     get_snapshot_by_id = snapshots.forward(PKGSnapshotsDAO.get_snapshot_by_id)
     get_snapshot_info = snapshots.forward(PKGSnapshotsDAO.get_snapshot_info)

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "AUDIT_ACTIONS",
     "DeviceHeartbeat",
+    "SnapshotSummary",
     "TemporalFact",
     "ValidationOutcome",
 ]
@@ -83,3 +84,18 @@ class ValidationOutcome:
     snapshot_id: int
     success: bool
     report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """A stored snapshot's identity without its content: what bookkeeping needs.
+
+    Reading it neither loads nor verifies the rules, so a snapshot whose rows were
+    tampered with does not stop the operator from reasoning about the others; the
+    sidecars verify content before activation and the integrity checks report it.
+    """
+
+    id: int
+    version: str
+    env: str
+    checksum: str | None

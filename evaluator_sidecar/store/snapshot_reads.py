@@ -20,6 +20,7 @@ import asyncpg
 
 from evaluator_sidecar.policy.model import PKGSnapshotData
 from evaluator_sidecar.store.errors import InvalidInputError, db_errors
+from evaluator_sidecar.store.models import SnapshotSummary
 from evaluator_sidecar.store.pool import Connection, Database
 from evaluator_sidecar.store.snapshot_assembly import assemble_rules, fact_to_dict
 from evaluator_sidecar.store.snapshot_rows import check_env
@@ -151,6 +152,19 @@ class SnapshotReads:
         target = check_env(env or self._env)
         with db_errors(f"reading the active snapshot of {target}"):
             return await self._load(_ACTIVE_SNAPSHOT, target)
+
+    async def get_active_snapshot_summary(self, env: str | None = None) -> SnapshotSummary | None:
+        """Id, version and checksum of ``env``'s active snapshot (default: the client's),
+        without reading its content; None when there is none."""
+        target = check_env(env or self._env)
+        with db_errors(f"reading the active snapshot of {target}"):
+            async with self._db.connection() as conn:
+                row = await conn.fetchrow(
+                    "SELECT id, version, env::text AS env, checksum FROM pkg_snapshots "
+                    "WHERE env = $1::pkg_env AND is_active",
+                    target,
+                )
+        return None if row is None else SnapshotSummary(**dict(row))
 
     async def get_snapshot_by_version(
         self, version: str, *, include_archived: bool = False

@@ -39,7 +39,7 @@ class Promotion:
 
 async def publish_environment(ctx: OperatorContext, env: str, reason: str) -> int:
     """Write the environment's desired state from PostgreSQL's active snapshot; the new epoch."""
-    active = await ctx.db.get_active_snapshot(env)
+    active = await ctx.db.get_active_snapshot_summary(env)
     stable = None if active is None else SnapshotRef(active.version, active.id, active.checksum)
     state = await ctx.signals.publish_new_desired(
         DesiredState(epoch=0, env=env, stable=stable, reason=reason)
@@ -56,11 +56,11 @@ async def promote(
     reason: str,
     idempotency_key: str,
 ) -> Promotion:
-    previous = await ctx.db.get_active_snapshot(env)
+    previous = await ctx.db.get_active_snapshot_summary(env)
     promotion_id = await ctx.db.promote_snapshot(
         snapshot_id, env=env, actor=actor, reason=reason, idempotency_key=idempotency_key
     )
-    current = await ctx.db.get_active_snapshot(env)
+    current = await ctx.db.get_active_snapshot_summary(env)
     if current is None or current.id != snapshot_id:
         raise RuntimeError(f"promoting snapshot {snapshot_id} in {env} left {current} active")
     epoch = await publish_environment(ctx, env, f"promote {current.version}: {reason}")
@@ -96,11 +96,11 @@ async def _from_version(ctx: OperatorContext, snapshot_id: int, promotion_id: in
 async def roll_back(
     ctx: OperatorContext, *, env: str, actor: str, reason: str, idempotency_key: str
 ) -> Promotion:
-    previous = await ctx.db.get_active_snapshot(env)
+    previous = await ctx.db.get_active_snapshot_summary(env)
     promotion_id = await ctx.db.rollback_snapshot(
         env=env, actor=actor, reason=reason, idempotency_key=idempotency_key
     )
-    current = await ctx.db.get_active_snapshot(env)
+    current = await ctx.db.get_active_snapshot_summary(env)
     assert current is not None, "a rollback always leaves a snapshot active"
     epoch = await publish_environment(ctx, env, f"rollback to {current.version}: {reason}")
     log.info(
@@ -132,7 +132,7 @@ async def repair_environment_levels(ctx: OperatorContext, envs: tuple[str, ...])
     for env in envs:
         if await ctx.signals.read_state(env_key(env)) is not None:
             continue
-        if await ctx.db.get_active_snapshot(env) is None:
+        if await ctx.db.get_active_snapshot_summary(env) is None:
             continue
         epoch = await publish_environment(ctx, env, "repair: the desired state was missing")
         log.warning(

@@ -351,3 +351,26 @@ async def test_the_integrity_timer_reports_a_tampered_audit_row_and_snapshot_row
     message = " ".join(e["message"] for e in on_crd)
     assert "audit chain broken at row 1" in message
     assert "snapshot_rows_changed" in message
+
+
+async def test_a_tampered_active_snapshot_does_not_stop_the_others_of_its_environment(
+    cluster: Kube, operator: KopfRunner, sql: asyncpg.Connection
+) -> None:
+    cluster.apply_snapshot("first", "inproc@6.0.0", autoPromote=True)
+    await until(
+        lambda: condition(cluster.snapshot("first"), "Active").get("status") == "True",
+        what="first Active",
+    )
+    await sql.execute(
+        "UPDATE pkg_rule_conditions c SET condition_key = 'anyone' FROM pkg_policy_rules r, "
+        "pkg_snapshots s WHERE c.rule_id = r.id AND r.snapshot_id = s.id AND s.version = $1",
+        "inproc@6.0.0",
+    )
+    # The operator reasons about the active snapshot by its id and version; the content is
+    # the sidecars' to verify before they run it, and the integrity checks report it.
+    cluster.apply_snapshot("second", "inproc@6.1.0")
+    ready = await until(
+        lambda: (c := condition(cluster.snapshot("second"), "Ready")) and c.get("status") and c,
+        what="second reconciled",
+    )
+    assert ready["status"] == "True", ready

@@ -202,7 +202,7 @@ async def _activation_errors(
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:
     """The environment's active snapshot: what the target runs until the deployment publishes."""
-    active = await ctx.db.get_active_snapshot(env)
+    active = await ctx.db.get_active_snapshot_summary(env)
     if active is None:
         return None
     location = await ctx.db.snapshot_resource(active.version)

@@ -171,7 +171,7 @@ async def store_and_validate(
             rejected=("VersionConflict", str(exc)),
         )
     validation = await _validate_once(ctx, snapshot_id, snapshot, loaded.evaluator)
-    active = await ctx.db.get_active_snapshot(snapshot.env)
+    active = await ctx.db.get_active_snapshot_summary(snapshot.env)
     active_in = snapshot.env if active is not None and active.id == snapshot_id else None
     superseded_by = None
     if active_in is None and active is not None and await ctx.db.was_ever_active(snapshot_id):
@@ -297,7 +297,7 @@ async def refresh_active(ctx: OperatorContext, version: str) -> None:
         return
     status = body.get("status") or {}
     snapshot_id, env = status.get("snapshotId"), body["spec"]["env"]
-    active = await ctx.db.get_active_snapshot(env)
+    active = await ctx.db.get_active_snapshot_summary(env)
     generation = int(body["metadata"].get("generation") or 1)
     now = dt.datetime.now(dt.UTC)
     conditions = list(status.get("conditions") or [])

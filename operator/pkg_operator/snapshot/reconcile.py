@@ -235,7 +235,7 @@ async def deleted(
         if owned is None or owned.get("archived_at") is not None:
             return  # never stored, or already archived: nothing to keep
         snapshot_id = int(owned["id"])
-        active = await ctx.db.get_active_snapshot(env) if env else None
+        active = await ctx.db.get_active_snapshot_summary(env) if env else None
         if active is not None and active.id == snapshot_id:
             raise hold(
                 "ActiveSnapshot",
