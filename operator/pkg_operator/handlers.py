@@ -14,6 +14,7 @@ from pkg_operator import heartbeats
 from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
 from pkg_operator.kopf_config import configure_kopf
+from pkg_operator.levels import loop as levels
 from pkg_operator.rollout import reconcile as rollout
 from pkg_operator.settings import OperatorSettings
 from pkg_operator.snapshot import reconcile as snapshot
@@ -24,6 +25,11 @@ __all__ = ["build_registry"]
 def _ctx(memo: Any) -> OperatorContext:
     ctx: OperatorContext = memo.ctx
     return ctx
+
+
+def _levels(memo: Any) -> levels.LevelReconciler:
+    reconciler: levels.LevelReconciler = memo.levels
+    return reconciler
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -41,6 +47,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         configure_kopf(settings, ours)
         memo.ctx = await open_context(ours)
         memo.ctx.tasks.append(heartbeats.start_folder(memo.ctx))
+        # Started like the folder; it writes only while this replica works: the
+        # resource timers below renew its lease (see pkg_operator.levels.loop).
+        memo.levels, task = levels.start(memo.ctx)
+        memo.ctx.tasks.append(task)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
@@ -79,6 +89,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             _ctx(memo), body=body, meta=meta, spec=spec, status=status, patch=patch
         )
 
+    level_interval = settings.level_resync_seconds
+
+    @kopf.timer(*SNAPSHOTS, interval=level_interval, registry=registry, id="levels_lease")
+    async def levels_lease(*, memo: kopf.Memo, **_: Any) -> None:
+        _levels(memo).renew()
+
     interval = settings.rollout_interval_seconds
 
     # Explicit ids: kopf passes an index to handlers under its id, and the id of a
@@ -109,6 +125,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def rollout_tick(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
         # kopf passes each index as a keyword argument named after its function.
         snapshots, deployments = kwargs["snapshots_index"], kwargs["deployments_index"]
+        _levels(memo).renew()
         try:
             await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
         except DatabaseUnavailableError as exc:

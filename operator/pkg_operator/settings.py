@@ -17,6 +17,7 @@ The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL`
 | ``PKG_ROLLOUT_INTERVAL_SECONDS`` | ``2`` | how often each PolicyDeployment is reconciled |
 | ``PKG_HEARTBEAT_FOLD_INTERVAL_SECONDS`` | ``1`` | how long a heartbeat read waits for more |
 | ``PKG_HEARTBEAT_BATCH_SIZE`` | ``500`` | heartbeats read and written per round trip |
+| ``PKG_LEVEL_RESYNC_SECONDS`` | ``10`` | how often Redis's levels are checked against PostgreSQL |
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class OperatorSettings(CommonSettings):
     rollout_interval_seconds: float = Field(default=2.0, gt=0, le=300)
     heartbeat_fold_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     heartbeat_batch_size: int = Field(default=500, ge=1, le=100_000)
+    level_resync_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     @property
     def namespace_list(self) -> list[str]:
