@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +29,7 @@ from pkg_operator.levels.decide import Level, Ref, Repair
 
 __all__ = [
     "REPAIRS",
+    "PostEvent",
     "found_levels",
     "level_of",
     "publish",
@@ -48,6 +49,14 @@ REPAIRS = Counter(
 )
 
 _REPAIR_ACTOR = "pkg-operator"
+
+#: Posts a Kubernetes event: (object, type, reason, message). kopf.event needs kopf's
+#: context, which a task spawned at start-up lacks; the loop passes one that has it.
+PostEvent = Callable[[Any, str, str, str], None]
+
+
+def _kopf_event(body: Any, type_: str, reason: str, message: str) -> None:
+    kopf.event(body, type=type_, reason=reason, message=message)
 
 
 def _dao(ctx: OperatorContext) -> PKGLevelsDAO:
@@ -181,6 +190,7 @@ async def record_repair(
     *,
     trigger: str,
     owner: Mapping[str, Any] | None = None,
+    post_event: PostEvent | None = None,
 ) -> None:
     """Audit row, Kubernetes event (on ``owner``, else the environment's active
     PolicySnapshot), log line and counter for one rewritten level."""
@@ -227,6 +237,6 @@ async def record_repair(
             log.exception("finding the PolicySnapshot of %s failed", repair.wanted.stable.version)
     if body is not None:
         try:
-            kopf.event(body, type="Warning", reason="DesiredStateRepaired", message=message)
+            (post_event or _kopf_event)(body, "Warning", "DesiredStateRepaired", message)
         except Exception:
             log.exception("posting the DesiredStateRepaired event failed")

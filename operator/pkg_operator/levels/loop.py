@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from typing import Any
 
 import asyncpg
+import kopf
 
 from evaluator_sidecar.policy.model import ENVS
 from evaluator_sidecar.signals import backoff_delay
@@ -50,6 +52,7 @@ class LevelReconciler:
         self._wake = asyncio.Event()
         self._why = "start"
         self._lease_until = 0.0
+        self._kopf_context: contextvars.Context | None = None
 
     @property
     def active(self) -> bool:
@@ -58,6 +61,8 @@ class LevelReconciler:
     def renew(self) -> None:
         """This replica works (a kopf resource handler ran): act for three more intervals."""
         was_active = self.active
+        # kopf's context (its event queue), so that this task can post events.
+        self._kopf_context = contextvars.copy_context()
         self._lease_until = time.monotonic() + _LEASE_INTERVALS * self.interval
         if not was_active:
             self.kick("became active")
@@ -70,9 +75,17 @@ class LevelReconciler:
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         self.kick(f"notify {payload}")
 
+    def _post_event(self, body: Any, type_: str, reason: str, message: str) -> None:
+        if self._kopf_context is None:
+            log.info("no kopf context yet; event %s not posted: %s", reason, message)
+            return
+        self._kopf_context.run(kopf.event, body, type=type_, reason=reason, message=message)
+
     async def pass_once(self, trigger: str) -> None:
         started = time.monotonic()
-        repairs = await reconcile_environments(self.ctx, ENVS, trigger=trigger)
+        repairs = await reconcile_environments(
+            self.ctx, ENVS, trigger=trigger, post_event=self._post_event
+        )
         if repairs:
             log.info(
                 "level pass (%s) rewrote %d level(s) in %.3fs",

@@ -9,15 +9,20 @@ or different is rewritten: see :mod:`pkg_operator.levels.effects`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from evaluator_sidecar import signals as sig
+from pkg_operator import kube
 from pkg_operator.context import OperatorContext
 from pkg_operator.levels import effects
 from pkg_operator.levels.decide import Level, Ref, Repair, decide
+from pkg_operator.snapshot.effects import refresh_active
 
 __all__ = ["reconcile_environments", "repair_rollout", "rollout_level"]
+
+log = logging.getLogger(__name__)
 
 
 async def _rewrite(
@@ -26,21 +31,53 @@ async def _rewrite(
     *,
     trigger: str,
     owner: Mapping[str, Any] | None = None,
+    post_event: effects.PostEvent | None = None,
 ) -> None:
     state = effects.state_of(repair.wanted, f"repair: {repair.reason}: {repair.detail}")
     written = await effects.publish(ctx, state, floor=repair.floor)
-    await effects.record_repair(ctx, repair, written, trigger=trigger, owner=owner)
+    await effects.record_repair(
+        ctx, repair, written, trigger=trigger, owner=owner, post_event=post_event
+    )
+
+
+async def _was_active(version: str, ctx: OperatorContext) -> bool:
+    place = await ctx.db.snapshot_resource(version)
+    if place is None or not place[0]:
+        return False
+    obj = await kube.get_object("policysnapshots", place[0], place[1])
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Active" and c.get("status") == "True" for c in conditions)
+
+
+async def _refresh_snapshots(ctx: OperatorContext, repair: Repair) -> None:
+    """A level that named another snapshot may mean a promotion made without the operator
+    (SQL, PKGClient): set the PolicySnapshots' Active conditions from PostgreSQL too."""
+    try:
+        if repair.wanted.stable is not None:
+            await refresh_active(ctx, repair.wanted.stable.version)
+        old = None if repair.found is None else repair.found.stable
+        if old is not None and await _was_active(old.version, ctx):
+            await refresh_active(ctx, old.version)
+    except Exception:  # the level is repaired; the conditions follow at the next pass
+        log.exception(
+            "refreshing the Active conditions after repairing %s failed", repair.wanted.key
+        )
 
 
 async def reconcile_environments(
-    ctx: OperatorContext, envs: Sequence[str], *, trigger: str
+    ctx: OperatorContext,
+    envs: Sequence[str],
+    *,
+    trigger: str,
+    post_event: effects.PostEvent | None = None,
 ) -> list[Repair]:
     """Rewrite every environment's level that differs from PostgreSQL; the repairs made."""
     wanted = await effects.wanted_env_levels(ctx, envs)
     found = await effects.found_levels(ctx, [level.key for level in wanted])
     repairs = decide(wanted, found)
     for repair in repairs:
-        await _rewrite(ctx, repair, trigger=trigger)
+        await _rewrite(ctx, repair, trigger=trigger, post_event=post_event)
+        await _refresh_snapshots(ctx, repair)
     return repairs
 
 
