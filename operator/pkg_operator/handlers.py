@@ -14,6 +14,7 @@ from pkg_operator import heartbeats
 from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
 from pkg_operator.kopf_config import configure_kopf
+from pkg_operator.levels import fleet_status
 from pkg_operator.levels import loop as levels
 from pkg_operator.rollout import reconcile as rollout
 from pkg_operator.settings import OperatorSettings
@@ -92,8 +93,19 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     level_interval = settings.level_resync_seconds
 
     @kopf.timer(*SNAPSHOTS, interval=level_interval, registry=registry, id="levels_lease")
-    async def levels_lease(*, memo: kopf.Memo, **_: Any) -> None:
+    async def levels_lease(
+        *,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
         _levels(memo).renew()
+        await fleet_status.refresh_fleet(
+            _ctx(memo), spec=spec, meta=meta, status=status, patch=patch
+        )
 
     interval = settings.rollout_interval_seconds
 
