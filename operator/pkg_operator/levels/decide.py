@@ -113,7 +113,9 @@ def differences(wanted: Level, found: Level) -> list[str]:
         out.append(f"place {found.env}/{found.target}/{found.region}")
     if wanted.deployment != found.deployment:
         out.append(f"deployment {found.deployment}, wanted {wanted.deployment}")
-    if abs(wanted.canary_percent - found.canary_percent) > 1e-9:
+    # Without a canary the weight selects nothing (the sidecars ignore it).
+    has_canary = wanted.canary is not None or found.canary is not None
+    if has_canary and abs(wanted.canary_percent - found.canary_percent) > 1e-9:
         out.append(f"canary weight {found.canary_percent:g}, wanted {wanted.canary_percent:g}")
     return out
 

@@ -98,3 +98,8 @@ def test_repairs_keep_the_wanted_order() -> None:
     b = Level(key="pkg:desired:dev", env="dev", stable=V2)
     repairs = decide([a, b], {a.key: None, b.key: None})
     assert [r.wanted.key for r in repairs] == [a.key, b.key]
+
+
+def test_a_weight_without_a_canary_is_not_a_difference() -> None:
+    wanted = rollout_level(V1, None, 0.0)
+    assert decide([wanted], {wanted.key: rollout_level(V1, None, 100.0, epoch=3)}) == []
