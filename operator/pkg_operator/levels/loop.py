@@ -1,5 +1,6 @@
-"""When the level reconciler runs: at start, every ``PKG_LEVEL_RESYNC_SECONDS``, and at
-once after a NOTIFY ``pkg_promotions`` (any promotion or rollback row, however made).
+"""When the level reconciler runs: at start, every ``PKG_LEVEL_RESYNC_SECONDS``, and
+after a NOTIFY ``pkg_promotions`` (any promotion or rollback row, however made), once
+``NOTIFY_GRACE_SECONDS`` have let the operator's own promotion write its level.
 
 It is a task spawned by the startup handler, like the heartbeat folder, not a
 kopf daemon or a per-object timer: the environments' levels belong to no single
@@ -42,6 +43,10 @@ __all__ = ["LevelReconciler", "start"]
 log = logging.getLogger(__name__)
 
 _LEASE_INTERVALS = 3.0
+#: A promotion made by the operator commits its row (the NOTIFY) and then writes the
+#: level itself; a pass at once would race it and "repair" what is about to be
+#: written. Promotions made elsewhere wait this long for their level.
+NOTIFY_GRACE_SECONDS = 1.0
 _LISTEN_CHECK_SECONDS = 5.0
 
 
@@ -73,7 +78,7 @@ class LevelReconciler:
         self._wake.set()
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        self.kick(f"notify {payload}")
+        asyncio.get_running_loop().call_later(NOTIFY_GRACE_SECONDS, self.kick, f"notify {payload}")
 
     def _post_event(self, body: Any, type_: str, reason: str, message: str) -> None:
         if self._kopf_context is None:
