@@ -103,3 +103,21 @@ def test_repairs_keep_the_wanted_order() -> None:
 def test_a_weight_without_a_canary_is_not_a_difference() -> None:
     wanted = rollout_level(V1, None, 0.0)
     assert decide([wanted], {wanted.key: rollout_level(V1, None, 100.0, epoch=3)}) == []
+
+
+def test_a_rollout_level_is_read_from_the_deployments_status() -> None:
+    from pkg_operator.levels.reconcile import rollout_level as from_status
+
+    place = {"uid": "u1", "env": "prod", "target": "router", "region": "eu-west"}
+    assert from_status({"stable": {"version": "rules@1.0.0"}}, **place) is None  # never published
+    status = {
+        "lastPublish": {"at": "2026-01-01T00:00:00Z"},
+        "stable": {"name": "one", "version": "rules@1.0.0", "checksum": "a" * 64, "snapshotId": 1},
+        "canary": {"name": "two", "version": "rules@2.0.0", "checksum": "", "snapshotId": None},
+        "weight": 50,
+    }
+    level = from_status(status, **place)
+    assert level == rollout_level(V1, Ref("rules@2.0.0"), 50.0)
+    withdrawn = from_status({**status, "canary": None}, **place)
+    assert withdrawn is not None
+    assert (withdrawn.canary, withdrawn.canary_percent) == (None, 0.0)
