@@ -232,6 +232,31 @@ CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NUL
          GROUP BY d.id, s.version
     $$;
 
+CREATE FUNCTION public.pkg_next_desired_epoch(p_floor bigint DEFAULT 0) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_epoch bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pkg_desired_epoch_seq'));
+    v_epoch := nextval('pkg_desired_epoch_seq');
+    IF v_epoch <= p_floor THEN
+        v_epoch := p_floor + 1;
+        PERFORM setval('pkg_desired_epoch_seq', v_epoch);
+    END IF;
+    RETURN v_epoch;
+END;
+$$;
+
+CREATE FUNCTION public.pkg_notify_promotion() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('pkg_promotions', NEW.env::text);
+    RETURN NULL;
+END;
+$$;
+
 CREATE FUNCTION public.pkg_promote_snapshot(p_snapshot_id bigint, p_env public.pkg_env, p_actor text, p_reason text DEFAULT NULL::text, p_action text DEFAULT 'promote'::text, p_metrics jsonb DEFAULT '{}'::jsonb, p_idempotency_key text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
@@ -590,6 +615,13 @@ ALTER TABLE public.pkg_deployments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     CACHE 1
 );
 
+CREATE SEQUENCE public.pkg_desired_epoch_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
 CREATE TABLE public.pkg_device_versions (
     device_id text NOT NULL,
     device_type text NOT NULL,
@@ -937,6 +969,8 @@ CREATE TRIGGER pkg_audit_log_append_only BEFORE DELETE OR UPDATE ON public.pkg_a
 CREATE TRIGGER pkg_audit_log_chain BEFORE INSERT ON public.pkg_audit_log FOR EACH ROW EXECUTE FUNCTION public.pkg_audit_log_chain();
 
 CREATE TRIGGER pkg_audit_log_no_truncate BEFORE TRUNCATE ON public.pkg_audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.pkg_audit_log_append_only();
+
+CREATE TRIGGER pkg_promotions_notify AFTER INSERT ON public.pkg_promotions FOR EACH ROW EXECUTE FUNCTION public.pkg_notify_promotion();
 
 ALTER TABLE ONLY public.pkg_audit_log
     ADD CONSTRAINT pkg_audit_log_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE RESTRICT;

@@ -48,7 +48,7 @@ BEGIN
         'pkg_rollback_snapshot(pkg_env,text,text,bigint,jsonb,text)',
         'pkg_archive_snapshot(bigint,text,text)', 'pkg_restore_snapshot(bigint,text,text)',
         'pkg_deployment_coverage_within(interval)', 'pkg_audit_append(text,text,text,text,jsonb,bigint,text)',
-        'pkg_verify_audit_chain()',
+        'pkg_verify_audit_chain()', 'pkg_next_desired_epoch(bigint)', 'pkg_notify_promotion()',
         'pkg_audit_hash(text,bigint,timestamp with time zone,text,text,text,text,bigint,jsonb,text)']
     LOOP
         -- By signature text, not to_regprocedure(): that errors when a type is missing.
@@ -70,6 +70,13 @@ BEGIN
             v_missing := v_missing || ('trigger ' || v_name);
         END IF;
     END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgname = 'pkg_promotions_notify'
+                      AND t.tgrelid = to_regclass('pkg_promotions')) THEN
+        v_missing := v_missing || 'trigger pkg_promotions_notify'::text;
+    END IF;
+    IF to_regclass('pkg_desired_epoch_seq') IS NULL THEN
+        v_missing := v_missing || 'sequence pkg_desired_epoch_seq'::text;
+    END IF;
     IF cardinality(v_missing) > 0 THEN
         RAISE EXCEPTION 'PKG schema is incomplete: missing %', array_to_string(v_missing, ', ')
             USING HINT = 'Run pkg-migrate against this database; if it reports nothing to do, '

@@ -133,6 +133,20 @@ class SnapshotRef:
         """Same version and checksum: the devices would run the same thing."""
         return self.version == other.version and self.checksum == other.checksum
 
+    def matches(self, other: SnapshotRef) -> bool:
+        """Same version; ids and checksums are compared only where both sides have one
+        (a level written by hand may name a version alone)."""
+        if self.version != other.version:
+            return False
+        if None not in (self.snapshot_id, other.snapshot_id) and (
+            self.snapshot_id != other.snapshot_id
+        ):
+            return False
+        return not (self.checksum and other.checksum and self.checksum != other.checksum)
+
+    def describe(self) -> str:
+        return self.version if self.snapshot_id is None else f"{self.version} (#{self.snapshot_id})"
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "snapshot_id": self.snapshot_id, "checksum": self.checksum}
 

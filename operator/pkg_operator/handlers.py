@@ -14,6 +14,8 @@ from pkg_operator import heartbeats, integrity
 from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
 from pkg_operator.kopf_config import configure_kopf
+from pkg_operator.levels import fleet_status
+from pkg_operator.levels import loop as levels
 from pkg_operator.rollout import reconcile as rollout
 from pkg_operator.settings import OperatorSettings
 from pkg_operator.snapshot import reconcile as snapshot
@@ -24,6 +26,11 @@ __all__ = ["build_registry"]
 def _ctx(memo: Any) -> OperatorContext:
     ctx: OperatorContext = memo.ctx
     return ctx
+
+
+def _levels(memo: Any) -> levels.LevelReconciler:
+    reconciler: levels.LevelReconciler = memo.levels
+    return reconciler
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -44,6 +51,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         if ours.integrity_check_seconds > 0:
             # Started on every replica; one holds the lease and reports (integrity.py).
             memo.ctx.tasks.append(integrity.start_checker(memo.ctx))
+        # Started like the folder; it writes only while this replica works: the
+        # resource timers below renew its lease (see pkg_operator.levels.loop).
+        memo.levels, task = levels.start(memo.ctx)
+        memo.ctx.tasks.append(task)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
@@ -82,6 +93,23 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             _ctx(memo), body=body, meta=meta, spec=spec, status=status, patch=patch
         )
 
+    level_interval = settings.level_resync_seconds
+
+    @kopf.timer(*SNAPSHOTS, interval=level_interval, registry=registry, id="levels_lease")
+    async def levels_lease(
+        *,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        _levels(memo).renew()
+        await fleet_status.refresh_fleet(
+            _ctx(memo), spec=spec, meta=meta, status=status, patch=patch
+        )
+
     interval = settings.rollout_interval_seconds
 
     # Explicit ids: kopf passes an index to handlers under its id, and the id of a
@@ -112,6 +140,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def rollout_tick(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
         # kopf passes each index as a keyword argument named after its function.
         snapshots, deployments = kwargs["snapshots_index"], kwargs["deployments_index"]
+        _levels(memo).renew()
         try:
             await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
         except DatabaseUnavailableError as exc:

@@ -1,7 +1,8 @@
 """Fold the sidecars' heartbeats from Redis into ``pkg_device_versions``, in batches.
 
-The same background task also repairs what a Redis restart loses: the consumer
-group, and (every few seconds) any environment's desired state.
+The same background task also recreates what a Redis restart loses of the
+stream: the consumer group. (The desired states are the level reconciler's,
+``pkg_operator.levels``.)
 
 Sidecars append heartbeats to the stream ``pkg:heartbeats``; the operator reads
 it through the consumer group ``pkg-operator`` (so replicas share the work and
@@ -18,23 +19,17 @@ import datetime as dt
 import logging
 import os
 import socket
-import time
 from collections.abc import Sequence
 
 from redis.exceptions import ResponseError
 
-from evaluator_sidecar.policy.model import ENVS
 from evaluator_sidecar.signals import Heartbeat, backoff_delay
 from evaluator_sidecar.store.models import DeviceHeartbeat
-from pkg_operator import promotions
 from pkg_operator.context import OperatorContext
 
 __all__ = ["newest_per_device", "start_folder", "to_row"]
 
 log = logging.getLogger(__name__)
-
-#: How often the environments' desired states are checked for loss (a Redis restart).
-REPAIR_INTERVAL_SECONDS = 10.0
 
 
 def to_row(beat: Heartbeat) -> DeviceHeartbeat:
@@ -83,16 +78,12 @@ async def _fold_forever(ctx: OperatorContext) -> None:
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     failures = 0
     recovering = True  # first re-read what this consumer was given but never acknowledged
-    next_repair = 0.0
     while True:
         try:
             folded = await fold_once(ctx, consumer, pending=recovering)
             if recovering and folded == 0:
                 recovering = False
             failures = 0
-            if time.monotonic() >= next_repair:
-                next_repair = time.monotonic() + REPAIR_INTERVAL_SECONDS
-                await promotions.repair_environment_levels(ctx, ENVS)
         except asyncio.CancelledError:
             raise
         except ResponseError as exc:

@@ -4,9 +4,11 @@ Order matters and is the same for both: PostgreSQL first (the source of truth:
 ``pkg_promote_snapshot`` deactivates the old snapshot, activates the new one
 and writes the promotion and audit rows in one transaction, keyed by an
 idempotency key), then the environment's desired state in Redis with a fresh
-epoch (the level the sidecars converge on, announced on ``pkg_updates``). If
-Redis fails in between, the handler is retried: the database step is a no-op
-the second time, and the signal goes out.
+epoch from PostgreSQL (the level the sidecars converge on, announced on
+``pkg_updates``). If Redis fails in between, the handler is retried: the
+database step is a no-op the second time, and the signal goes out; the level
+reconciler (``pkg_operator.levels``) also rewrites it within
+``PKG_LEVEL_RESYNC_SECONDS`` of Redis answering again.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from evaluator_sidecar.signals import DesiredState, SnapshotRef, env_key
+from evaluator_sidecar.signals import DesiredState, SnapshotRef
 from pkg_operator.context import OperatorContext
+from pkg_operator.levels.effects import publish
 
 __all__ = [
     "Promotion",
     "promote",
     "publish_environment",
-    "repair_environment_levels",
     "roll_back",
 ]
 
@@ -41,9 +43,7 @@ async def publish_environment(ctx: OperatorContext, env: str, reason: str) -> in
     """Write the environment's desired state from PostgreSQL's active snapshot; the new epoch."""
     active = await ctx.db.get_active_snapshot_summary(env)
     stable = None if active is None else SnapshotRef(active.version, active.id, active.checksum)
-    state = await ctx.signals.publish_new_desired(
-        DesiredState(epoch=0, env=env, stable=stable, reason=reason)
-    )
+    state = await publish(ctx, DesiredState(epoch=0, env=env, stable=stable, reason=reason))
     return state.epoch
 
 
@@ -119,24 +119,3 @@ async def roll_back(
     return Promotion(
         promotion_id, env, previous.version if previous else None, current.version, epoch
     )
-
-
-async def repair_environment_levels(ctx: OperatorContext, envs: tuple[str, ...]) -> list[str]:
-    """Rewrite an environment's desired state that Redis lost; the environments repaired.
-
-    Redis may run without persistence: after a restart the levels are gone and a
-    sidecar that starts then would fall back to PostgreSQL alone. PostgreSQL stays
-    the source of truth, so the missing level is written again from it.
-    """
-    repaired = []
-    for env in envs:
-        if await ctx.signals.read_state(env_key(env)) is not None:
-            continue
-        if await ctx.db.get_active_snapshot_summary(env) is None:
-            continue
-        epoch = await publish_environment(ctx, env, "repair: the desired state was missing")
-        log.warning(
-            "the desired state of %s was missing in Redis; rewrote it at epoch %d", env, epoch
-        )
-        repaired.append(env)
-    return repaired

@@ -19,6 +19,7 @@ The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL`
 | ``PKG_HEARTBEAT_BATCH_SIZE`` | ``500`` | heartbeats read and written per round trip |
 | ``PKG_INTEGRITY_CHECK_SECONDS`` | ``300`` | how often the integrity checks run (0: never) |
 | ``PKG_TRUSTED_KEYS`` | (none) | ``namespace/name`` of the ConfigMap or Secret of trusted keys |
+| ``PKG_LEVEL_RESYNC_SECONDS`` | ``10`` | how often Redis's levels are checked against PostgreSQL |
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class OperatorSettings(CommonSettings):
             return None
         namespace, name = self.trusted_keys.split("/", 1)
         return namespace, name
+
+    level_resync_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     @property
     def namespace_list(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""The rollout's effects: perform a Decision's actions, and repair a lost desired state.
+"""The rollout's effects: perform a Decision's actions, and repair a lost or changed desired state.
 
 Actions are performed in the decision's order: the desired state in Redis
 (compare-and-set on the epoch), deployment, promotion and audit rows in
@@ -16,13 +16,14 @@ import kopf
 
 from evaluator_sidecar import signals as sig
 from pkg_operator.context import OperatorContext
+from pkg_operator.levels.effects import publish
+from pkg_operator.levels.reconcile import repair_rollout
 from pkg_operator.rollout.model import (
     Action,
     EmitEvent,
     RecordPromotion,
     RecordStep,
     SetDesiredState,
-    SnapshotRef,
 )
 
 __all__ = ["apply", "repair_level"]
@@ -43,7 +44,8 @@ async def apply(
     """Perform one of a decision's actions for the deployment ``body``."""
     meta = body["metadata"]
     if isinstance(action, SetDesiredState):
-        state = await ctx.signals.publish_new_desired(
+        state = await publish(
+            ctx,
             sig.DesiredState(
                 epoch=0,
                 env=env,
@@ -54,7 +56,7 @@ async def apply(
                 canary=action.canary,
                 canary_percent=action.canary_percent,
                 reason=action.reason,
-            )
+            ),
         )
         log.info(
             "published %s at epoch %d: %s",
@@ -146,42 +148,11 @@ async def repair_level(
     target: str,
     region: str,
 ) -> None:
-    """Rewrite this rollout's desired state if Redis lost it (a restart without persistence).
+    """Rewrite this rollout's desired state when Redis lost it or holds another one.
 
-    The machine publishes only when the state changes; without this, sidecars that
-    start after such a restart would run the environment's version, not the rollout's.
+    The machine publishes only when the state changes; without this, sidecars would
+    follow a level that Redis lost (a restart without persistence: they would run the
+    environment's version) or one written by someone else. The status, which the
+    state machine owns, says what is published; ``pkg_operator.levels`` compares.
     """
-    if not status.get("lastPublish"):
-        return
-    if await ctx.signals.read_state(sig.rollout_key(env, target, region)) is not None:
-        return
-
-    def ref(value: Any) -> SnapshotRef | None:
-        if not isinstance(value, Mapping) or not value.get("version"):
-            return None
-        return SnapshotRef(
-            version=str(value["version"]),
-            snapshot_id=value.get("snapshotId"),
-            checksum=str(value.get("checksum") or ""),
-            name=str(value.get("name", "")),
-        )
-
-    canary = ref(status.get("canary"))
-    weight = float(status.get("weight") or 0.0) if canary is not None else 0.0
-    await apply(
-        ctx,
-        body,
-        SetDesiredState(
-            stable=ref(status.get("stable")),
-            canary=canary,
-            canary_percent=weight,
-            reason="repair: the desired state was missing (Redis restarted?)",
-            key="repair",
-        ),
-        env=env,
-        target=target,
-        region=region,
-    )
-    log.warning(
-        "the desired state of %s/%s in %s was missing in Redis; rewrote it", target, region, env
-    )
+    await repair_rollout(ctx, body, status, env=env, target=target, region=region)

@@ -38,11 +38,12 @@ class TestPackagedFiles:
         )
         assert names == [m.name for m in load_migrations()]
         assert [m.version for m in load_migrations()] == list(range(1, len(names) + 1))
-        assert names[:4] == [
+        assert names[:5] == [
             "0001_pkg_core.sql",
             "0002_pkg_ops.sql",
             "0003_pkg_audit_log.sql",
             "0004_pkg_views_functions.sql",
+            "0005_pkg_desired_levels.sql",
         ]
 
     def test_no_file_manages_its_own_transaction(self) -> None:
