@@ -81,7 +81,11 @@ def fleet_factory(
     fleets: list[LevelFleet] = []
 
     def make(env: str, resync: float = SIDECAR_RESYNC) -> LevelFleet:
-        fleet = LevelFleet(cluster, cluster.workdir / request.node.name, env, "router")
+        # A target of its own: earlier tests' rollouts of "router" in this environment
+        # are still published in the shared Redis, and a rollout level wins over the
+        # environment's for the devices it targets.
+        target = f"levels-{uuid.uuid4().hex[:8]}"
+        fleet = LevelFleet(cluster, cluster.workdir / request.node.name, env, target)
         fleet.resync = resync
         fleets.append(fleet)
         return fleet
