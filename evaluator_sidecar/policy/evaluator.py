@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evaluator_sidecar.policy.engines.base import ENGINE_REGISTRY, PolicyEngine
+from evaluator_sidecar.policy.environment_facts import EnvironmentFacts, with_environment_facts
 from evaluator_sidecar.policy.errors import EngineUnavailableError, EvaluationError
 from evaluator_sidecar.policy.facts import validate_task_facts
 from evaluator_sidecar.policy.model import PKGSnapshotData
@@ -83,9 +84,17 @@ class PKGEvaluator:
             },
         )
 
-    def evaluate(self, task_facts: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"subtasks", "dag", "rules", "snapshot"}``; raises EvaluationError on bad input."""
-        facts = validate_task_facts(task_facts)
+    def evaluate(
+        self,
+        task_facts: Mapping[str, Any],
+        environment_facts: EnvironmentFacts | None = None,
+    ) -> dict[str, Any]:
+        """``{"subtasks", "dag", "rules", "snapshot"}``; raises EvaluationError on bad input.
+
+        ``environment_facts`` (the sidecar's loaded set) join the request's own
+        facts for FACT conditions: see :mod:`evaluator_sidecar.policy.environment_facts`.
+        """
+        facts = with_environment_facts(validate_task_facts(task_facts), environment_facts)
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
         try:

@@ -102,6 +102,7 @@ class HeartbeatReporter:
             checksum=active.checksum if active else None,
             epoch=epoch,
             desired_epoch=int(health["desired_epoch"]),
+            facts_version=int(health.get("facts_version") or 0),
             cohort=cohort if active else "none",
             evaluations=delta.count,
             errors=now.errors - self._baseline.errors,

@@ -7,7 +7,10 @@ When Redis goes away it reconnects with exponential back-off and full jitter
 and re-reads the levels once subscribed again, so a message published during
 the outage is not missed. A periodic resync re-reads the levels (or, without
 Redis, PostgreSQL's active snapshot) to catch what a lost message or a key
-written without one would leave behind. Evaluation never waits on any of it.
+written without one would leave behind. The facts level ``pkg:facts:{env}``
+is followed the same way (its message, every resync) by the
+:class:`~evaluator_sidecar.sidecar.facts.FactsKeeper`. Evaluation never waits
+on any of it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from redis.exceptions import RedisError
 
 from evaluator_sidecar.sidecar.activation import Source
 from evaluator_sidecar.sidecar.converge import Converger
+from evaluator_sidecar.sidecar.facts import FactsKeeper
 from evaluator_sidecar.sidecar.logs import MANAGER_LOGGER, log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
 from evaluator_sidecar.signals import (
     ActivateMessage,
     DesiredMessage,
+    FactsMessage,
     RedisSignals,
     backoff_delay,
 )
@@ -50,8 +55,10 @@ class RedisListener:
         resync_interval: float,
         backoff_max: float,
         stopping: asyncio.Event,
+        facts: FactsKeeper | None = None,
     ) -> None:
         self.signals = signals
+        self.facts = facts
         self.converger = converger
         self.env = env
         self.target = target
@@ -133,7 +140,11 @@ class RedisListener:
                     with contextlib.suppress(RedisError, OSError):
                         await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
-    async def _on_message(self, message: ActivateMessage | DesiredMessage) -> None:
+    async def _on_message(self, message: ActivateMessage | DesiredMessage | FactsMessage) -> None:
+        if isinstance(message, FactsMessage):
+            if self.facts is not None and message.level.env == self.env:
+                await self.facts.follow(message.level.version, "redis")
+            return
         if isinstance(message, ActivateMessage):
             await self.converger.activate_version(message.version, source="redis")
             return
@@ -176,6 +187,29 @@ class RedisListener:
                     source=source,
                 )
         await self.converger.converge(source, fresh=fresh)
+        await self.sync_facts(source)
+
+    async def sync_facts(self, source: Source) -> None:
+        """Follow the facts level (missing, or no Redis: PostgreSQL's version)."""
+        if self.facts is None:
+            return
+        version: int | None = None
+        if self.signals is not None:
+            try:
+                level = await asyncio.wait_for(
+                    self.signals.read_facts_level(self.env), timeout=self.read_timeout
+                )
+                version = None if level is None else level.version
+            except (RedisError, OSError, TimeoutError) as exc:
+                log_event(
+                    logger,
+                    logging.WARNING,
+                    "facts_level_unreadable",
+                    error=str(exc) or type(exc).__name__,
+                    source=source,
+                    action="asking PostgreSQL for the facts version",
+                )
+        await self.facts.follow(version, source)
 
     async def resync_forever(self) -> None:
         """Resync every ``resync_interval`` seconds until stopped."""

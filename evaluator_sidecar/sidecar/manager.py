@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from evaluator_sidecar.policy.environment_facts import EnvironmentFacts
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.model import PKGSnapshotData
 from evaluator_sidecar.sidecar.activation import Activator, Source
@@ -62,6 +63,7 @@ from evaluator_sidecar.sidecar.evaluators import (
     EvaluatorCache,
     EvaluatorSlot,
 )
+from evaluator_sidecar.sidecar.facts import FactsKeeper
 from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.sidecar.listener import RedisListener
 from evaluator_sidecar.sidecar.logs import log_event
@@ -160,6 +162,7 @@ class PKGManager:
             ),
         )
         self._converger = Converger(self._tracker, self._activator, env=env)
+        self._facts = FactsKeeper(pkg_client, env=env, cache_dir=cache_dir, timeout=db_timeout)
         self._stopping = asyncio.Event()
         self._listener = RedisListener(
             self.signals,
@@ -172,6 +175,7 @@ class PKGManager:
             resync_interval=resync_interval,
             backoff_max=reconnect_backoff_max,
             stopping=self._stopping,
+            facts=self._facts,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -189,6 +193,10 @@ class PKGManager:
     def get_active_evaluator(self) -> PKGEvaluator | None:
         """The evaluator to use now (None when no policy is loaded)."""
         return self._evaluators.active()
+
+    def get_environment_facts(self) -> EnvironmentFacts:
+        """The environment's fact set evaluations use now (version 0: none loaded)."""
+        return self._facts.current
 
     def get_evaluator_by_version(self, version: str) -> PKGEvaluator | None:
         """A cached evaluator of ``version`` (active or kept for rollback), else None."""
@@ -258,6 +266,7 @@ class PKGManager:
             "applied_epoch": status.applied.epoch,
             "cohort": status.applied.cohort,
             "activation_source": status.applied.source,
+            **self._facts.status(),
         }
 
     def get_health_status(self) -> dict[str, Any]:
@@ -287,6 +296,7 @@ class PKGManager:
             "serving_from_disk_cache": status.serving_from_disk,
             "activation_failures": status.failures,
             "engine_degraded": bool(active and active.degraded),
+            **self._facts.status(),
         }
 
     @property
@@ -339,6 +349,9 @@ class PKGManager:
         await self._converger.converge("startup", fresh=fresh)
         if self.get_active_evaluator() is None:
             await self._activator.activate_from_disk()
+        await self._listener.sync_facts("startup")
+        if self._facts.version == 0:
+            self._facts.load_from_disk()
         if self.get_active_evaluator() is None:
             log_event(
                 logger,

@@ -8,7 +8,11 @@ Redis carries a *level* and an *edge*:
 - the edge is a message on the channel ``pkg_updates`` telling sidecars to look
   now: either the plain ``activate:<version>`` (the original command, still
   accepted; see the README's Concepts) or a structured
-  ``{"kind": "desired", "key": ..., "state": {...}}``.
+  ``{"kind": "desired", "key": ..., "state": {...}}``;
+- beside them, the facts level ``pkg:facts:{env}`` (:class:`FactsLevel`: the
+  version of the environment's fact set in PostgreSQL, with an epoch) and its
+  message ``{"kind": "facts", "key": ..., "level": {...}}``, written with the same
+  compare-and-set.
 
 Writers set a level with a Lua compare-and-set that writes only when the new
 epoch is greater than the stored one, and publishes the structured message in
@@ -50,6 +54,7 @@ from evaluator_sidecar.signals.keys import (
     HEARTBEAT_STREAM_MAXLEN,
     desired_key,
     env_key,
+    facts_key,
     heartbeat_key,
     rollout_key,
 )
@@ -58,12 +63,15 @@ from evaluator_sidecar.signals.messages import (
     Cohort,
     DesiredMessage,
     DesiredState,
+    FactsLevel,
+    FactsMessage,
     Heartbeat,
     MessageError,
     SnapshotRef,
     decode_message,
     encode_activate,
     encode_desired_message,
+    encode_facts_message,
 )
 from evaluator_sidecar.signals.resolution import DesiredLevels, Resolution, resolve_desired
 
@@ -80,6 +88,8 @@ __all__ = [
     "DesiredLevels",
     "DesiredMessage",
     "DesiredState",
+    "FactsLevel",
+    "FactsMessage",
     "Heartbeat",
     "MessageError",
     "RedisSignals",
@@ -91,7 +101,9 @@ __all__ = [
     "desired_key",
     "encode_activate",
     "encode_desired_message",
+    "encode_facts_message",
     "env_key",
+    "facts_key",
     "heartbeat_key",
     "in_canary",
     "resolve_desired",

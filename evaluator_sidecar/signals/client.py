@@ -17,6 +17,7 @@ from evaluator_sidecar.signals.keys import (
     HEARTBEAT_STREAM,
     HEARTBEAT_STREAM_MAXLEN,
     env_key,
+    facts_key,
     heartbeat_key,
     rollout_key,
 )
@@ -24,12 +25,15 @@ from evaluator_sidecar.signals.messages import (
     ActivateMessage,
     DesiredMessage,
     DesiredState,
+    FactsLevel,
+    FactsMessage,
     Heartbeat,
     MessageError,
     _text,
     decode_message,
     encode_activate,
     encode_desired_message,
+    encode_facts_message,
 )
 from evaluator_sidecar.signals.resolution import DesiredLevels
 
@@ -127,6 +131,32 @@ class RedisSignals:
             raise RuntimeError(f"{stamped.key} holds an epoch above the counter {stamped.epoch}")
         return stamped
 
+    async def publish_facts_level(self, level: FactsLevel, *, announce: bool = True) -> bool:
+        """Write an environment's facts level if its epoch is newer, and announce it."""
+        written = await self._cas(
+            keys=[level.key, EPOCH_KEY],
+            args=[
+                level.epoch,
+                level.to_json(),
+                self.channel,
+                encode_facts_message(level),
+                "1" if announce else "0",
+            ],
+        )
+        return int(written) == 1
+
+    async def read_facts_level(self, env: str) -> FactsLevel | None:
+        """The environment's facts level; None when missing or malformed (logged)."""
+        key = facts_key(env)
+        raw = await self.redis.get(key)
+        if raw is None:
+            return None
+        try:
+            return FactsLevel.from_json(raw, f"facts level {key}")
+        except MessageError:
+            logger.exception("facts level %s is malformed; treating it as absent", key)
+            return None
+
     async def publish_activate(self, version: str) -> int:
         """Publish the plain ``activate:<version>``; returns the number of receivers."""
         return int(await self.redis.publish(self.channel, encode_activate(version)))
@@ -173,7 +203,7 @@ class RedisSignals:
 
     async def messages(
         self, pubsub: PubSub, *, idle_seconds: float = 1.0
-    ) -> AsyncIterator[ActivateMessage | DesiredMessage | None]:
+    ) -> AsyncIterator[ActivateMessage | DesiredMessage | FactsMessage | None]:
         """Decoded messages from ``pubsub``; yields ``None`` after ``idle_seconds`` of silence.
 
         Malformed messages are logged with their text and skipped. Connection

@@ -11,6 +11,7 @@ __all__ = [
     "HEARTBEAT_STREAM_MAXLEN",
     "desired_key",
     "env_key",
+    "facts_key",
     "heartbeat_key",
     "rollout_key",
 ]
@@ -60,3 +61,8 @@ def desired_key(env: str, target: str | None = None, region: str | None = None) 
 def heartbeat_key(env: str, device_id: str) -> str:
     """``pkg:hb:{env}:{device_id}``: the device's last heartbeat, expiring with its TTL."""
     return f"pkg:hb:{_check_part('env', env)}:{_check_part('device_id', device_id)}"
+
+
+def facts_key(env: str) -> str:
+    """``pkg:facts:{env}``: the environment's facts level (its fact set's version)."""
+    return f"pkg:facts:{_check_part('env', env)}"

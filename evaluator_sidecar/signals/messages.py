@@ -14,19 +14,22 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from evaluator_sidecar.signals.keys import desired_key
+from evaluator_sidecar.signals.keys import desired_key, facts_key
 
 __all__ = [
     "ActivateMessage",
     "Cohort",
     "DesiredMessage",
     "DesiredState",
+    "FactsLevel",
+    "FactsMessage",
     "Heartbeat",
     "MessageError",
     "SnapshotRef",
     "decode_message",
     "encode_activate",
     "encode_desired_message",
+    "encode_facts_message",
 ]
 
 _ACTIVATE_PREFIX = "activate:"
@@ -263,6 +266,51 @@ class DesiredState:
         return cls.from_dict(_obj(raw, where), where)
 
 
+@dataclass(frozen=True)
+class FactsLevel:
+    """An environment's facts level: the version of its fact set in PostgreSQL.
+
+    ``version`` comes from PostgreSQL (``pkg_facts_versions``) and is what sidecars
+    load and report; ``epoch`` orders writes of the level like a desired state's.
+    """
+
+    env: str
+    version: int
+    epoch: int
+    updated_at: float = 0.0
+    reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        return facts_key(self.env)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "version": self.version,
+            "epoch": self.epoch,
+            "updated_at": self.updated_at,
+            "reason": self.reason,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any], where: str = "facts level") -> FactsLevel:
+        return cls(
+            env=_req_str(obj, "env", where),
+            version=_req_int(obj, "version", where),
+            epoch=_req_int(obj, "epoch", where, minimum=1),
+            updated_at=_num(obj, "updated_at", where, 0.0),
+            reason=_opt_str(obj, "reason", where),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str, where: str = "facts level") -> FactsLevel:
+        return cls.from_dict(_obj(raw, where), where)
+
+
 # --------------------------------------------------------------------------- messages
 
 
@@ -281,6 +329,30 @@ class DesiredMessage:
     state: DesiredState
 
 
+@dataclass(frozen=True)
+class FactsMessage:
+    """The edge for facts: an environment's fact set has a new version (its level)."""
+
+    key: str
+    level: FactsLevel
+
+
+def encode_facts_message(level: FactsLevel) -> bytes:
+    """The structured message announcing a facts level."""
+    return orjson.dumps({"kind": "facts", "key": level.key, "level": level.to_dict()})
+
+
+def _decode_facts(obj: Mapping[str, Any]) -> FactsMessage:
+    key = _req_str(obj, "key", "facts message")
+    level_raw = obj.get("level")
+    if not isinstance(level_raw, dict):
+        raise MessageError("facts message: 'level' must be an object")
+    level = FactsLevel.from_dict(level_raw, "facts message level")
+    if level.key != key:
+        raise MessageError(f"facts message: key {key!r} does not match its level's {level.key!r}")
+    return FactsMessage(key, level)
+
+
 def encode_activate(version: str) -> str:
     """``activate:<version>``, the plain hot-swap command (no epoch)."""
     if not version or version != version.strip():
@@ -293,7 +365,7 @@ def encode_desired_message(state: DesiredState) -> bytes:
     return orjson.dumps({"kind": "desired", "key": state.key, "state": state.to_dict()})
 
 
-def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage:
+def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage | FactsMessage:
     """Decode one message from ``pkg_updates``; raise :class:`MessageError` saying what is wrong."""
     text = _text(raw)
     stripped = text.strip()
@@ -308,8 +380,12 @@ def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage:
             '{"kind": "desired", "key": ..., "state": {...}}'
         )
     obj = _obj(stripped, "structured message")
+    if obj.get("kind") == "facts":
+        return _decode_facts(obj)
     if obj.get("kind") != "desired":
-        raise MessageError(f"structured message has kind {obj.get('kind')!r}; expected 'desired'")
+        raise MessageError(
+            f"structured message has kind {obj.get('kind')!r}; expected 'desired' or 'facts'"
+        )
     key = _req_str(obj, "key", "structured message")
     state_raw = obj.get("state")
     if not isinstance(state_raw, dict):
@@ -349,6 +425,8 @@ class Heartbeat:
     ts: float = field(default_factory=time.time)
     #: The newest desired epoch the sidecar has seen (``epoch`` is the one it runs).
     desired_epoch: int = 0
+    #: The version of the environment's fact set the sidecar evaluates with (0: none).
+    facts_version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -362,6 +440,7 @@ class Heartbeat:
             "checksum": self.checksum,
             "epoch": self.epoch,
             "desired_epoch": self.desired_epoch,
+            "facts_version": self.facts_version,
             "cohort": self.cohort,
             "evaluations": self.evaluations,
             "errors": self.errors,
@@ -409,4 +488,5 @@ class Heartbeat:
             degraded=bool(obj["degraded"]),
             ts=_num(obj, "ts", where),
             desired_epoch=int(obj.get("desired_epoch") or 0),
+            facts_version=_opt_int(obj, "facts_version", where) or 0,
         )

@@ -161,6 +161,11 @@ class PKGClient:
     restore_snapshot = snapshots.forward(PKGSnapshotsDAO.restore_snapshot)
     create_temporal_fact = snapshots.forward(PKGSnapshotsDAO.create_temporal_fact)
     get_temporal_facts = snapshots.forward(PKGSnapshotsDAO.get_temporal_facts)
+    expire_temporal_fact = snapshots.forward(PKGSnapshotsDAO.expire_temporal_fact)
+    delete_temporal_fact = snapshots.forward(PKGSnapshotsDAO.delete_temporal_fact)
+    environment_facts = snapshots.forward(PKGSnapshotsDAO.environment_facts)
+    facts_version = snapshots.forward(PKGSnapshotsDAO.facts_version)
+    facts_versions = snapshots.forward(PKGSnapshotsDAO.facts_versions)
     check_integrity = snapshots.forward(PKGSnapshotsDAO.check_integrity)
 
     get_deployments = deployments.forward(PKGDeploymentsDAO.get_deployments)

@@ -33,7 +33,9 @@ AUDIT_ACTIONS: dict[str, str] = {
     "validation.started": "[validation_run] create_validation_run",
     "validation.finished": "[validation_run] finish_validation_run (success, report_sha256)",
     "deployment.step": "[deployment] upsert_deployment changed a rollout row (percent, active)",
-    "fact.created": "[fact] create_temporal_fact",
+    "fact.created": "[fact] create_temporal_fact (env, facts_version)",
+    "fact.expired": "[fact] expire_temporal_fact ended a fact early (env, facts_version)",
+    "fact.deleted": "[fact] delete_temporal_fact (env, facts_version)",
 }
 
 
@@ -41,8 +43,11 @@ AUDIT_ACTIONS: dict[str, str] = {
 class TemporalFact:
     """A fact valid in ``[valid_from, valid_to)`` (a missing bound is open).
 
-    ``snapshot_id`` None makes it a global fact rather than part of one
-    snapshot's fact store.
+    It belongs to the environment ``env`` (None: the client's environment) and
+    reaches that environment's sidecars as part of its versioned fact set.
+    ``snapshot_id`` is refused by ``create_temporal_fact``: a snapshot's facts
+    are part of its immutable content (``spec.facts``), written only when it is
+    stored.
     """
 
     subject: str
@@ -52,6 +57,7 @@ class TemporalFact:
     valid_to: datetime | None = None
     snapshot_id: int | None = None
     created_by: str | None = None
+    env: str | None = None
 
 
 @dataclass(frozen=True)

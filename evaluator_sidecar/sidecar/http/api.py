@@ -143,9 +143,10 @@ class SidecarAPI:
                 return _error(
                     404, f"version {version!r} is not cached in this sidecar; cached: {cached}"
                 )
+        environment = self.manager.get_environment_facts()
         started = time.perf_counter()
         try:
-            result = evaluator.evaluate(facts)
+            result = evaluator.evaluate(facts, environment)
         except InvalidTaskFactsError as exc:
             self.stats.error(evaluator.engine_type, "bad_input")
             return _error(400, str(exc))
@@ -153,6 +154,7 @@ class SidecarAPI:
             self.stats.error(evaluator.engine_type, "engine")
             return _error(422, str(exc))
         self.stats.observe(evaluator.engine_type, time.perf_counter() - started)
+        result["facts_version"] = environment.version
         return Response(200, orjson.dumps(result))
 
     # ---- introspection

@@ -65,7 +65,7 @@ _TASK_FACTS = {
 }
 
 _RESULT = _obj(
-    ["subtasks", "dag", "rules", "snapshot"],
+    ["subtasks", "dag", "rules", "snapshot", "facts_version"],
     subtasks={
         "type": "array",
         "items": _obj(
@@ -96,6 +96,10 @@ _RESULT = _obj(
         ),
     },
     snapshot=_STR,
+    facts_version={
+        "type": "integer",
+        "description": "The version of the environment's fact set this answer used (0: none).",
+    },
 )
 
 _HEALTH_PROPS: dict[str, Any] = {
@@ -117,6 +121,10 @@ _HEALTH_PROPS: dict[str, Any] = {
     "serving_from_disk_cache": _BOOL,
     "activation_failures": _INT,
     "engine_degraded": _BOOL,
+    "facts_version": _INT,
+    "facts_count": _INT,
+    "facts_source": {"type": "string", "enum": ["none", "postgres", "disk_cache"]},
+    "facts_error": _NSTR,
 }
 _HEALTH = _obj(list(_HEALTH_PROPS), **_HEALTH_PROPS)
 
@@ -157,6 +165,10 @@ _METADATA = _obj(
     applied_epoch=_INT,
     cohort=_STR,
     activation_source=_STR,
+    facts_version=_INT,
+    facts_count=_INT,
+    facts_source=_STR,
+    facts_error=_NSTR,
 )
 
 
