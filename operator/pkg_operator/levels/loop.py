@@ -1,6 +1,8 @@
 """When the level reconciler runs: at start, every ``PKG_LEVEL_RESYNC_SECONDS``, and
 after a NOTIFY ``pkg_promotions`` (any promotion or rollback row, however made), once
-``NOTIFY_GRACE_SECONDS`` have let the operator's own promotion write its level.
+``NOTIFY_GRACE_SECONDS`` have let the operator's own promotion write its level, or
+at once after a NOTIFY ``pkg_facts`` (an environment's facts changed). Each pass
+also writes the facts levels (:mod:`pkg_operator.levels.facts`).
 
 It is a task spawned by the startup handler, like the heartbeat folder, not a
 kopf daemon or a per-object timer: the environments' levels belong to no single
@@ -35,7 +37,9 @@ from evaluator_sidecar.policy.model import ENVS
 from evaluator_sidecar.signals import backoff_delay
 from evaluator_sidecar.store.levels import PROMOTIONS_CHANNEL
 from evaluator_sidecar.store.pool import resolve_dsn
+from evaluator_sidecar.store.temporal_facts import FACTS_CHANNEL
 from pkg_operator.context import OperatorContext
+from pkg_operator.levels.facts import reconcile_facts
 from pkg_operator.levels.reconcile import reconcile_environments
 
 __all__ = ["LevelReconciler", "start"]
@@ -80,6 +84,10 @@ class LevelReconciler:
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         asyncio.get_running_loop().call_later(NOTIFY_GRACE_SECONDS, self.kick, f"notify {payload}")
 
+    def _on_facts_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        # Only this reconciler writes facts levels: nothing to wait for.
+        self.kick(f"facts {payload}")
+
     def _post_event(self, body: Any, type_: str, reason: str, message: str) -> None:
         if self._kopf_context is None:
             log.info("no kopf context yet; event %s not posted: %s", reason, message)
@@ -98,6 +106,7 @@ class LevelReconciler:
                 len(repairs),
                 time.monotonic() - started,
             )
+        await reconcile_facts(self.ctx, ENVS, trigger=trigger)
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen_forever(), name="pkg-levels-listener")
@@ -134,6 +143,7 @@ class LevelReconciler:
             try:
                 conn = await asyncpg.connect(dsn, timeout=10)
                 await conn.add_listener(PROMOTIONS_CHANNEL, self._on_notify)
+                await conn.add_listener(FACTS_CHANNEL, self._on_facts_notify)
                 failures = 0
                 self.kick("listening")  # a promotion may have come while nobody listened
                 while not conn.is_closed():
