@@ -160,6 +160,19 @@ CREATE FUNCTION public.pkg_audit_netstring(value text) RETURNS text
                END
     $$;
 
+CREATE FUNCTION public.pkg_bump_facts_version(p_env public.pkg_env) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- The row lock orders concurrent writers: versions follow commit order.
+    INSERT INTO pkg_facts_versions AS v (env, version, changed_at)
+    VALUES (p_env, nextval('pkg_facts_version_seq'), now())
+    ON CONFLICT (env) DO UPDATE
+        SET version = nextval('pkg_facts_version_seq'), changed_at = now();
+    PERFORM pg_notify('pkg_facts', p_env::text);
+END;
+$$;
+
 CREATE FUNCTION public.pkg_check_integrity() RETURNS TABLE(check_name text, snapshot_id bigint, object_id text, detail text)
     LANGUAGE sql STABLE
     AS $$
@@ -231,6 +244,34 @@ CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NUL
          WHERE d.is_active
          GROUP BY d.id, s.version
     $$;
+
+CREATE FUNCTION public.pkg_facts_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_envs pkg_env[] := '{}';
+    v_env pkg_env;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.snapshot_id IS NULL THEN
+        v_envs := v_envs || CASE WHEN OLD.env IS NULL
+                                 THEN enum_range(NULL::pkg_env) ELSE ARRAY[OLD.env] END;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.snapshot_id IS NULL THEN
+        v_envs := v_envs || CASE WHEN NEW.env IS NULL
+                                 THEN enum_range(NULL::pkg_env) ELSE ARRAY[NEW.env] END;
+    END IF;
+    FOR v_env IN SELECT DISTINCT e FROM unnest(v_envs) AS e LOOP
+        PERFORM pkg_bump_facts_version(v_env);
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION public.pkg_facts_version(p_env public.pkg_env) RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce((SELECT version FROM pkg_facts_versions WHERE env = p_env), 0)
+$$;
 
 CREATE FUNCTION public.pkg_next_desired_epoch(p_floor bigint DEFAULT 0) RETURNS bigint
     LANGUAGE plpgsql
@@ -429,6 +470,32 @@ CREATE FUNCTION public.pkg_rollback_snapshot(p_env public.pkg_env, p_actor text,
                                     p_idempotency_key);
     END
     $$;
+
+CREATE FUNCTION public.pkg_snapshot_facts_frozen() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_snapshot bigint;
+BEGIN
+    FOREACH v_snapshot IN ARRAY ARRAY[
+        CASE WHEN TG_OP <> 'DELETE' THEN NEW.snapshot_id END,
+        CASE WHEN TG_OP <> 'INSERT' THEN OLD.snapshot_id END
+    ] LOOP
+        IF v_snapshot IS NOT NULL
+           AND EXISTS (SELECT 1 FROM pkg_snapshots s
+                        WHERE s.id = v_snapshot AND s.xmin <> pg_current_xact_id()::xid) THEN
+            RAISE EXCEPTION 'snapshot % is immutable: its facts are part of its content', v_snapshot
+                USING ERRCODE = 'check_violation',
+                      HINT = 'store environment facts (snapshot_id NULL, env set) with '
+                             'create_temporal_fact, or store a new snapshot version';
+        END IF;
+    END LOOP;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END;
+$$;
 
 CREATE FUNCTION public.pkg_verify_audit_chain() RETURNS TABLE(ok boolean, rows_checked bigint, broken_id bigint, problem text, expected text, stored text)
     LANGUAGE plpgsql STABLE
@@ -652,12 +719,15 @@ CREATE TABLE public.pkg_facts (
     "position" integer DEFAULT 0 NOT NULL,
     created_by text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    env public.pkg_env,
     CONSTRAINT pkg_facts_predicate_check CHECK ((predicate <> ''::text)),
     CONSTRAINT pkg_facts_subject_check CHECK ((subject <> ''::text)),
     CONSTRAINT pkg_facts_window_check CHECK (((valid_from IS NULL) OR (valid_to IS NULL) OR (valid_to > valid_from)))
 );
 
 COMMENT ON TABLE public.pkg_facts IS 'Temporal facts (subject, predicate, object) valid in [valid_from, valid_to).';
+
+COMMENT ON COLUMN public.pkg_facts.env IS 'An environment fact''s environment (NULL with snapshot_id NULL: every environment); NULL for snapshot facts.';
 
 ALTER TABLE public.pkg_facts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_facts_id_seq
@@ -667,6 +737,22 @@ ALTER TABLE public.pkg_facts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE SEQUENCE public.pkg_facts_version_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+CREATE TABLE public.pkg_facts_versions (
+    env public.pkg_env NOT NULL,
+    version bigint NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT pkg_facts_versions_version_check CHECK ((version >= 0))
+);
+
+COMMENT ON TABLE public.pkg_facts_versions IS 'The version of each environment''s fact set: grows on every change to its facts.';
 
 CREATE TABLE public.pkg_policy_rules (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -866,6 +952,9 @@ ALTER TABLE ONLY public.pkg_device_versions
 ALTER TABLE ONLY public.pkg_facts
     ADD CONSTRAINT pkg_facts_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.pkg_facts_versions
+    ADD CONSTRAINT pkg_facts_versions_pkey PRIMARY KEY (env);
+
 ALTER TABLE ONLY public.pkg_policy_rules
     ADD CONSTRAINT pkg_policy_rules_id_snapshot_key UNIQUE (id, snapshot_id);
 
@@ -970,7 +1059,11 @@ CREATE TRIGGER pkg_audit_log_chain BEFORE INSERT ON public.pkg_audit_log FOR EAC
 
 CREATE TRIGGER pkg_audit_log_no_truncate BEFORE TRUNCATE ON public.pkg_audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.pkg_audit_log_append_only();
 
+CREATE TRIGGER pkg_facts_versioned AFTER INSERT OR DELETE OR UPDATE ON public.pkg_facts FOR EACH ROW EXECUTE FUNCTION public.pkg_facts_changed();
+
 CREATE TRIGGER pkg_promotions_notify AFTER INSERT ON public.pkg_promotions FOR EACH ROW EXECUTE FUNCTION public.pkg_notify_promotion();
+
+CREATE TRIGGER pkg_snapshot_facts_frozen BEFORE INSERT OR DELETE OR UPDATE ON public.pkg_facts FOR EACH ROW EXECUTE FUNCTION public.pkg_snapshot_facts_frozen();
 
 ALTER TABLE ONLY public.pkg_audit_log
     ADD CONSTRAINT pkg_audit_log_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE RESTRICT;
