@@ -35,7 +35,7 @@ async def test_every_change_gives_the_environment_a_higher_version(client: PKGCl
     assert after_create < expired < after_second < deleted == await client.facts_version("prod")
     # Other environments' versions did not move.
     versions = await client.facts_versions()
-    assert versions["staging"] == 0 and versions["dev"] == 0
+    assert (versions["staging"], versions["dev"]) == (0, 0)
     actions = [row["action"] for row in await client.get_audit_log(entity_type="fact")]
     assert {"fact.created", "fact.expired", "fact.deleted"} <= set(actions)
 
@@ -122,7 +122,8 @@ async def test_a_stored_snapshots_facts_cannot_be_changed_even_in_sql(
 ) -> None:
     snapshot_id = await client.store_snapshot_spec(reference_spec)
     info = await client.get_snapshot_by_id(snapshot_id)
-    assert info is not None and info.facts, "the reference snapshot carries facts in its spec"
+    assert info is not None
+    assert info.facts, "the reference snapshot carries facts in its spec"
     with pytest.raises(asyncpg.CheckViolationError, match="immutable"):
         await sql.execute(
             "INSERT INTO pkg_facts (snapshot_id, subject, predicate, object) "
@@ -136,4 +137,5 @@ async def test_a_stored_snapshots_facts_cannot_be_changed_even_in_sql(
     with pytest.raises(asyncpg.CheckViolationError, match="immutable"):
         await sql.execute("DELETE FROM pkg_facts WHERE snapshot_id = $1", snapshot_id)
     again = await client.get_snapshot_by_id(snapshot_id)
-    assert again is not None and again.checksum == info.checksum and again.facts == info.facts
+    assert again is not None
+    assert (again.checksum, again.facts) == (info.checksum, info.facts)

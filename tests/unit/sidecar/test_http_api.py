@@ -97,7 +97,8 @@ class TestEvaluate:
         assert status == 200
         active = manager.get_active_evaluator()
         assert active is not None
-        assert body == active.evaluate(FACTS)
+        # The evaluator's result, plus the version of the fact set it used (none loaded: 0).
+        assert body == {**active.evaluate(FACTS), "facts_version": 0}
         assert body["snapshot"] == "rules@1.5.0"
 
     async def test_version_parameter_evaluates_a_cached_version(
@@ -375,7 +376,7 @@ class TestErrorKindIsTheExceptionsType:
         evaluator = manager.get_active_evaluator()
         assert evaluator is not None
 
-        def fail(_facts: Any) -> Any:
+        def fail(_facts: Any, _environment: Any = None) -> Any:
             raise exc
 
         monkeypatch.setattr(evaluator, "evaluate", fail)
