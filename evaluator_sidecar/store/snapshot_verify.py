@@ -16,8 +16,9 @@ The rows are rebuilt exactly as ``prepare_snapshot`` built them: conditions and
 emissions in the order they were inserted (their identity column), emissions
 with their own ``default_params`` (None when they inherit their type's), and
 only the facts written with the snapshot (``created_at`` equal to the
-snapshot's: one transaction). Facts added to a snapshot's store later with
-``create_temporal_fact`` are not part of its content and are not checked.
+snapshot's: one transaction). No fact can be added to a stored snapshot later:
+``create_temporal_fact`` refuses a ``snapshot_id`` and migration 0007's trigger
+refuses the rows; facts that change at run time are environment facts.
 """
 
 from __future__ import annotations
