@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from evaluator_sidecar.policy.engines.native.values import timestamp_ns
@@ -111,11 +111,29 @@ def _fact(raw: Any, where: str) -> EnvironmentFact:
 
 @dataclass(frozen=True)
 class EnvironmentFacts:
-    """One environment's fact set at one version (0: nothing loaded yet)."""
+    """One environment's fact set at one version (0: nothing loaded yet).
+
+    The form FACT conditions read is built once, here, not on every evaluation:
+    facts valid at all times as they are, the rest with their bounds beside them.
+    """
 
     env: str
     version: int
     facts: tuple[EnvironmentFact, ...] = ()
+    _always: tuple[dict[str, Any], ...] = field(default=(), init=False, repr=False, compare=False)
+    _windowed: tuple[tuple[int | None, int | None, dict[str, Any]], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        always = tuple(f.as_task_fact() for f in self.facts if f.valid_from is f.valid_to is None)
+        windowed = tuple(
+            (f.valid_from, f.valid_to, f.as_task_fact())
+            for f in self.facts
+            if not (f.valid_from is None and f.valid_to is None)
+        )
+        object.__setattr__(self, "_always", always)
+        object.__setattr__(self, "_windowed", windowed)
 
     @classmethod
     def build(cls, env: str, version: int, facts: Iterable[Any]) -> EnvironmentFacts:
@@ -145,8 +163,13 @@ class EnvironmentFacts:
         }
 
     def valid_at(self, now_ns: int) -> list[dict[str, Any]]:
-        """The facts that hold at ``now_ns``, in the form FACT conditions read."""
-        return [fact.as_task_fact() for fact in self.facts if fact.valid_at(now_ns)]
+        """The facts that hold at ``now_ns``, in the form FACT conditions read (shared
+        objects: callers must not change them)."""
+        found = list(self._always)
+        for start, end, fact in self._windowed:
+            if (start is None or start <= now_ns) and (end is None or now_ns < end):
+                found.append(fact)
+        return found
 
 
 NO_ENVIRONMENT_FACTS = EnvironmentFacts("", 0)

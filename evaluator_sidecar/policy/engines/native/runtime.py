@@ -224,7 +224,12 @@ def make_fact_lookup(store: FactStore) -> Callable[[FactState, FactKey], Sequenc
                     continue
                 if subject is not None and fact["subject"] != subject:
                     continue
-                start, end = _bound(fact.get("valid_from")), _bound(fact.get("valid_to"))
+                start, end = fact.get("valid_from"), fact.get("valid_to")
+                # Most facts (environment facts always: they come checked) have no bounds.
+                if start is None and end is None:
+                    found.append(fact.get("object"))
+                    continue
+                start, end = _bound(start), _bound(end)
                 if (start is None or start <= now) and (end is None or now < end):
                     found.append(fact.get("object"))
         cache[key] = found
