@@ -95,6 +95,7 @@ class LevelReconciler:
         self._kopf_context.run(kopf.event, body, type=type_, reason=reason, message=message)
 
     async def pass_once(self, trigger: str) -> None:
+        await self._facts_pass(trigger)
         started = time.monotonic()
         repairs = await reconcile_environments(
             self.ctx, ENVS, trigger=trigger, post_event=self._post_event
@@ -106,7 +107,19 @@ class LevelReconciler:
                 len(repairs),
                 time.monotonic() - started,
             )
-        await reconcile_facts(self.ctx, ENVS, trigger=trigger)
+
+    async def _facts_pass(self, trigger: str) -> None:
+        """The facts levels, on their own: a failure there must not hold up the desired states."""
+        try:
+            await reconcile_facts(self.ctx, ENVS, trigger=trigger)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis away: the next pass retries
+            log.warning(
+                "facts level pass (%s) failed; retrying at the next pass: %s",
+                trigger,
+                str(exc) or type(exc).__name__,
+            )
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen_forever(), name="pkg-levels-listener")
