@@ -1,4 +1,4 @@
-{{- define "pkg-operator.name" -}}pkg-operator{{- end -}}
+{{- define "pkg-operator.name" -}}{{ .Values.fullnameOverride | default "pkg-operator" }}{{- end -}}
 
 {{- define "pkg-operator.labels" -}}
 app.kubernetes.io/name: pkg-operator
