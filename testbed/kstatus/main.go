@@ -6,7 +6,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -29,13 +28,14 @@ func main() {
 			code = 1
 			continue
 		}
-		obj := map[string]interface{}{}
-		if err := json.Unmarshal(data, &obj); err != nil {
+		// Unstructured's own decoding: integers stay int64, as kstatus expects.
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(data); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
 			code = 1
 			continue
 		}
-		result, err := status.Compute(&unstructured.Unstructured{Object: obj})
+		result, err := status.Compute(obj)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
 			code = 1
