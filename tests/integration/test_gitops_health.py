@@ -1,7 +1,7 @@
 """Argo CD's and Flux's reading of the recorded PolicySnapshots and PolicyDeployments.
 
 The objects in tests/data/health/ were recorded from the operator in
-tests/e2e/test_gitops_health.py (``PKG_RECORD_HEALTH=1``). Each goes through the
+tests/e2e/test_health_records.py (``PKG_RECORD_HEALTH=1``). Each goes through the
 repository's Argo CD health Lua under a real Lua 5.1 interpreter and through cli-utils'
 kstatus built from its Go module; the argocd-cm snippet must carry the same Lua.
 """
