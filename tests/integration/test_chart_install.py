@@ -205,3 +205,57 @@ def test_bad_values_are_refused_with_a_message(
     )
     assert install.returncode != 0
     assert words in install.stderr
+
+
+def test_an_upgrade_keeps_the_certificate_and_ca_bundle_the_operator_wrote(
+    release: str, kube: KubeControlPlane, helm_bin: Path
+) -> None:
+    # What the operator writes after install: the Secret's data and the caBundle.
+    secret = f"{release}-webhook-tls"
+    wrote = kubectl(
+        kube,
+        "-n",
+        NAMESPACE,
+        "patch",
+        "secret",
+        secret,
+        "--type=merge",
+        "-p",
+        '{"data": {"ca.crt": "Y2E=", "tls.crt": "Y2VydA=="}}',
+    )
+    assert wrote.returncode == 0, wrote.stderr
+    bundle = kubectl(
+        kube,
+        "patch",
+        "mutatingwebhookconfiguration",
+        release,
+        "--type=json",
+        "-p",
+        '[{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "Y2E="}]',
+    )
+    assert bundle.returncode == 0, bundle.stderr
+    upgraded = run(
+        str(helm_bin),
+        "upgrade",
+        release,
+        str(CHART),
+        "--kubeconfig",
+        str(kube.kubeconfig),
+        "--namespace",
+        NAMESPACE,
+        "--reuse-values",
+        "--set",
+        "webhook.timeoutSeconds=7",
+    )
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    data = kubectl(kube, "-n", NAMESPACE, "get", "secret", secret, "-o", "jsonpath={.data}")
+    assert '"tls.crt":"Y2VydA=="' in data.stdout
+    config = kubectl(
+        kube,
+        "get",
+        "mutatingwebhookconfiguration",
+        release,
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle} {.webhooks[0].timeoutSeconds}",
+    )
+    assert config.stdout == "Y2E= 7"
