@@ -139,6 +139,23 @@ build_goinstall() {  # build_goinstall NAME VERSION PACKAGE
   rm -rf "$gobin"
 }
 
+build_kstatus() {  # testbed/kstatus/main.go against sigs.k8s.io/cli-utils (Flux's kstatus)
+  local v=$KSTATUS_VERSION work
+  have kstatus "$v" && { log "kstatus $v already cached"; return; }
+  work="$cache/src/kstatus-$v"
+  rm -rf "$work"; mkdir -p "$work"
+  cp "$here/kstatus/main.go" "$work/main.go"
+  log "building kstatus (cli-utils $v)"
+  (
+    cd "$work"
+    go mod init pkg-testbed/kstatus >/dev/null 2>&1
+    go get "sigs.k8s.io/cli-utils@$v"
+    go mod tidy
+    go build -trimpath -ldflags "-s -w -X main.version=$v" -o "$work/kstatus" .
+  )
+  install_bin "$work/kstatus" kstatus "$v"
+}
+
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
@@ -146,9 +163,11 @@ for t in "${targets[@]}"; do
     etcd) build_etcd ;;
     opa) build_goinstall opa "$OPA_VERSION" github.com/open-policy-agent/opa ;;
     helm) build_goinstall helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;
+    kstatus) build_kstatus ;;
     all) build_etcd; build_k8s kube-apiserver; build_k8s kubectl
          build_goinstall opa "$OPA_VERSION" github.com/open-policy-agent/opa
-         build_goinstall helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;
-    *) echo "build-go-tools: unknown tool '$t' (kube-apiserver, kubectl, etcd, opa, helm, all)" >&2; exit 2 ;;
+         build_goinstall helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+         build_kstatus ;;
+    *) echo "build-go-tools: unknown tool '$t' (kube-apiserver, kubectl, etcd, opa, helm, kstatus, all)" >&2; exit 2 ;;
   esac
 done

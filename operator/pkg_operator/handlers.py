@@ -13,6 +13,7 @@ from evaluator_sidecar.store.errors import DatabaseUnavailableError
 from pkg_operator import heartbeats, integrity
 from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
+from pkg_operator.inject import server as inject
 from pkg_operator.kopf_config import configure_kopf
 from pkg_operator.levels import fleet_status
 from pkg_operator.levels import loop as levels
@@ -46,6 +47,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings, ours)
+        # Before PostgreSQL and Redis: injection needs neither, and pods must not wait
+        # for them. Every replica serves (peering pauses resource handlers only).
+        if ours.webhook_port and "webhook" not in memo:
+            memo.webhook = await inject.start_webhook(ours)
+        if ours.metrics_port and "metrics" not in memo:
+            memo.metrics = await inject.start_metrics(ours.metrics_host, ours.metrics_port)
         memo.ctx = await open_context(ours)
         memo.ctx.tasks.append(heartbeats.start_folder(memo.ctx))
         if ours.integrity_check_seconds > 0:
@@ -58,6 +65,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
+        if "webhook" in memo:
+            await memo.webhook.stop()
+        if "metrics" in memo:
+            await memo.metrics.cleanup()
         if "ctx" in memo:
             await _ctx(memo).close()
 

@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kubernetes
@@ -24,13 +25,18 @@ from kubernetes.client.exceptions import ApiException
 from pkg_operator.api import GROUP, VERSION
 
 __all__ = [
+    "Conflict",
     "KubeError",
+    "SecretData",
+    "ensure_ca_bundle",
     "get_crd",
     "get_object",
     "patch_status",
     "post_event",
     "read_configmap_binary",
+    "read_secret",
     "read_trusted_keys",
+    "write_secret",
 ]
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,10 @@ log = logging.getLogger(__name__)
 
 class KubeError(Exception):
     """A Kubernetes call failed in a way the user can fix; the message says how."""
+
+
+class Conflict(Exception):
+    """Someone else wrote the object first (another replica): read it again."""
 
 
 @functools.cache
@@ -195,3 +205,100 @@ async def patch_status(
             )
             return None
         raise
+
+
+# ---- the admission webhook's certificate Secret and configuration (pkg_operator.inject)
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A Secret's decoded data and the resourceVersion it was read at."""
+
+    data: dict[str, bytes]
+    resource_version: str
+
+
+def _read_secret(namespace: str, name: str) -> SecretData | None:
+    api = kubernetes.client.CoreV1Api(_api_client())
+    try:
+        secret: Any = api.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise KubeError(f"reading Secret {namespace}/{name} failed: {exc.reason}") from exc
+    data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+    return SecretData(data, secret.metadata.resource_version)
+
+
+async def read_secret(namespace: str, name: str) -> SecretData | None:
+    """A Secret's data; None when it does not exist."""
+    return await asyncio.to_thread(_read_secret, namespace, name)
+
+
+def _write_secret(
+    namespace: str, name: str, data: dict[str, bytes], resource_version: str | None
+) -> None:
+    api = kubernetes.client.CoreV1Api(_api_client())
+    encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    try:
+        if resource_version is None:
+            body: Any = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace},
+                "type": "Opaque",
+                "data": encoded,
+            }
+            api.create_namespaced_secret(namespace, body)
+        else:
+            # A merge patch with the resourceVersion read: refused (409) when another
+            # replica wrote in between, so two replicas never serve different CAs.
+            patch = {"metadata": {"resourceVersion": resource_version}, "data": encoded}
+            api.patch_namespaced_secret(name, namespace, patch)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise Conflict(f"Secret {namespace}/{name} changed meanwhile") from None
+        if exc.status == 403:
+            raise KubeError(
+                f"the operator may not write Secret {namespace}/{name} ({exc.reason}): grant its "
+                "ServiceAccount get, create and patch on it (the chart's Role does)"
+            ) from None
+        raise KubeError(f"writing Secret {namespace}/{name} failed: {exc.reason}") from exc
+
+
+async def write_secret(
+    namespace: str, name: str, data: dict[str, bytes], resource_version: str | None
+) -> None:
+    """Create the Secret (``resource_version`` None) or update it only if unchanged since
+    read; :class:`Conflict` when another writer came first."""
+    await asyncio.to_thread(_write_secret, namespace, name, data, resource_version)
+
+
+def _ensure_ca_bundle(configuration: str, bundle: bytes) -> int | None:
+    api = kubernetes.client.AdmissionregistrationV1Api(_api_client())
+    try:
+        current: Any = api.read_mutating_webhook_configuration(configuration)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise KubeError(
+            f"reading MutatingWebhookConfiguration {configuration} failed: {exc.reason}"
+        ) from exc
+    wanted = base64.b64encode(bundle).decode()
+    ops: list[dict[str, Any]] = []
+    for index, webhook in enumerate(current.webhooks or []):
+        if (webhook.client_config.ca_bundle or "") != wanted:
+            # The test keeps a concurrent reordering from patching the wrong entry.
+            ops.append({"op": "test", "path": f"/webhooks/{index}/name", "value": webhook.name})
+            ops.append(
+                {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": wanted}
+            )
+    if ops:
+        api.patch_mutating_webhook_configuration(configuration, ops)
+    return len(ops) // 2
+
+
+async def ensure_ca_bundle(configuration: str, bundle: bytes) -> int | None:
+    """Set ``caBundle`` of every webhook of a MutatingWebhookConfiguration to ``bundle``;
+    how many changed, or None when the configuration does not exist."""
+    return await asyncio.to_thread(_ensure_ca_bundle, configuration, bundle)

@@ -20,7 +20,7 @@ from pathlib import Path
 from pkg_testbed.binaries import TOOLS, BinaryError, ensure
 from pkg_testbed.procs import TestbedError
 from pkg_testbed.stack import Stack
-from pkg_testbed.system import postgres_bindir, redis_server
+from pkg_testbed.system import lua51, postgres_bindir, redis_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 # The servers that come from Debian's packages rather than Go modules.
                 print(f"postgres: {postgres_bindir()}")
                 print(f"redis-server: {redis_server()}")
+                print(f"lua5.1: {lua51()}")  # runs Argo CD's health Lua in the tests
         elif args.command == "which":
             print(ensure(args.tool))
         else:

@@ -124,6 +124,9 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool("opa", "OPA_VERSION", ("version",)),
         Tool("helm", "HELM_VERSION", ("version", "--short")),
+        # Our own small program over cli-utils' kstatus (testbed/kstatus/main.go): only
+        # ever the cached build, never a binary of that name on PATH.
+        Tool("kstatus", "KSTATUS_VERSION", ("--version",)),
     )
 }
 
@@ -133,7 +136,7 @@ def _candidates(tool: Tool) -> list[Path]:
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if tool.from_kubebuilder_assets and assets:
         found.append(Path(assets) / tool.name)
-    on_path = shutil.which(tool.name)
+    on_path = shutil.which(tool.name) if tool.name != "kstatus" else None
     if on_path:
         found.append(Path(on_path))
     return found

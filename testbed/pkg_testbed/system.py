@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pkg_testbed.procs import TestbedError
 
-__all__ = ["apt_install", "postgres_bindir", "redis_server"]
+__all__ = ["apt_install", "lua51", "postgres_bindir", "redis_server"]
 
 
 def apt_install(*packages: str) -> None:
@@ -66,3 +66,13 @@ def redis_server() -> Path:
             return Path(found)
         apt_install("redis-server")
     raise TestbedError("redis-server was not found even after installing it")
+
+
+def lua51() -> Path:
+    """Lua 5.1, the dialect of Argo CD's health scripts (Debian's lua5.1)."""
+    for _ in range(2):
+        found = shutil.which("lua5.1")
+        if found:
+            return Path(found)
+        apt_install("lua5.1")
+    raise TestbedError("lua5.1 was not found even after installing it")

@@ -65,3 +65,8 @@ def test_the_api_server_accepts_the_crds_and_the_rendered_chart(kube: KubeContro
     assert chart.returncode == 0, chart.stderr
     assert "deployment.apps/pkg-operator serverside-applied" in chart.stdout
     assert "clusterrole.rbac.authorization.k8s.io/pkg-operator serverside-applied" in chart.stdout
+    assert "mutatingwebhookconfiguration.admissionregistration.k8s.io/pkg-operator" in chart.stdout
+    # No operator serves it here: left behind, its Fail policy would refuse the pods of
+    # any namespace labelled for injection that later tests create.
+    removed = kubectl("delete", "mutatingwebhookconfiguration", "pkg-operator")
+    assert removed.returncode == 0, removed.stderr

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import ConditionStatus, set_condition
+from pkg_operator.health import HEALTH_TYPES, rollout_health
 from pkg_operator.rollout.model import CoverageObs, Decision, HealthObs, Observations
 from pkg_operator.rollout.spec import Coverage, RolloutSpec
 from pkg_operator.rollout.state import State, ref_to_dict, time_or_none
@@ -236,8 +237,9 @@ def status(
 ) -> dict[str, Any]:
     """The complete status after a decision (None values mean "delete" in a merge patch)."""
     summary, message, conds = _view(state, spec, obs)
+    conds = {**conds, **rollout_health(summary, conds)}
     conditions = state.conditions
-    for type_ in CONDITION_TYPES:
+    for type_ in (*CONDITION_TYPES, *HEALTH_TYPES):
         cond_status, reason, text = conds[type_]
         conditions = set_condition(
             conditions, type_, cond_status, reason, text, obs.generation, now
@@ -282,6 +284,9 @@ def invalid(
         ("Available", ("False", "InvalidSpec", message)),
         ("Degraded", ("True", "InvalidSpec", message)),
         ("Paused", ("False", "NotPaused", "")),
+        ("Ready", ("False", "InvalidSpec", message)),
+        ("Reconciling", ("False", "InvalidSpec", "")),
+        ("Stalled", ("True", "InvalidSpec", message)),
     )
     conditions = state.conditions
     for type_, (cond_status, reason, text) in wanted:

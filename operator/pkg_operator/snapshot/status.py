@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pkg_operator.conditions import ConditionStatus, set_condition
+from pkg_operator.conditions import ConditionStatus, find_condition, set_condition
+from pkg_operator.health import snapshot_health
 
 __all__ = ["Outcome", "ValidationSummary", "snapshot_status"]
 
@@ -59,6 +60,24 @@ class Outcome:
     superseded_by: str | None = None
 
 
+def _with_health(
+    conditions: list[dict[str, Any]], generation: int, now: dt.datetime, *, settled: bool
+) -> list[dict[str, Any]]:
+    """Reconciling and Stalled beside Ready, for kstatus (pkg_operator.health)."""
+    ready = find_condition(conditions, "Ready") or {}
+    derived = snapshot_health(
+        (
+            ready.get("status", "Unknown"),
+            ready.get("reason", "Validating"),
+            ready.get("message", ""),
+        ),
+        settled=settled,
+    )
+    for kind, (cond_status, reason, message) in derived.items():
+        conditions = set_condition(conditions, kind, cond_status, reason, message, generation, now)
+    return conditions
+
+
 def snapshot_status(
     outcome: Outcome, *, previous: Mapping[str, Any], generation: int, now: dt.datetime
 ) -> dict[str, Any]:
@@ -77,6 +96,8 @@ def snapshot_status(
         for kind in ("Stored", "Validated", "Ready"):
             put(kind, "False", reason, message)
         put("Active", "False", reason, "a snapshot that is not Ready can never become active")
+        put("Reconciling", "False", "Reconciled", "")
+        put("Stalled", "True", reason, message)
         status["conditions"] = conditions
         return status
 
@@ -88,6 +109,7 @@ def snapshot_status(
                 "Reconciling",
                 "the operator is storing and validating the snapshot",
             )
+        put("Stalled", "False", "NotStalled", "")
         status["conditions"] = conditions
         return status
 
@@ -114,6 +136,7 @@ def snapshot_status(
             put("Validated", "False", "FixturesFailed", validation.message)
             put("Ready", "False", "FixturesFailed", validation.message)
 
+    conditions = _with_health(conditions, generation, now, settled=validation is not None)
     # None clears the field: the status is applied as a merge patch.
     status["activeIn"] = outcome.active_in
     if outcome.active_in is not None:
