@@ -141,7 +141,9 @@ class TestStack:
 @pytest.mark.timeout(60)
 class TestMemoryCap:
     def test_a_memory_bomb_is_stopped_at_the_page_cap(self) -> None:
-        engine = load(BOMB)
+        # A generous deadline: under load, filling 32 MiB could outlast 50 ms and the
+        # deadline, not the cap, would stop it.
+        engine = load(BOMB, WasmLimits(deadline_ms=10_000))
         with pytest.raises(EvaluationError, match=r"ran out of memory \(cap 512 pages = 32 MiB\)"):
             engine.evaluate({"context": {"bomb": True}})
         answer = engine.evaluate({})
@@ -149,13 +151,15 @@ class TestMemoryCap:
         assert engine.memory_pages <= 512
 
     def test_the_cap_is_configurable(self) -> None:
-        engine = load(BOMB, WasmLimits(max_memory_pages=64))
+        engine = load(BOMB, WasmLimits(deadline_ms=10_000, max_memory_pages=64))
         with pytest.raises(EvaluationError, match=r"cap 64 pages = 4 MiB"):
             engine.evaluate({"context": {"bomb": True}})
         assert engine.evaluate({})["rules"]
 
     def test_growing_memory_directly_stops_at_the_cap(self) -> None:
-        engine = load(opa_like_wasm(eval_body="grow"), WasmLimits(max_memory_pages=40))
+        engine = load(
+            opa_like_wasm(eval_body="grow"), WasmLimits(deadline_ms=10_000, max_memory_pages=40)
+        )
         with pytest.raises(EvaluationError, match="ran out of memory"):
             engine.evaluate({})
 
