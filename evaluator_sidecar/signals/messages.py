@@ -24,6 +24,7 @@ __all__ = [
     "Heartbeat",
     "MessageError",
     "SnapshotRef",
+    "Totals",
     "decode_message",
     "encode_activate",
     "encode_desired_message",
@@ -326,6 +327,41 @@ def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage:
 
 
 @dataclass(frozen=True)
+class Totals:
+    """A sidecar process's counters since it started: they only ever grow.
+
+    Sent in every heartbeat with the process's id and start time, so the operator
+    can tell a restart (counters back at zero) from a quiet window, and judge a
+    rollout step on everything that happened since it began, not on the latest
+    window alone. ``requests`` counts every evaluation attempted (errors included).
+    """
+
+    requests: int = 0
+    errors: int = 0
+    activation_failures: int = 0
+    shadow_samples: int = 0
+    shadow_diffs: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "activation_failures": self.activation_failures,
+            "shadow_samples": self.shadow_samples,
+            "shadow_diffs": self.shadow_diffs,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any], where: str) -> Totals:
+        return cls(
+            **{name: int(_opt_int(obj, name, where) or 0) for name in _TOTAL_FIELDS},
+        )
+
+
+_TOTAL_FIELDS = ("requests", "errors", "activation_failures", "shadow_samples", "shadow_diffs")
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     """One sidecar's report: what it runs, how it fares since its previous beat."""
 
@@ -349,6 +385,11 @@ class Heartbeat:
     ts: float = field(default_factory=time.time)
     #: The newest desired epoch the sidecar has seen (``epoch`` is the one it runs).
     desired_epoch: int = 0
+    #: Which run of the sidecar sent it (a new id after every restart), when that run
+    #: started (epoch seconds), and its cumulative counters. None from older sidecars.
+    process_id: str | None = None
+    process_started: float | None = None
+    totals: Totals | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -371,6 +412,9 @@ class Heartbeat:
             "healthy": self.healthy,
             "degraded": self.degraded,
             "ts": self.ts,
+            "process_id": self.process_id,
+            "process_started": self.process_started,
+            "totals": None if self.totals is None else self.totals.to_dict(),
         }
 
     def to_json(self) -> bytes:
@@ -409,4 +453,17 @@ class Heartbeat:
             degraded=bool(obj["degraded"]),
             ts=_num(obj, "ts", where),
             desired_epoch=int(obj.get("desired_epoch") or 0),
+            process_id=_opt_str(obj, "process_id", where),
+            process_started=None
+            if obj.get("process_started") is None
+            else _num(obj, "process_started", where),
+            totals=_totals(obj.get("totals"), where),
         )
+
+
+def _totals(raw: object, where: str) -> Totals | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise MessageError(f"{where}: 'totals' must be an object or null, got {raw!r}")
+    return Totals.from_dict(raw, f"{where} totals")

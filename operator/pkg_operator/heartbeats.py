@@ -10,6 +10,10 @@ none reads an entry twice), keeps the newest beat per device of each batch,
 writes the batch in ONE statement, and only then acknowledges the entries: a
 crash between the two re-delivers them, and the database keeps the newest beat
 per device whatever the order, so nothing is lost or double counted.
+
+Beats from sidecars that send cumulative totals (with their process id) are
+also folded into ``pkg_device_counters`` (see
+:mod:`evaluator_sidecar.store.counters`): the rollout's exact step health.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from collections.abc import Sequence
 from redis.exceptions import ResponseError
 
 from evaluator_sidecar.signals import Heartbeat, backoff_delay
+from evaluator_sidecar.store.counters import DeviceCounters
 from evaluator_sidecar.store.models import DeviceHeartbeat
 from pkg_operator.context import OperatorContext
 
-__all__ = ["newest_per_device", "start_folder", "to_row"]
+__all__ = ["newest_per_device", "start_folder", "to_counters", "to_row"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,23 @@ def to_row(beat: Heartbeat) -> DeviceHeartbeat:
         p99_latency_ms=beat.p99_ms,
         activation_failures=beat.activation_failures,
         seen_at=dt.datetime.fromtimestamp(beat.ts, dt.UTC),
+    )
+
+
+def to_counters(beat: Heartbeat) -> DeviceCounters | None:
+    """The beat's cumulative counters, or None from a sidecar that sends none."""
+    totals = beat.totals
+    if totals is None or beat.process_id is None or beat.process_started is None:
+        return None
+    return DeviceCounters(
+        device_id=beat.device_id,
+        process_id=beat.process_id,
+        process_started=dt.datetime.fromtimestamp(beat.process_started, dt.UTC),
+        requests=totals.requests,
+        errors=totals.errors,
+        activation_failures=totals.activation_failures,
+        shadow_samples=totals.shadow_samples,
+        shadow_diffs=totals.shadow_diffs,
     )
 
 
@@ -70,6 +92,8 @@ async def fold_once(ctx: OperatorContext, consumer: str, *, pending: bool = Fals
         return 0
     beats = newest_per_device([beat for _, beat in entries])
     await ctx.db.update_device_heartbeats([to_row(beat) for beat in beats])
+    counters = [c for c in map(to_counters, beats) if c is not None]
+    await ctx.db.update_device_counters(counters)
     await ctx.signals.ack_heartbeats([entry_id for entry_id, _ in entries])
     return len(entries)
 

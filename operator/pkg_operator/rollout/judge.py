@@ -12,12 +12,14 @@ from datetime import datetime, timedelta
 
 from pkg_operator.rollout import render
 from pkg_operator.rollout.model import Observations
-from pkg_operator.rollout.spec import RolloutSpec, Step
+from pkg_operator.rollout.spec import Limits, RolloutSpec, Step
 from pkg_operator.rollout.state import State
 
 __all__ = [
+    "HEALTH_REASONS",
     "Breach",
     "canary_published",
+    "checks_needed",
     "converged",
     "coverage_percent",
     "coverage_text",
@@ -32,6 +34,19 @@ __all__ = [
     "step_text",
     "where",
 ]
+
+
+#: Rollback reasons that judge the snapshot itself (not the fleet's progress): a snapshot
+#: rolled back for one of them, or aborted by a person, is never started again by itself.
+HEALTH_REASONS = frozenset(
+    {
+        "ErrorRateExceeded",
+        "LatencyExceeded",
+        "ActivationFailuresExceeded",
+        "ShadowDiffExceeded",
+        "Aborted",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -106,11 +121,20 @@ def converged(spec: RolloutSpec, st: State, obs: Observations) -> bool:
 # ------------------------------------------------------------------------ health
 
 
+def _limits(spec: RolloutSpec, st: State) -> Limits:
+    step = current_step(spec, st)
+    return step.limits if step is not None and step.kind == "analysis" else spec.limits
+
+
+def checks_needed(spec: RolloutSpec, st: State) -> int:
+    """Bad health checks in a row before a breach rolls back (consecutiveFailures)."""
+    return max(1, _limits(spec, st).consecutive_failures or 1)
+
+
 def health_breach(spec: RolloutSpec, st: State, obs: Observations) -> Breach | None:
     if not canary_published(st):
         return None
-    step = current_step(spec, st)
-    limits = step.limits if step is not None and step.kind == "analysis" else spec.limits
+    limits = _limits(spec, st)
     health = obs.health
     at = step_text(spec, st)
     enough = health.evaluations >= max(1, limits.min_evaluations or 0)

@@ -79,13 +79,21 @@ class CoverageObs:
 
 @dataclass(frozen=True)
 class HealthObs:
-    """Canary-cohort health aggregated since ``status.stepStartedAt``."""
+    """Canary-cohort health aggregated since ``status.stepStartedAt``.
+
+    ``exact_devices`` devices reported cumulative counters (their figures are totals
+    since the step began); ``windowed_devices`` reported only their latest window.
+    """
 
     evaluations: int = 0
     errors: int = 0
     p99_ms: float | None = None
     activation_failures: int = 0
     window_seconds: float = 0.0
+    shadow_samples: int = 0
+    shadow_diffs: int = 0
+    exact_devices: int = 0
+    windowed_devices: int = 0
     #: (device id, its last activation error) of live devices of the target and region
     #: that report one: a refused snapshot and why (a checksum mismatch, failed fixtures).
     activation_errors: tuple[tuple[str, str], ...] = ()

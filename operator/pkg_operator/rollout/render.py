@@ -97,6 +97,9 @@ def health(obs: HealthObs) -> dict[str, Any]:
         "p99Ms": obs.p99_ms,
         "activationFailures": obs.activation_failures,
         "windowSeconds": obs.window_seconds,
+        # exact: every canary device reported cumulative counters, so the figures are
+        # totals since the step began; else some come from devices' latest windows.
+        "exact": obs.windowed_devices == 0,
         # Every live device's refusal, not only the canary's: a stable device that refuses
         # its snapshot (a checksum mismatch) matters as much. At most MAX_ACTIVATION_ERRORS.
         "activationErrors": [
@@ -266,6 +269,8 @@ def status(
         "lastRollback": state.last_rollback,
         "lastPublish": state.last_publish,
         "processedActions": state.processed_actions,
+        "consecutiveBadChecks": state.bad_checks,
+        "blockedSnapshots": state.blocked,
         "conditions": conditions,
     }
     body["seq"] = _next_seq(old, body, state.seq)

@@ -48,6 +48,8 @@ class Limits:
     min_evaluations: int | None = None
     min_coverage_percent: float | None = None
     duration_seconds: int | None = None
+    #: A breach rolls back only after this many bad checks in a row (None: 1, at once).
+    consecutive_failures: int | None = None
 
     def over(self, defaults: Limits) -> Limits:
         """These limits, with unset fields taken from ``defaults``."""
@@ -147,6 +149,7 @@ def _limits(data: Mapping[str, Any], where: str) -> Limits:
         min_evaluations=min_evaluations,
         min_coverage_percent=_number(data, "minCoveragePercent", where, 0, 100),
         duration_seconds=duration,
+        consecutive_failures=_integer(data, "consecutiveFailures", where, 1, 1000),
     )
 
 

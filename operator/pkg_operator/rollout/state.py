@@ -22,6 +22,7 @@ from pkg_operator.conditions import format_time, parse_time
 from pkg_operator.rollout.model import SnapshotRef
 
 __all__ = [
+    "MAX_BLOCKED_SNAPSHOTS",
     "MAX_HISTORY",
     "MAX_PROCESSED_ACTIONS",
     "Attempt",
@@ -33,6 +34,7 @@ __all__ = [
 
 MAX_HISTORY = 10
 MAX_PROCESSED_ACTIONS = 20
+MAX_BLOCKED_SNAPSHOTS = 10
 
 
 @dataclass
@@ -94,6 +96,17 @@ class State:
     last_publish: dict[str, Any] | None = None
     processed_actions: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    #: Health checks of the current step that found a breached limit, in a row.
+    bad_checks: int = 0
+    #: Snapshots (version, checksum, reason, attempt, at) whose rollout was aborted or
+    #: rolled back for health: never started again without a person's retry.
+    blocked: list[dict[str, Any]] = field(default_factory=list)
+
+    def blocked_entry(self, checksum: str) -> dict[str, Any] | None:
+        for entry in self.blocked:
+            if entry.get("checksum") == checksum:
+                return entry
+        return None
 
     def handled_tokens(self) -> set[str]:
         return {str(entry.get("token")) for entry in self.processed_actions}
@@ -202,4 +215,6 @@ def load_state(status: Mapping[str, Any]) -> State:
         last_publish=dict(last_publish) if isinstance(last_publish, Mapping) else None,
         processed_actions=_dicts(status.get("processedActions"))[-MAX_PROCESSED_ACTIONS:],
         conditions=_dicts(status.get("conditions")),
+        bad_checks=max(0, _int(status.get("consecutiveBadChecks")) or 0),
+        blocked=_dicts(status.get("blockedSnapshots"))[-MAX_BLOCKED_SNAPSHOTS:],
     )

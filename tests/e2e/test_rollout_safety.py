@@ -1,0 +1,212 @@
+"""Safer rollouts on the real test bed: exact step health from cumulative counters.
+
+The operator and real ``pkg-sidecar`` processes run against the test bed. A burst
+of errors shorter than one heartbeat interval, followed by quiet, healthy traffic,
+must still fail the step: the operator judges the devices' totals since the step
+began, not their latest heartbeat window.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
+
+from pkg_testbed.product import ROOT, OperatorProcess, SidecarProcess
+
+pytestmark = pytest.mark.e2e
+
+REGION = "eu-west"
+HEARTBEAT_SECONDS = 2.0
+
+
+def _sidecars(
+    cluster: Cluster, workdir: Path, env: str, target: str, count: int, **extra: str
+) -> list[SidecarProcess]:
+    procs = []
+    for i in range(count):
+        proc = SidecarProcess(
+            workdir,
+            {
+                "PKG_DATABASE_URL": cluster.database_url,
+                "PKG_REDIS_URL": cluster.redis_url,
+                "PKG_ENV": env,
+                "PKG_TARGET": target,
+                "PKG_REGION": REGION,
+                "PKG_DEVICE_TYPE": "router",
+                "PKG_HEARTBEAT_INTERVAL_SECONDS": str(HEARTBEAT_SECONDS),
+                "PKG_RESYNC_INTERVAL_SECONDS": "2",
+                "PKG_LOG_LEVEL": "WARNING",
+                **extra,
+            },
+            device_id=f"{target}:{REGION}:{i}",
+        )
+        proc.proc.start()
+        procs.append(proc)
+    for proc in procs:
+        proc.start_wait()
+    return procs
+
+
+@pytest.fixture
+def sidecars(
+    cluster: Cluster, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., list[SidecarProcess]]]:
+    started: list[SidecarProcess] = []
+
+    def make(env: str, target: str, count: int, **extra: str) -> list[SidecarProcess]:
+        procs = _sidecars(cluster, cluster.workdir / request.node.name, env, target, count, **extra)
+        started.extend(procs)
+        return procs
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+def _ready(cluster: Cluster, namespace: str, name: str, doc: str) -> None:
+    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", stdin=doc)
+    wait_for(
+        lambda: condition(cluster.get("psnap", name, namespace), "Ready").get("status") == "True",
+        what=f"psnap/{name} Ready",
+    )
+
+
+def _wasm_loop_doc(name: str, version: str, env: str) -> str:
+    wasm = (ROOT / "policies" / "limits" / "loop.wasm").read_bytes()
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pkg.seedcore.io/v1alpha1",
+            "kind": "PolicySnapshot",
+            "metadata": {"name": name},
+            "spec": {
+                "version": version,
+                "env": env,
+                "engine": "wasm",
+                "wasm": {
+                    "entrypoint": "limits/loop/result",
+                    "inline": base64.b64encode(wasm).decode(),
+                },
+                "fixtures": [{"name": "answers", "input": {}, "expect": {"rules": ["loop-002"]}}],
+            },
+        }
+    )
+
+
+def _post(url: str, body: dict[str, Any]) -> int:
+    request = urllib.request.Request(
+        f"{url}/v1/evaluate",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _healthy_traffic(urls: list[str], stop: threading.Event) -> None:
+    while not stop.is_set():
+        for url in urls:
+            _post(url, {"context": {}, "tags": ["vip"]})
+        stop.wait(0.02)
+
+
+def _deployment(name: str, snapshot: str, env: str, target: str, gate: dict[str, Any]) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pkg.seedcore.io/v1alpha1",
+            "kind": "PolicyDeployment",
+            "metadata": {"name": name},
+            "spec": {
+                "snapshotRef": {"name": snapshot},
+                "env": env,
+                "target": target,
+                "region": REGION,
+                "strategy": {"canary": {"steps": [{"setWeight": 100}, {"analysis": gate}]}},
+                "progressDeadlineSeconds": 120,
+                "coverage": {"minPercent": 100, "heartbeatTTLSeconds": 8, "minDevices": 3},
+            },
+        }
+    )
+
+
+async def test_an_error_burst_shorter_than_one_heartbeat_interval_fails_the_step(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    sidecars: Callable[..., list[SidecarProcess]],
+) -> None:
+    env, target = "staging", f"burst-{namespace}"
+    # Rollout ticks far apart compared with heartbeats: the beat holding the burst is
+    # long replaced by quiet ones when the operator looks.
+    start_operator(PKG_ROLLOUT_INTERVAL_SECONDS="4")
+    v1 = f"rules@1.0.0-{namespace}"
+    _ready(cluster, namespace, "v1", snapshot_doc("v1", v1, env=env, auto=True))
+    wait_for(
+        lambda: condition(cluster.get("psnap", "v1", namespace), "Active").get("status") == "True",
+        what="v1 promoted",
+    )
+    spin = f"spin@1.0.0-{namespace}"
+    _ready(cluster, namespace, "spin", _wasm_loop_doc("spin", spin, env))
+    fleet = sidecars(env, target, 3, PKG_WASM_DEADLINE_MS="5")
+    urls = [p.url for p in fleet]
+    wait_for(lambda: all(p.metadata().get("version") == v1 for p in fleet), what="the fleet on v1")
+
+    stop = threading.Event()
+    worker = threading.Thread(target=_healthy_traffic, args=(urls, stop), daemon=True)
+    worker.start()
+    try:
+        gate = {"durationSeconds": 90, "maxErrorRate": 0.03, "minEvaluations": 5}
+        cluster.apply(namespace, _deployment("burst", "spin", env, target, gate))
+
+        def analysing_with_traffic() -> bool:
+            status = cluster.get("pdep", "burst", namespace).get("status") or {}
+            health = status.get("health") or {}
+            return (
+                status.get("currentStepIndex") == 1
+                and health.get("evaluations", 0) >= 100
+                and health.get("exact") is True
+            )
+
+        wait_for(analysing_with_traffic, timeout=120, what="the analysis step with traffic")
+        # The burst: 15 requests per device that the candidate fails (the spin input
+        # runs into the 5 ms WASM deadline), all at once.
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=15) as pool:
+            codes = list(pool.map(lambda u: _post(u, {"context": {"spin": True}}), [*urls] * 15))
+        burst_seconds = time.monotonic() - began
+        assert burst_seconds < HEARTBEAT_SECONDS, burst_seconds
+        assert sum(code >= 400 for code in codes) >= 30, codes
+
+        def ended() -> dict[str, Any] | None:
+            obj = cluster.get("pdep", "burst", namespace)
+            outcome = ((obj.get("status") or {}).get("attempt") or {}).get("outcome")
+            return obj if outcome else None
+
+        obj = wait_for(ended, timeout=60, what="the rollout to end")
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    status = obj["status"]
+    assert status["attempt"]["outcome"] == "RolledBack", status["attempt"]
+    assert status["attempt"]["reason"] == "ErrorRateExceeded"
+    health = status["lastRollback"]["health"]
+    assert health["exact"] is True
+    assert health["errors"] >= 30, health
+    assert condition(obj, "Degraded")["status"] == "True"
+    # Never rolled out again by itself: the snapshot is blocked until a person retries.
+    assert status["blockedSnapshots"][0]["version"] == spin
