@@ -139,6 +139,8 @@ class HeartbeatReporter:
             process_id=m.process_id,
             process_started=m.process_started,
             totals=self.totals(),
+            stale=bool(health.get("stale")),
+            staleness_seconds=health.get("staleness_seconds"),
         )
         return beat, now
 

@@ -73,6 +73,7 @@ from evaluator_sidecar.sidecar.snapshots import (
     SnapshotSource,
     checksums_match,
 )
+from evaluator_sidecar.sidecar.staleness import Staleness, StalenessMode
 from evaluator_sidecar.sidecar.trust import KeyFolder, SignatureCheck
 from evaluator_sidecar.signals import CHANNEL, MAX_RECONNECT_BACKOFF, Cohort, RedisSignals
 
@@ -124,6 +125,8 @@ class PKGManager:
         clock: Callable[[], float] = time.time,
         require_signatures: bool = False,
         trusted_keys_dir: Path | None = None,
+        max_staleness: float = 0.0,
+        staleness_policy: StalenessMode = "serve",
     ) -> None:
         self.client = pkg_client
         self.redis = redis_client
@@ -165,6 +168,12 @@ class PKGManager:
             ),
         )
         self._converger = Converger(self._tracker, self._activator, env=env)
+        self.staleness = Staleness(
+            max_seconds=max_staleness,
+            mode=staleness_policy,
+            applies=self.signals is not None,
+            clock=clock,
+        )
         self._stopping = asyncio.Event()
         self._listener = RedisListener(
             self.signals,
@@ -177,6 +186,7 @@ class PKGManager:
             resync_interval=resync_interval,
             backoff_max=reconnect_backoff_max,
             stopping=self._stopping,
+            staleness=self.staleness,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -187,6 +197,8 @@ class PKGManager:
             cached_versions=lambda: float(len(self._evaluators)),
             degraded=lambda: 1.0 if self.degraded else 0.0,
             desired_epoch=lambda: float(self._tracker.epoch),
+            staleness=lambda: self.staleness.seconds() or 0.0,
+            stale=lambda: 1.0 if self.staleness.stale() else 0.0,
         )
 
     # ---- public API (any thread)
@@ -292,6 +304,7 @@ class PKGManager:
             "serving_from_disk_cache": status.serving_from_disk,
             "activation_failures": status.failures,
             "engine_degraded": bool(active and active.degraded),
+            **self.staleness.status(),
         }
 
     @property

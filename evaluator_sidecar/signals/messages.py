@@ -390,6 +390,10 @@ class Heartbeat:
     process_id: str | None = None
     process_started: float | None = None
     totals: Totals | None = None
+    #: Past the sidecar's maximum staleness (its desired level unconfirmed for too
+    #: long), and the seconds since it last confirmed it (None: no Redis, n/a).
+    stale: bool = False
+    staleness_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -415,6 +419,8 @@ class Heartbeat:
             "process_id": self.process_id,
             "process_started": self.process_started,
             "totals": None if self.totals is None else self.totals.to_dict(),
+            "stale": self.stale,
+            "staleness_seconds": self.staleness_seconds,
         }
 
     def to_json(self) -> bytes:
@@ -458,6 +464,10 @@ class Heartbeat:
             if obj.get("process_started") is None
             else _num(obj, "process_started", where),
             totals=_totals(obj.get("totals"), where),
+            stale=obj.get("stale") is True,
+            staleness_seconds=None
+            if obj.get("staleness_seconds") is None
+            else _num(obj, "staleness_seconds", where),
         )
 
 

@@ -1,15 +1,19 @@
-"""Safer rollouts on the real test bed: exact step health from cumulative counters.
+"""Safer rollouts on the real test bed: exact step health, and the staleness policy.
 
 The operator and real ``pkg-sidecar`` processes run against the test bed. A burst
 of errors shorter than one heartbeat interval, followed by quiet, healthy traffic,
 must still fail the step: the operator judges the devices' totals since the step
-began, not their latest heartbeat window.
+began, not their latest heartbeat window. A sidecar cut off from Redis (its
+connection runs through a TCP relay the test can cut) turns stale past its limit
+and, fail-closed, refuses with the documented error until it is reconnected.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -23,6 +27,7 @@ import pytest
 import yaml
 from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
+from pkg_testbed.procs import free_port
 from pkg_testbed.product import ROOT, OperatorProcess, SidecarProcess
 
 pytestmark = pytest.mark.e2e
@@ -210,3 +215,148 @@ async def test_an_error_burst_shorter_than_one_heartbeat_interval_fails_the_step
     assert condition(obj, "Degraded")["status"] == "True"
     # Never rolled out again by itself: the snapshot is blocked until a person retries.
     assert status["blockedSnapshots"][0]["version"] == spin
+
+
+class Relay:
+    """A TCP relay to Redis that the test can cut (every connection closed, no new ones)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self._open = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._open.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass  # the relay was cut: both ends are closed below
+        finally:
+            for end in (src, dst):
+                with contextlib.suppress(OSError):  # already closed by the other direction
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def cut(self) -> None:
+        self._open.clear()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):  # already closed
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._sockets.clear()
+
+    def restore(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self._server.close()
+
+
+def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read())
+
+
+def _text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def _evaluate(url: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    request = urllib.request.Request(
+        f"{url}/v1/evaluate",
+        data=json.dumps({"tags": ["vip"]}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), dict(exc.headers), json.loads(exc.read())
+
+
+async def test_a_device_cut_off_from_redis_turns_stale_and_fail_closed_refuses(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    sidecars: Callable[..., list[SidecarProcess]],
+) -> None:
+    env, target = "dev", f"stale-{namespace}"
+    start_operator()
+    v1 = f"rules@1.0.0-{namespace}"
+    _ready(cluster, namespace, "v1", snapshot_doc("v1", v1, env=env, auto=True))
+    wait_for(
+        lambda: condition(cluster.get("psnap", "v1", namespace), "Active").get("status") == "True",
+        what="v1 promoted",
+    )
+    redis_port = int(cluster.redis_url.rsplit(":", 1)[1].split("/")[0])
+    db = cluster.redis_url.rsplit("/", 1)[1]
+    relay = Relay(redis_port)
+    try:
+        [device] = sidecars(
+            env,
+            target,
+            1,
+            PKG_REDIS_URL=f"redis://127.0.0.1:{relay.port}/{db}",
+            PKG_MAX_STALENESS_SECONDS="3",
+            PKG_STALENESS_POLICY="fail-closed",
+            PKG_RESYNC_INTERVAL_SECONDS="1",
+            PKG_REDIS_BACKOFF_MAX_SECONDS="1",
+        )
+        wait_for(lambda: device.metadata().get("version") == v1, what="the device on v1")
+        status, headers, _ = _evaluate(device.url)
+        assert status == 200
+        assert headers["PKG-Stale"] == "false"
+
+        relay.cut()
+        wait_for(
+            lambda: _get_json(f"{device.url}/readyz")[0] == 503,
+            timeout=30,
+            what="/readyz to report the device stale",
+        )
+        _, body = _get_json(f"{device.url}/readyz")
+        assert body["stale"] is True
+        assert body["staleness_seconds"] > 3
+        assert body["staleness_policy"] == "fail-closed"
+        status, headers, answer = _evaluate(device.url)
+        assert status == 503
+        assert headers["PKG-Stale"] == "true"
+        assert answer["error"]["code"] == "stale_policy"
+        assert answer["error"]["max_staleness_seconds"] == 3
+        assert "pkg_stale 1.0" in _text(f"{device.url}/metrics")
+
+        relay.restore()
+        wait_for(
+            lambda: _evaluate(device.url)[0] == 200,
+            timeout=30,
+            what="answers again once the device reconnected",
+        )
+        assert _get_json(f"{device.url}/readyz")[1]["stale"] is False
+    finally:
+        relay.close()

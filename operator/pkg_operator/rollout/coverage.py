@@ -45,6 +45,9 @@ class DeviceReport:
     #: ``totals`` None: the sidecar reports no counters; its latest window is used.
     totals: Mapping[str, int] | None = None
     baseline: Mapping[str, int] | None = None
+    #: The device says it is past its maximum staleness: it may not run what it should
+    #: (it cannot confirm), so it never counts as converged.
+    policy_stale: bool = False
 
     def since_baseline(self, name: str) -> int:
         """How much counter ``name`` grew since the step began (needs ``totals``)."""
@@ -99,6 +102,7 @@ def fold(
     """Coverage of the target/region at ``weight``, and the canary cohort's health."""
     fresh_after = now - dt.timedelta(seconds=ttl_seconds)
     targeted = on_canary = on_stable = stale = on_intended = expected_canary = 0
+    policy_stale = 0
     sums = _Sums()
     p99: float | None = None
     activation_errors: list[tuple[str, str]] = []
@@ -121,7 +125,9 @@ def fold(
             on_canary += 1
         elif stable_version is not None and report.version == stable_version:
             on_stable += 1
-        if intended is not None and report.version == intended:
+        if report.policy_stale:
+            policy_stale += 1
+        elif intended is not None and report.version == intended:
             on_intended += 1
         if canary_cohort:
             sums.add(report, step_started_at)
@@ -138,6 +144,7 @@ def fold(
         on_intended=on_intended,
         expected_canary=expected_canary,
         weight=weight,
+        policy_stale=policy_stale,
     )
     health = HealthObs(
         evaluations=sums.evaluations,

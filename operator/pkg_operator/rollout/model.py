@@ -75,6 +75,9 @@ class CoverageObs:
     # published weight, the figures are stale (a step just published) and no step
     # converges on them.
     weight: float | None = None
+    #: Live devices that report themselves stale (their desired level unconfirmed past
+    #: their maximum staleness); counted in ``targeted``, never in ``on_intended``.
+    policy_stale: int = 0
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ async def _devices(
     rows = await ctx.db.get_device_versions(
         target=target, seen_within=dt.timedelta(seconds=ttl * 10)
     )
-    errors = await _activation_errors(ctx, spec["env"], target, region)
+    errors, stale = await _live_reports(ctx, spec["env"], target, region)
     started = parse_time(step_started) if step_started else None
     counters = await _step_counters(ctx, uid, started, target, region)
     reports = [
@@ -167,6 +167,7 @@ async def _devices(
             p99_ms=row["p99_latency_ms"],
             activation_failures=row["activation_failures"] or 0,
             last_error=errors.get(row["device_id"]),
+            policy_stale=row["device_id"] in stale,
             totals=counters[row["device_id"]].totals if row["device_id"] in counters else None,
             baseline=counters[row["device_id"]].baseline if row["device_id"] in counters else None,
         )
@@ -198,10 +199,11 @@ async def _step_counters(
     return {c.device_id: c for c in await ctx.db.step_counters(uid, started, target, region)}
 
 
-async def _activation_errors(
+async def _live_reports(
     ctx: OperatorContext, env: str, target: str, region: str
-) -> dict[str, str]:
-    """device id -> last activation error, from the devices' live heartbeats in Redis.
+) -> tuple[dict[str, str], set[str]]:
+    """device id -> last activation error, and the devices that report themselves stale,
+    from the devices' live heartbeats in Redis.
 
     pkg_device_versions keeps counts, not the error text, so the text comes from the
     heartbeat keys (``pkg:hb:{env}:{device}``, which expire with the device). Without Redis
@@ -210,13 +212,11 @@ async def _activation_errors(
     try:
         beats = await ctx.signals.live_heartbeats(env)
     except (RedisError, OSError) as exc:
-        log.warning("cannot read the heartbeats' activation errors: %s", exc)
-        return {}
-    return {
-        b.device_id: b.last_error
-        for b in beats
-        if b.last_error and b.target == target and b.region == region
-    }
+        log.warning("cannot read the heartbeats' activation errors and staleness: %s", exc)
+        return {}, set()
+    mine = [b for b in beats if b.target == target and b.region == region]
+    errors = {b.device_id: b.last_error for b in mine if b.last_error}
+    return errors, {b.device_id for b in mine if b.stale}
 
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:

@@ -70,6 +70,7 @@ def coverage(obs: CoverageObs) -> dict[str, Any]:
         "stale": obs.stale,
         "onIntended": obs.on_intended,
         "expectedCanary": obs.expected_canary,
+        "policyStale": obs.policy_stale,
         "percent": round(percent, 2),
         "display": f"{obs.on_intended}/{obs.targeted}",
     }
@@ -81,6 +82,11 @@ def coverage_text(obs: CoverageObs, wanted: Coverage) -> str:
         f"{obs.on_intended}/{obs.targeted} live devices run their intended version "
         f"({percent:.1f}%; need {wanted.min_percent:g}% of at least {wanted.min_devices}), "
         f"{obs.on_canary} on the canary (expected {obs.expected_canary}), {obs.stale} stale"
+        + (
+            f", {obs.policy_stale} past their maximum staleness (never counted as converged)"
+            if obs.policy_stale
+            else ""
+        )
     )
 
 
