@@ -89,6 +89,17 @@ class Activator:
             return error
         return f"{error}; the last good snapshot in the disk cache was refused: {self.disk_refusal}"
 
+    async def prepare(self, ref: SnapshotRef) -> PKGEvaluator:
+        """Load, verify, compile and self-test ``ref`` WITHOUT activating it (a shadow
+        candidate); raises :class:`ActivationError`, which is not recorded as a failure
+        of this device's active snapshot."""
+        cached = self.slot.get(ref.version)
+        if cached is not None and checksums_match(ref.checksum, cached.checksum):
+            return cached
+        snapshot = await self.loader.by_version(ref.version)
+        check_snapshot(ref, snapshot, env=self.env)
+        return await self._build(snapshot)
+
     async def activate(
         self,
         ref: SnapshotRef,

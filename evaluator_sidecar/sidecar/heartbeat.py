@@ -32,6 +32,7 @@ from evaluator_sidecar.signals import Cohort, Heartbeat, RedisSignals, Totals
 
 if TYPE_CHECKING:
     from evaluator_sidecar.policy.evaluator import PKGEvaluator
+    from evaluator_sidecar.sidecar.shadow import ShadowRunner
 
 __all__ = ["HeartbeatReporter", "HeartbeatSource"]
 
@@ -69,6 +70,8 @@ class HeartbeatSource(Protocol):
     def get_health_status(self) -> dict[str, Any]: ...
     def shadow_totals(self) -> tuple[int, int]: ...
     @property
+    def shadow(self) -> ShadowRunner: ...
+    @property
     def process_id(self) -> str: ...
     @property
     def process_started(self) -> float: ...
@@ -89,6 +92,7 @@ class HeartbeatReporter:
         self.signals = signals
         self._baseline = self._current()
         self._failing = False
+        self._examples_in_beat = 0
 
     def totals(self) -> Totals:
         """The cumulative counters since this process (manager) started."""
@@ -116,6 +120,7 @@ class HeartbeatReporter:
         active = m.get_active_evaluator()
         health = m.get_health_status()
         epoch, cohort = m.applied
+        shadow, self._examples_in_beat = m.shadow.report()
         beat = Heartbeat(
             device_id=m.device_id,
             device_type=m.device_type,
@@ -141,6 +146,7 @@ class HeartbeatReporter:
             totals=self.totals(),
             stale=bool(health.get("stale")),
             staleness_seconds=health.get("staleness_seconds"),
+            shadow=shadow,
         )
         return beat, now
 
@@ -158,6 +164,7 @@ class HeartbeatReporter:
             return False
         self._failing = False
         self._baseline = baseline
+        self.manager.shadow.delivered(self._examples_in_beat)
         return True
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -67,6 +67,7 @@ from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.sidecar.listener import RedisListener
 from evaluator_sidecar.sidecar.logs import log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.sidecar.shadow import ShadowRunner
 from evaluator_sidecar.sidecar.snapshots import (
     ActivationError,
     SnapshotLoader,
@@ -168,6 +169,7 @@ class PKGManager:
             ),
         )
         self._converger = Converger(self._tracker, self._activator, env=env)
+        self.shadow = ShadowRunner(self._activator.prepare)
         self.staleness = Staleness(
             max_seconds=max_staleness,
             mode=staleness_policy,
@@ -313,7 +315,21 @@ class PKGManager:
 
     def shadow_totals(self) -> tuple[int, int]:
         """Shadow evaluations sampled and decisions that differed, since this manager started."""
-        return 0, 0
+        return self.shadow.samples, self.shadow.diffs
+
+    async def _follow_shadow_forever(self) -> None:
+        """Load or drop the shadow candidate as the rollout's desired state says."""
+        while not self._stopping.is_set():
+            state = self._tracker.levels.rollout_state
+            try:
+                await self.shadow.follow(
+                    state.shadow if state is not None else None,
+                    state.deployment if state is not None else None,
+                )
+            except Exception:  # the loop must outlive any single failure
+                logger.exception("following the shadow step failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=0.25)
 
     @property
     def applied(self) -> tuple[int, Cohort]:
@@ -371,6 +387,8 @@ class PKGManager:
                 action="answering 503 until a snapshot can be loaded",
             )
         self._spawn(self._listener.resync_forever(), "resync")
+        self._spawn(self._follow_shadow_forever(), "shadow-follow")
+        self._spawn(self.shadow.run(self._stopping), "shadow")
         if self.signals is not None:
             self._spawn(self._listener.listen(), "listener")
             reporter = HeartbeatReporter(self, self.signals)

@@ -23,6 +23,7 @@ __all__ = [
     "DesiredState",
     "Heartbeat",
     "MessageError",
+    "ShadowSpec",
     "SnapshotRef",
     "Totals",
     "decode_message",
@@ -163,6 +164,43 @@ class SnapshotRef:
 
 
 @dataclass(frozen=True)
+class ShadowSpec:
+    """A rollout's shadow step: evaluate ``snapshot`` beside the active one, off the
+    response path, for a ``sample_rate`` share of live requests, and report the diffs.
+
+    ``step`` names the step (the deployment's ``stepStartedAt``) so that the example
+    diffs a sidecar reports are filed under it; ``deployment_name`` is for people.
+    """
+
+    snapshot: SnapshotRef
+    sample_rate: float
+    step: str
+    deployment_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot.to_dict(),
+            "sample_rate": self.sample_rate,
+            "step": self.step,
+            "deployment_name": self.deployment_name,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str) -> ShadowSpec:
+        if not isinstance(obj, Mapping):
+            raise MessageError(f"{where}: must be an object, got {obj!r}")
+        rate = _num(obj, "sample_rate", where)
+        if not 0.0 <= rate <= 1.0:
+            raise MessageError(f"{where}: 'sample_rate' must be within 0..1, got {rate}")
+        return cls(
+            snapshot=SnapshotRef.from_dict(obj.get("snapshot"), f"{where}.snapshot"),
+            sample_rate=rate,
+            step=_req_str(obj, "step", where),
+            deployment_name=str(obj.get("deployment_name") or ""),
+        )
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """A desired state (the level) for an environment, or for one rollout when ``target`` is set.
 
@@ -181,6 +219,8 @@ class DesiredState:
     deployment: str | None = None
     canary: SnapshotRef | None = None
     canary_percent: float = 0.0
+    #: A shadow step in progress (rollout states only); None otherwise.
+    shadow: ShadowSpec | None = None
 
     def __post_init__(self) -> None:
         if (self.target is None) != (self.region is None):
@@ -216,6 +256,8 @@ class DesiredState:
                 canary=self.canary.to_dict() if self.canary else None,
                 canary_percent=self.canary_percent,
             )
+            if self.shadow is not None:
+                out["shadow"] = self.shadow.to_dict()
         return out
 
     def to_json(self) -> bytes:
@@ -257,6 +299,9 @@ class DesiredState:
             deployment=_req_str(obj, "deployment", where),
             canary=canary,
             canary_percent=percent,
+            shadow=None
+            if obj.get("shadow") is None
+            else ShadowSpec.from_dict(obj["shadow"], f"{where}.shadow"),
         )
 
     @classmethod
@@ -394,6 +439,9 @@ class Heartbeat:
     #: long), and the seconds since it last confirmed it (None: no Redis, n/a).
     stale: bool = False
     staleness_seconds: float | None = None
+    #: The shadow step this sidecar runs (candidate, step, deployment, new example
+    #: diffs: see evaluator_sidecar.sidecar.shadow); None when it runs none.
+    shadow: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -421,6 +469,7 @@ class Heartbeat:
             "totals": None if self.totals is None else self.totals.to_dict(),
             "stale": self.stale,
             "staleness_seconds": self.staleness_seconds,
+            "shadow": self.shadow,
         }
 
     def to_json(self) -> bytes:
@@ -468,6 +517,7 @@ class Heartbeat:
             staleness_seconds=None
             if obj.get("staleness_seconds") is None
             else _num(obj, "staleness_seconds", where),
+            shadow=obj["shadow"] if isinstance(obj.get("shadow"), dict) else None,
         )
 
 

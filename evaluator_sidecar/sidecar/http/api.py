@@ -192,6 +192,9 @@ class SidecarAPI:
             self.stats.error(evaluator.engine_type, "engine")
             return _error(422, str(exc))
         self.stats.observe(evaluator.engine_type, time.perf_counter() - started)
+        if version is None:
+            # Sampled for the shadow step's candidate, if any: an append, compared later.
+            self.manager.shadow.offer(facts, result, evaluator.version)
         return Response(200, orjson.dumps(result))
 
     # ---- introspection

@@ -109,6 +109,7 @@ def level_of(state: sig.DesiredState) -> Level:
         canary=state.canary,
         canary_percent=state.canary_percent,
         epoch=state.epoch,
+        shadow=state.shadow,
     )
 
 
@@ -123,6 +124,7 @@ def state_of(level: Level, reason: str) -> sig.DesiredState:
         deployment=level.deployment,
         canary=level.canary,
         canary_percent=level.canary_percent,
+        shadow=level.shadow,
     )
 
 

@@ -69,14 +69,18 @@ class _Sums:
     exact: int = 0
     windowed: int = 0
 
+    def add_shadow(self, report: DeviceReport) -> None:
+        # Every targeted device runs the shadow step's candidate, not only the canary's.
+        if report.totals is not None:
+            self.shadow_samples += report.since_baseline("shadow_samples")
+            self.shadow_diffs += report.since_baseline("shadow_diffs")
+
     def add(self, report: DeviceReport, step_started_at: dt.datetime | None) -> None:
         if report.totals is not None:
             self.exact += 1
             self.evaluations += report.since_baseline("requests")
             self.errors += report.since_baseline("errors")
             self.activation_failures += report.since_baseline("activation_failures")
-            self.shadow_samples += report.since_baseline("shadow_samples")
-            self.shadow_diffs += report.since_baseline("shadow_diffs")
         elif step_started_at is None or report.last_seen >= step_started_at:
             self.windowed += 1
             # A heartbeat window counts successful evaluations and errors apart: the
@@ -129,6 +133,7 @@ def fold(
             policy_stale += 1
         elif intended is not None and report.version == intended:
             on_intended += 1
+        sums.add_shadow(report)
         if canary_cohort:
             sums.add(report, step_started_at)
         recent = step_started_at is None or report.last_seen >= step_started_at

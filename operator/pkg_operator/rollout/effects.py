@@ -56,6 +56,7 @@ async def apply(
                 canary=action.canary,
                 canary_percent=action.canary_percent,
                 reason=action.reason,
+                shadow=action.shadow,
             ),
         )
         log.info(

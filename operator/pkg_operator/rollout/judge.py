@@ -28,6 +28,7 @@ __all__ = [
     "health_breach",
     "overdue",
     "requeue_after",
+    "shadow_breach",
     "snapshot_content_changed",
     "snapshot_problem",
     "step_done",
@@ -168,6 +169,27 @@ def health_breach(spec: RolloutSpec, st: State, obs: Observations) -> Breach | N
     return None
 
 
+def shadow_breach(spec: RolloutSpec, st: State, obs: Observations) -> Breach | None:
+    """The shadow step's candidate decides otherwise too often (once minSamples are in)."""
+    step = current_step(spec, st)
+    if step is None or step.shadow is None or st.shadow is None:
+        return None
+    wanted, health = step.shadow, obs.health
+    samples, diffs = health.shadow_samples, health.shadow_diffs
+    if samples < max(1, wanted.min_samples):
+        return None
+    rate = diffs / samples
+    if rate <= wanted.max_diff_rate:
+        return None
+    return Breach(
+        "ShadowDiffExceeded",
+        f"the candidate {st.shadow.snapshot.version} decided differently from the active "
+        f"snapshot on {diffs} of {samples} sampled requests ({rate:.2%}), above maxDiffRate "
+        f"{wanted.max_diff_rate:.2%} at {step_text(spec, st)}; examples: pkg diff "
+        f"--candidate {st.shadow.snapshot.version}",
+    )
+
+
 # ------------------------------------------------------------------------- steps
 
 
@@ -192,6 +214,11 @@ def step_done(spec: RolloutSpec, st: State, obs: Observations, now: datetime) ->
         return converged(spec, st, obs)
     if step.kind == "pause":
         return step.pause_seconds is not None and elapsed >= step.pause_seconds
+    if step.shadow is not None:
+        return (
+            elapsed >= step.shadow.duration_seconds
+            and obs.health.shadow_samples >= step.shadow.min_samples
+        )
     limits = step.limits
     health = obs.health
     return (
@@ -214,6 +241,8 @@ def planned_seconds(spec: RolloutSpec, st: State) -> int | None:
         return 0
     if step.kind == "pause":
         return step.pause_seconds
+    if step.shadow is not None:
+        return step.shadow.duration_seconds
     return step.limits.duration_seconds or 0
 
 

@@ -120,7 +120,7 @@ def _running(t: Tick, request: ActionRequest | None) -> None:
         # The snapshot just became Ready: start. A request waits for the next tick.
         steps.try_start(t)
         return
-    breach = judge.health_breach(t.spec, t.st, t.obs)
+    breach = judge.health_breach(t.spec, t.st, t.obs) or judge.shadow_breach(t.spec, t.st, t.obs)
     if breach is None:
         t.st.bad_checks = 0
     elif _breach_counts(t, breach):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evaluator_sidecar.signals.messages import SnapshotRef
+from evaluator_sidecar.signals.messages import ShadowSpec, SnapshotRef
 from pkg_operator.actions import ActionRequest
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "RecordPromotion",
     "RecordStep",
     "SetDesiredState",
+    "ShadowSpec",
     "SnapshotInfo",
     "SnapshotRef",
     "idempotency_key",
@@ -124,6 +125,8 @@ class Observations:
     health: HealthObs = HealthObs()
     action: ActionRequest | None = None
     superseded_by: str | None = None
+    #: ``namespace/name`` of the deployment (for people: shadow diff examples name it).
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class SetDesiredState:
     canary_percent: float
     reason: str
     key: str
+    #: The shadow step's candidate, while one runs.
+    shadow: ShadowSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ async def observe(
         health=health,
         action=action,
         superseded_by=superseded_by,
+        name=f"{namespace}/{meta['name']}",
     )
     return Observed(env=env, target=target, region=region, status=status, obs=obs)
 

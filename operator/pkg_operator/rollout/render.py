@@ -25,7 +25,7 @@ from typing import Any
 from pkg_operator.conditions import ConditionStatus, set_condition
 from pkg_operator.rollout.model import CoverageObs, Decision, HealthObs, Observations
 from pkg_operator.rollout.spec import Coverage, RolloutSpec
-from pkg_operator.rollout.state import State, ref_to_dict, time_or_none
+from pkg_operator.rollout.state import State, ref_to_dict, shadow_to_dict, time_or_none
 
 __all__ = [
     "CONDITION_TYPES",
@@ -113,6 +113,12 @@ def health(obs: HealthObs) -> dict[str, Any]:
             for device, error in obs.activation_errors[:MAX_ACTIVATION_ERRORS]
         ],
         "devicesWithActivationErrors": len(obs.activation_errors),
+        # The shadow step's figures (every targeted device, since the step began).
+        "shadowSamples": obs.shadow_samples,
+        "shadowDiffs": obs.shadow_diffs,
+        "shadowDiffRate": round(obs.shadow_diffs / obs.shadow_samples, 6)
+        if obs.shadow_samples
+        else None,
     }
 
 
@@ -172,6 +178,13 @@ def _view(state: State, spec: RolloutSpec, obs: Observations) -> tuple[str, str,
             message = f"{where}: {coverage_text(obs.coverage, spec.coverage)}"
         elif step.kind == "pause":
             reason, message = "Pausing", f"{where}"
+        elif step.kind == "shadow":
+            health = obs.health
+            reason = "Shadowing"
+            message = (
+                f"{where}: {health.shadow_diffs} of {health.shadow_samples} sampled decisions "
+                "differ"
+            )
         else:
             reason = "Analyzing"
             message = f"{where}: {obs.health.evaluations} evaluations, {obs.health.errors} errors"
@@ -276,6 +289,7 @@ def status(
         "lastPublish": state.last_publish,
         "processedActions": state.processed_actions,
         "consecutiveBadChecks": state.bad_checks,
+        "shadow": shadow_to_dict(state.shadow),
         "blockedSnapshots": state.blocked,
         "conditions": conditions,
     }

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import format_time, parse_time
-from pkg_operator.rollout.model import SnapshotRef
+from pkg_operator.rollout.model import ShadowSpec, SnapshotRef
 
 __all__ = [
     "MAX_BLOCKED_SNAPSHOTS",
@@ -29,6 +29,7 @@ __all__ = [
     "State",
     "load_state",
     "ref_to_dict",
+    "shadow_to_dict",
     "time_or_none",
 ]
 
@@ -96,6 +97,8 @@ class State:
     last_publish: dict[str, Any] | None = None
     processed_actions: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    #: The shadow published with the desired state (a shadow step runs), else None.
+    shadow: ShadowSpec | None = None
     #: Health checks of the current step that found a breached limit, in a row.
     bad_checks: int = 0
     #: Snapshots (version, checksum, reason, attempt, at) whose rollout was aborted or
@@ -196,6 +199,26 @@ def _dicts(value: object) -> list[dict[str, Any]]:
     return [dict(item) for item in value if isinstance(item, Mapping)]
 
 
+def shadow_to_dict(spec: ShadowSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {
+        **(ref_to_dict(spec.snapshot) or {}),
+        "sampleRate": spec.sample_rate,
+        "step": spec.step,
+        "deploymentName": spec.deployment_name,
+    }
+
+
+def _shadow(value: object) -> ShadowSpec | None:
+    if not isinstance(value, Mapping):
+        return None
+    ref, rate, step = _ref(value), value.get("sampleRate"), _str(value.get("step"))
+    if ref is None or step is None or isinstance(rate, bool) or not isinstance(rate, int | float):
+        return None
+    return ShadowSpec(ref, float(rate), step, str(value.get("deploymentName") or ""))
+
+
 def load_state(status: Mapping[str, Any]) -> State:
     """Read a stored status (``{}`` for a new object) into a :class:`State`."""
     last_rollback = status.get("lastRollback")
@@ -216,5 +239,6 @@ def load_state(status: Mapping[str, Any]) -> State:
         processed_actions=_dicts(status.get("processedActions"))[-MAX_PROCESSED_ACTIONS:],
         conditions=_dicts(status.get("conditions")),
         bad_checks=max(0, _int(status.get("consecutiveBadChecks")) or 0),
+        shadow=_shadow(status.get("shadow")),
         blocked=_dicts(status.get("blockedSnapshots"))[-MAX_BLOCKED_SNAPSHOTS:],
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pkg_operator.conditions import format_time
 from pkg_operator.rollout import judge
 from pkg_operator.rollout.intents import OPERATOR_ACTOR
-from pkg_operator.rollout.model import RecordPromotion, RecordStep, SnapshotRef
+from pkg_operator.rollout.model import RecordPromotion, RecordStep, ShadowSpec, SnapshotRef
 from pkg_operator.rollout.state import MAX_BLOCKED_SNAPSHOTS, MAX_HISTORY, Attempt
 from pkg_operator.rollout.tick import Tick
 
@@ -135,7 +135,22 @@ def start_step(t: Tick, index: int) -> None:
         out.record_step("finish", detail)
         return
     step = steps[index]
-    if step.kind == "setWeight":
+    if step.shadow is not None:
+        out.publish(
+            st.stable,
+            st.canary if index > 0 else None,
+            st.weight if index > 0 else 0.0,
+            kind="shadow",
+            reason=f"step {index + 1}/{len(steps)}: {snap.version} in shadow at "
+            f"{step.shadow.sample_rate:g} of requests",
+            shadow=ShadowSpec(
+                snapshot=snap,
+                sample_rate=step.shadow.sample_rate,
+                step=format_time(t.now),
+                deployment_name=t.obs.name,
+            ),
+        )
+    elif step.kind == "setWeight":
         weight = step.weight
         out.publish(
             st.stable,
@@ -147,6 +162,9 @@ def start_step(t: Tick, index: int) -> None:
     elif index == 0:
         # A new attempt starts clean: no canary of an earlier attempt stays published.
         out.publish(st.stable, None, 0.0, kind=step.kind, reason="a new attempt starts")
+    elif st.shadow is not None:
+        # The shadow step before this one ended: the sidecars drop the candidate.
+        out.publish(st.stable, st.canary, st.weight, kind=step.kind, reason="shadow step ended")
     out.record_step(step.kind, f"step {index + 1}/{len(steps)}: {step.describe()}")
 
 
