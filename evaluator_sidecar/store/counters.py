@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from evaluator_sidecar.store.errors import db_errors
 from evaluator_sidecar.store.pool import Database
 
@@ -161,10 +159,6 @@ ON CONFLICT DO NOTHING
 """
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 class PKGCountersDAO:
     """Cumulative counters per device, baselines per rollout step, shadow diff examples."""
 
@@ -233,9 +227,10 @@ class PKGCountersDAO:
             [r.active_version for r in rows],
             [r.candidate_version for r in rows],
             [",".join(r.differs) for r in rows],
-            [_json(r.input) for r in rows],
-            [_json(r.active_output) for r in rows],
-            [_json(r.candidate_output) for r in rows],
+            # The pool's jsonb codec encodes: pass the values themselves.
+            [r.input for r in rows],
+            [r.active_output for r in rows],
+            [r.candidate_output for r in rows],
             [r.observed_at for r in rows],
             [r.fingerprint for r in rows],
         ]
@@ -265,11 +260,4 @@ class PKGCountersDAO:
                     deployment_uid,
                     limit,
                 )
-        out = []
-        for r in rows:
-            row = dict(r)
-            for key in ("input", "active_output", "candidate_output"):
-                if isinstance(row[key], str):
-                    row[key] = orjson.loads(row[key])
-            out.append(row)
-        return out
+        return [dict(r) for r in rows]

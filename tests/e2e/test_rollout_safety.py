@@ -10,6 +10,7 @@ and, fail-closed, refuses with the documented error until it is reconnected.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
@@ -360,3 +362,153 @@ async def test_a_device_cut_off_from_redis_turns_stale_and_fail_closed_refuses(
         assert _get_json(f"{device.url}/readyz")[1]["stale"] is False
     finally:
         relay.close()
+
+
+def _rules_doc(name: str, version: str, env: str, subtask: str) -> str:
+    """A native snapshot whose VIP rule emits ``subtask`` (other requests match nothing)."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pkg.seedcore.io/v1alpha1",
+            "kind": "PolicySnapshot",
+            "metadata": {"name": name},
+            "spec": {
+                "version": version,
+                "env": env,
+                "engine": "native",
+                "subtaskTypes": [{"name": "escalate", "default_params": {"level": "low"}}],
+                "rules": [
+                    {
+                        "rule_id": "rule-001",
+                        "rule_name": "high_priority_vip",
+                        "priority": 10,
+                        "conditions": [
+                            {"condition_type": "TAG", "condition_key": "vip", "operator": "EXISTS"}
+                        ],
+                        "emissions": [
+                            {
+                                "subtask_type": "escalate",
+                                "subtask_name": subtask,
+                                "params": {"level": "high"},
+                            }
+                        ],
+                    }
+                ],
+                "fixtures": [
+                    {"name": "vip", "input": {"tags": ["vip"]}, "expect": {"subtasks": [subtask]}}
+                ],
+            },
+        }
+    )
+
+
+def _mixed_traffic(urls: list[str], stop: threading.Event) -> None:
+    """Three requests in ten carry the VIP tag: the ones a changed VIP rule decides otherwise."""
+    n = 0
+    while not stop.is_set():
+        for url in urls:
+            tags = ["vip", f"r{n}"] if n % 10 < 3 else ["ordinary", f"r{n}"]
+            _post(url, {"tags": tags})
+            n += 1
+        stop.wait(0.01)
+
+
+def _shadow_deployment(name: str, snapshot: str, env: str, target: str) -> str:
+    shadow = {"durationSeconds": 4, "sampleRate": 1.0, "maxDiffRate": 0.1, "minSamples": 60}
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pkg.seedcore.io/v1alpha1",
+            "kind": "PolicyDeployment",
+            "metadata": {"name": name},
+            "spec": {
+                "snapshotRef": {"name": snapshot},
+                "env": env,
+                "target": target,
+                "region": REGION,
+                "strategy": {"canary": {"steps": [{"shadow": shadow}, {"setWeight": 100}]}},
+                "progressDeadlineSeconds": 60,
+                "coverage": {"minPercent": 100, "heartbeatTTLSeconds": 5, "minDevices": 3},
+            },
+        }
+    )
+
+
+async def test_a_shadow_step_stops_a_candidate_that_changes_decisions_and_passes_one_that_does_not(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    sidecars: Callable[..., list[SidecarProcess]],
+) -> None:
+    env, target = "staging", f"shadow-{namespace}"
+    start_operator()
+    v1 = f"rules@1.0.0-{namespace}"
+    _ready(cluster, namespace, "v1", _rules_doc("v1", v1, env, "escalate_vip"))
+    cluster.kubectl(
+        "annotate", "psnap", "v1", "-n", namespace,
+        'pkg.seedcore.io/action={"action": "promote", "token": "p1", "actor": "e2e"}',
+    )  # fmt: skip
+    wait_for(
+        lambda: condition(cluster.get("psnap", "v1", namespace), "Active").get("status") == "True",
+        what="v1 promoted",
+    )
+    changed = f"rules@2.0.0-{namespace}"
+    _ready(cluster, namespace, "changed", _rules_doc("changed", changed, env, "page_oncall"))
+    same = f"rules@2.0.1-{namespace}"
+    _ready(cluster, namespace, "same", _rules_doc("same", same, env, "escalate_vip"))
+    fleet = sidecars(env, target, 3)
+    urls = [p.url for p in fleet]
+    wait_for(lambda: all(p.metadata().get("version") == v1 for p in fleet), what="fleet on v1")
+
+    stop = threading.Event()
+    worker = threading.Thread(target=_mixed_traffic, args=(urls, stop), daemon=True)
+    worker.start()
+    try:
+        cluster.apply(namespace, _shadow_deployment("changed", "changed", env, target))
+        uid = cluster.get("pdep", "changed", namespace)["metadata"]["uid"]
+
+        def ended(name: str) -> dict[str, Any] | None:
+            obj = cluster.get("pdep", name, namespace)
+            outcome = ((obj.get("status") or {}).get("attempt") or {}).get("outcome")
+            return obj if outcome else None
+
+        stopped = wait_for(lambda: ended("changed"), timeout=90, what="the shadow step to judge")
+        # No device ever ran the candidate.
+        assert all(p.metadata().get("version") == v1 for p in fleet)
+        cluster.kubectl("delete", "pdep", "changed", "-n", namespace)
+
+        cluster.apply(namespace, _shadow_deployment("same", "same", env, target))
+        passed = wait_for(lambda: ended("same"), timeout=90, what="the second rollout to end")
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+    attempt = stopped["status"]["attempt"]
+    assert (attempt["outcome"], attempt["reason"]) == ("Failed", "ShadowDiffExceeded"), attempt
+    assert "decided differently" in attempt["message"]
+    rate = stopped["status"]["health"]["shadowDiffRate"]
+    assert 0.2 <= rate <= 0.4, stopped["status"]["health"]
+    rows = await asyncio.to_thread(_shadow_rows, cluster, changed)
+    assert rows, "no example diffs stored"
+    assert all(row["deployment_uid"] == uid for row in rows)
+    assert all("vip" in json.loads(row["input"])["tags"] for row in rows)
+    assert all(row["differs"].startswith("subtasks") for row in rows)
+
+    assert passed["status"]["attempt"]["outcome"] == "Succeeded", passed["status"]["attempt"]
+    assert passed["status"]["health"].get("shadowDiffRate") in (None, 0, 0.0)
+    wait_for(lambda: all(p.metadata().get("version") == same for p in fleet), what="fleet on same")
+    assert not await asyncio.to_thread(_shadow_rows, cluster, same)
+
+
+def _shadow_rows(cluster: Cluster, candidate: str) -> list[dict[str, Any]]:
+    async def fetch() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(cluster.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT deployment_uid, input::text AS input, differs FROM pkg_shadow_diffs "
+                "WHERE candidate_version = $1",
+                candidate,
+            )
+        finally:
+            await conn.close()
+        return [dict(r) for r in rows]
+
+    return asyncio.run(fetch())
