@@ -72,6 +72,8 @@ class HeartbeatSource(Protocol):
     @property
     def shadow(self) -> ShadowRunner: ...
     @property
+    def prepared(self) -> str | None: ...
+    @property
     def process_id(self) -> str: ...
     @property
     def process_started(self) -> float: ...
@@ -147,6 +149,8 @@ class HeartbeatReporter:
             stale=bool(health.get("stale")),
             staleness_seconds=health.get("staleness_seconds"),
             shadow=shadow,
+            prepared=m.prepared,
+            last_activation=health.get("last_activation"),
         )
         return beat, now
 

@@ -76,7 +76,14 @@ from evaluator_sidecar.sidecar.snapshots import (
 )
 from evaluator_sidecar.sidecar.staleness import Staleness, StalenessMode
 from evaluator_sidecar.sidecar.trust import KeyFolder, SignatureCheck
-from evaluator_sidecar.signals import CHANNEL, MAX_RECONNECT_BACKOFF, Cohort, RedisSignals
+from evaluator_sidecar.signals import (
+    CHANNEL,
+    MAX_RECONNECT_BACKOFF,
+    Cohort,
+    DesiredState,
+    RedisSignals,
+    in_canary,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -310,6 +317,31 @@ class PKGManager:
         }
 
     @property
+    def prepared(self) -> str | None:
+        """The version held prepared for a two-phase activation (None: nothing held)."""
+        held = self._activator.held
+        return held.version if held is not None else None
+
+    async def _follow_prepare(self, state: DesiredState | None) -> None:
+        """Phase one of a two-phase activation: prepare what this device will switch to."""
+        prepare = state.prepare if state is not None else None
+        if prepare is None or state is None or not state.deployment:
+            self._activator.held = None
+            return
+        if not in_canary(self.device_id, state.deployment, prepare.canary_percent):
+            return
+        active = self.get_active_evaluator()
+        ref = prepare.snapshot
+        if active is not None and active.version == ref.version:
+            return
+        try:
+            await self._activator.hold(ref)
+        except ActivationError as exc:
+            # The flip waits for this device; its heartbeat names the error.
+            self._activator.last_error = f"cannot prepare {ref.version}: {exc}"
+            await asyncio.sleep(1.0)
+
+    @property
     def activation_failures(self) -> int:
         return self._activator.failures
 
@@ -328,6 +360,10 @@ class PKGManager:
                 )
             except Exception:  # the loop must outlive any single failure
                 logger.exception("following the shadow step failed; trying again")
+            try:
+                await self._follow_prepare(state)
+            except Exception:  # the loop must outlive any single failure
+                logger.exception("preparing a two-phase activation failed; trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=0.25)
 

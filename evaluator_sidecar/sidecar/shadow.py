@@ -93,7 +93,10 @@ class ShadowRunner:
             return
         if self.spec is None or spec.step != self.spec.step:
             self._examples, self._fingerprints, self._sent = [], set(), 0
-        self.spec = spec
+        # Nothing of an earlier candidate may count in this step: stop sampling it now,
+        # not once the new one is ready, and drop what it left queued.
+        self.spec, self.candidate, self._rate = spec, None, 0.0
+        self._queue.clear()
         try:
             candidate = await self._prepare(spec.snapshot)
         except ActivationError as exc:
@@ -131,7 +134,10 @@ class ShadowRunner:
             self._wake.clear()
             done = 0
             while self._queue:
-                self.compare(*self._queue.popleft())
+                item = self._queue.popleft()
+                if item[0] is not self.candidate:
+                    continue  # queued for a candidate no longer shadowed
+                self.compare(*item)
                 done += 1
                 if done % 8 == 0:
                     await asyncio.sleep(0)  # let pending requests through

@@ -23,6 +23,7 @@ __all__ = [
     "DesiredState",
     "Heartbeat",
     "MessageError",
+    "PrepareSpec",
     "ShadowSpec",
     "SnapshotRef",
     "Totals",
@@ -201,6 +202,30 @@ class ShadowSpec:
 
 
 @dataclass(frozen=True)
+class PrepareSpec:
+    """Phase one of a two-phase activation: the devices that will run ``snapshot`` once
+    the canary reaches ``canary_percent`` load, verify, compile and self-test it now,
+    hold it ready without activating it, and report it in their heartbeats (``prepared``);
+    phase two is the ordinary publication of the canary, which they then switch to at
+    once, together."""
+
+    snapshot: SnapshotRef
+    canary_percent: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot.to_dict(), "canary_percent": self.canary_percent}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str) -> PrepareSpec:
+        if not isinstance(obj, Mapping):
+            raise MessageError(f"{where}: must be an object, got {obj!r}")
+        percent = _num(obj, "canary_percent", where)
+        if not 0.0 <= percent <= 100.0:
+            raise MessageError(f"{where}: 'canary_percent' must be within 0..100, got {percent}")
+        return cls(SnapshotRef.from_dict(obj.get("snapshot"), f"{where}.snapshot"), percent)
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """A desired state (the level) for an environment, or for one rollout when ``target`` is set.
 
@@ -221,6 +246,8 @@ class DesiredState:
     canary_percent: float = 0.0
     #: A shadow step in progress (rollout states only); None otherwise.
     shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation (rollout states only); None otherwise.
+    prepare: PrepareSpec | None = None
 
     def __post_init__(self) -> None:
         if (self.target is None) != (self.region is None):
@@ -258,6 +285,8 @@ class DesiredState:
             )
             if self.shadow is not None:
                 out["shadow"] = self.shadow.to_dict()
+            if self.prepare is not None:
+                out["prepare"] = self.prepare.to_dict()
         return out
 
     def to_json(self) -> bytes:
@@ -302,6 +331,9 @@ class DesiredState:
             shadow=None
             if obj.get("shadow") is None
             else ShadowSpec.from_dict(obj["shadow"], f"{where}.shadow"),
+            prepare=None
+            if obj.get("prepare") is None
+            else PrepareSpec.from_dict(obj["prepare"], f"{where}.prepare"),
         )
 
     @classmethod
@@ -442,6 +474,10 @@ class Heartbeat:
     #: The shadow step this sidecar runs (candidate, step, deployment, new example
     #: diffs: see evaluator_sidecar.sidecar.shadow); None when it runs none.
     shadow: dict[str, Any] | None = None
+    #: The version this device holds prepared (two-phase activation), and when it last
+    #: activated a snapshot (epoch seconds; a fleet's flip skew).
+    prepared: str | None = None
+    last_activation: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -470,6 +506,8 @@ class Heartbeat:
             "stale": self.stale,
             "staleness_seconds": self.staleness_seconds,
             "shadow": self.shadow,
+            "prepared": self.prepared,
+            "last_activation": self.last_activation,
         }
 
     def to_json(self) -> bytes:
@@ -518,6 +556,10 @@ class Heartbeat:
             if obj.get("staleness_seconds") is None
             else _num(obj, "staleness_seconds", where),
             shadow=obj["shadow"] if isinstance(obj.get("shadow"), dict) else None,
+            prepared=_opt_str(obj, "prepared", where),
+            last_activation=None
+            if obj.get("last_activation") is None
+            else _num(obj, "last_activation", where),
         )
 
 

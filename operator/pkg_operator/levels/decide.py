@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evaluator_sidecar.signals.messages import ShadowSpec, SnapshotRef
+from evaluator_sidecar.signals.messages import PrepareSpec, ShadowSpec, SnapshotRef
 
 #: A snapshot a level names: the one reference both sides use.
 Ref = SnapshotRef
@@ -36,6 +36,8 @@ class Level:
     epoch: int = 0
     #: A rollout's shadow step, while one runs (content: a repair must keep it).
     shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation, while the devices prepare.
+    prepare: PrepareSpec | None = None
 
     @property
     def is_rollout(self) -> bool:
@@ -110,7 +112,15 @@ def differences(wanted: Level, found: Level) -> list[str]:
         shown_w = wanted.shadow.snapshot.version if wanted.shadow else "none"
         shown_f = found.shadow.snapshot.version if found.shadow else "none"
         out.append(f"shadow {shown_f}, wanted {shown_w}")
+    if _prepare_key(wanted.prepare) != _prepare_key(found.prepare):
+        out.append("two-phase preparation differs")
     return out
+
+
+def _prepare_key(prepare: PrepareSpec | None) -> tuple[str, str | None, float] | None:
+    if prepare is None:
+        return None
+    return (prepare.snapshot.version, prepare.snapshot.checksum or None, prepare.canary_percent)
 
 
 def decide(wanted: Iterable[Level], found: Mapping[str, Level | None]) -> list[Repair]:

@@ -110,6 +110,7 @@ def level_of(state: sig.DesiredState) -> Level:
         canary_percent=state.canary_percent,
         epoch=state.epoch,
         shadow=state.shadow,
+        prepare=state.prepare,
     )
 
 
@@ -125,6 +126,7 @@ def state_of(level: Level, reason: str) -> sig.DesiredState:
         canary=level.canary,
         canary_percent=level.canary_percent,
         shadow=level.shadow,
+        prepare=level.prepare,
     )
 
 

@@ -45,6 +45,8 @@ class DeviceReport:
     #: ``totals`` None: the sidecar reports no counters; its latest window is used.
     totals: Mapping[str, int] | None = None
     baseline: Mapping[str, int] | None = None
+    #: The version the device holds prepared (two-phase activation), if any.
+    prepared_version: str | None = None
     #: The device says it is past its maximum staleness: it may not run what it should
     #: (it cannot confirm), so it never counts as converged.
     policy_stale: bool = False
@@ -90,6 +92,18 @@ class _Sums:
             self.activation_failures += report.activation_failures
 
 
+def _preparation(
+    report: DeviceReport, deployment_uid: str, prepare: tuple[str, float] | None
+) -> tuple[int, int]:
+    """(1 if the device switches at the flip, 1 if it has prepared): a live device."""
+    if prepare is None:
+        return 0, 0
+    version, weight = prepare
+    if report.version == version or not in_canary(report.device_id, deployment_uid, weight):
+        return 0, 0
+    return 1, int(report.prepared_version == version)
+
+
 def fold(
     reports: Iterable[DeviceReport],
     *,
@@ -102,11 +116,12 @@ def fold(
     ttl_seconds: float,
     step_started_at: dt.datetime | None,
     now: dt.datetime,
+    prepare: tuple[str, float] | None = None,
 ) -> tuple[CoverageObs, HealthObs]:
     """Coverage of the target/region at ``weight``, and the canary cohort's health."""
     fresh_after = now - dt.timedelta(seconds=ttl_seconds)
     targeted = on_canary = on_stable = stale = on_intended = expected_canary = 0
-    policy_stale = 0
+    policy_stale = prepare_expected = prepared = 0
     sums = _Sums()
     p99: float | None = None
     activation_errors: list[tuple[str, str]] = []
@@ -134,6 +149,8 @@ def fold(
         elif intended is not None and report.version == intended:
             on_intended += 1
         sums.add_shadow(report)
+        expected, ready = _preparation(report, deployment_uid, prepare)
+        prepare_expected, prepared = prepare_expected + expected, prepared + ready
         if canary_cohort:
             sums.add(report, step_started_at)
         recent = step_started_at is None or report.last_seen >= step_started_at
@@ -150,6 +167,8 @@ def fold(
         expected_canary=expected_canary,
         weight=weight,
         policy_stale=policy_stale,
+        prepare_expected=prepare_expected,
+        prepared=prepared,
     )
     health = HealthObs(
         evaluations=sums.evaluations,

@@ -57,6 +57,7 @@ async def apply(
                 canary_percent=action.canary_percent,
                 reason=action.reason,
                 shadow=action.shadow,
+                prepare=action.prepare,
             ),
         )
         log.info(

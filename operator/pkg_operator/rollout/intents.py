@@ -17,6 +17,7 @@ from pkg_operator.conditions import format_time
 from pkg_operator.rollout.model import (
     Action,
     EmitEvent,
+    PrepareSpec,
     RecordStep,
     SetDesiredState,
     ShadowSpec,
@@ -49,7 +50,13 @@ class Intents:
         self.records: list[Action] = []
         self.events: list[EmitEvent] = []
         self.intent: _Intent | None = None
-        self.published_before = (state.stable, state.canary, state.weight, state.shadow)
+        self.published_before = (
+            state.stable,
+            state.canary,
+            state.weight,
+            state.shadow,
+            state.prepare,
+        )
 
     @property
     def _attempt(self) -> Attempt:
@@ -67,11 +74,12 @@ class Intents:
         reason: str,
         token: str | None = None,
         shadow: ShadowSpec | None = None,
+        prepare: PrepareSpec | None = None,
     ) -> None:
         """Publish this desired state (the last intent of a tick wins); a shadow runs only
         while a publication names it, so every other publication ends it."""
         self.st.stable, self.st.canary, self.st.weight = stable, canary, weight
-        self.st.shadow = shadow
+        self.st.shadow, self.st.prepare = shadow, prepare
         self.intent = _Intent(kind, self.st.step_index, reason, token)
 
     def record(self, action: Action) -> None:
@@ -120,7 +128,13 @@ class Intents:
         A publication also becomes ``status.lastPublish``.
         """
         actions: list[Action] = []
-        now_state = (self.st.stable, self.st.canary, self.st.weight, self.st.shadow)
+        now_state = (
+            self.st.stable,
+            self.st.canary,
+            self.st.weight,
+            self.st.shadow,
+            self.st.prepare,
+        )
         if self.intent is not None and now_state != self.published_before:
             intent = self.intent
             key = self.key(intent.kind, "desired", intent.token, step_index=intent.step_index)
@@ -132,6 +146,7 @@ class Intents:
                     reason=intent.reason,
                     key=key,
                     shadow=self.st.shadow,
+                    prepare=self.st.prepare,
                 )
             )
             self.st.last_publish = {

@@ -27,6 +27,7 @@ __all__ = [
     "deadline",
     "health_breach",
     "overdue",
+    "prepared",
     "requeue_after",
     "shadow_breach",
     "snapshot_content_changed",
@@ -198,14 +199,24 @@ def current_step(spec: RolloutSpec, st: State) -> Step | None:
     return spec.steps[index] if index < len(spec.steps) else None
 
 
+def prepared(obs: Observations) -> bool:
+    """Every live device that will switch at the flip reports the snapshot prepared.
+
+    Figures computed for another weight than the published one (``coverage_fresh``)
+    are not checked here: phase one publishes no new weight.
+    """
+    covered = obs.coverage
+    return covered.prepared >= covered.prepare_expected
+
+
 def step_done(spec: RolloutSpec, st: State, obs: Observations, now: datetime) -> bool:
     """Whether the current step (or finishing) has done what it waits for.
 
     A step is judged only after the tick that started it.
     """
     started = st.step_started_at
-    if started is None or now <= started:
-        return False
+    if started is None or now <= started or st.prepare is not None:
+        return False  # a two-phase step is not done before its flip
     step = current_step(spec, st)
     if step is None:
         return converged(spec, st, obs)
@@ -271,6 +282,13 @@ def overdue(spec: RolloutSpec, st: State, obs: Observations, now: datetime) -> s
     planned = planned_seconds(spec, st) or 0
     budget = f"{planned}s + {allowed}s" if planned else f"{allowed}s"
     why = f"not done within {budget}: {coverage_text(spec, obs)}"
+    if st.prepare is not None:
+        covered = obs.coverage
+        why = (
+            f"not flipped within {budget}: {covered.prepared}/{covered.prepare_expected} "
+            f"devices prepared {st.prepare.snapshot.version} (a device that cannot prepare "
+            "holds the flip; status.health.activationErrors names why)"
+        )
     if problem is not None:
         why = f"{why}; {problem[1]}"
     return why

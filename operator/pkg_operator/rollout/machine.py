@@ -131,6 +131,8 @@ def _running(t: Tick, request: ActionRequest | None) -> None:
         return
     if _check_deadline(t):
         return
+    if breach is None and steps.flip_if_prepared(t):
+        return
     if breach is None:
         # A step never passes on a check that found a breached limit.
         steps.advance_if_done(t)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evaluator_sidecar.signals.messages import ShadowSpec, SnapshotRef
+from evaluator_sidecar.signals.messages import PrepareSpec, ShadowSpec, SnapshotRef
 from pkg_operator.actions import ActionRequest
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "EmitEvent",
     "HealthObs",
     "Observations",
+    "PrepareSpec",
     "RecordPromotion",
     "RecordStep",
     "SetDesiredState",
@@ -79,6 +80,10 @@ class CoverageObs:
     #: Live devices that report themselves stale (their desired level unconfirmed past
     #: their maximum staleness); counted in ``targeted``, never in ``on_intended``.
     policy_stale: int = 0
+    #: Two-phase activation: live devices that will switch at the flip, and how many of
+    #: them report the snapshot prepared.
+    prepare_expected: int = 0
+    prepared: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ class SetDesiredState:
     key: str
     #: The shadow step's candidate, while one runs.
     shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation, while the devices prepare.
+    prepare: PrepareSpec | None = None
 
 
 @dataclass(frozen=True)

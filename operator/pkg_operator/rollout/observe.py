@@ -153,7 +153,8 @@ async def _devices(
     rows = await ctx.db.get_device_versions(
         target=target, seen_within=dt.timedelta(seconds=ttl * 10)
     )
-    errors, stale = await _live_reports(ctx, spec["env"], target, region)
+    errors, stale, prepared = await _live_reports(ctx, spec["env"], target, region)
+    prepare = status.get("prepare") or {}
     started = parse_time(step_started) if step_started else None
     counters = await _step_counters(ctx, uid, started, target, region)
     reports = [
@@ -169,6 +170,7 @@ async def _devices(
             activation_failures=row["activation_failures"] or 0,
             last_error=errors.get(row["device_id"]),
             policy_stale=row["device_id"] in stale,
+            prepared_version=prepared.get(row["device_id"]),
             totals=counters[row["device_id"]].totals if row["device_id"] in counters else None,
             baseline=counters[row["device_id"]].baseline if row["device_id"] in counters else None,
         )
@@ -185,6 +187,9 @@ async def _devices(
         ttl_seconds=ttl,
         step_started_at=started,
         now=now,
+        prepare=(str(prepare["version"]), float(prepare.get("weight") or 0.0))
+        if prepare.get("version")
+        else None,
     )
 
 
@@ -202,7 +207,7 @@ async def _step_counters(
 
 async def _live_reports(
     ctx: OperatorContext, env: str, target: str, region: str
-) -> tuple[dict[str, str], set[str]]:
+) -> tuple[dict[str, str], set[str], dict[str, str]]:
     """device id -> last activation error, and the devices that report themselves stale,
     from the devices' live heartbeats in Redis.
 
@@ -214,10 +219,11 @@ async def _live_reports(
         beats = await ctx.signals.live_heartbeats(env)
     except (RedisError, OSError) as exc:
         log.warning("cannot read the heartbeats' activation errors and staleness: %s", exc)
-        return {}, set()
+        return {}, set(), {}
     mine = [b for b in beats if b.target == target and b.region == region]
     errors = {b.device_id: b.last_error for b in mine if b.last_error}
-    return errors, {b.device_id for b in mine if b.stale}
+    prepared = {b.device_id: b.prepared for b in mine if b.prepared}
+    return errors, {b.device_id for b in mine if b.stale}, prepared
 
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:

@@ -25,7 +25,13 @@ from typing import Any
 from pkg_operator.conditions import ConditionStatus, set_condition
 from pkg_operator.rollout.model import CoverageObs, Decision, HealthObs, Observations
 from pkg_operator.rollout.spec import Coverage, RolloutSpec
-from pkg_operator.rollout.state import State, ref_to_dict, shadow_to_dict, time_or_none
+from pkg_operator.rollout.state import (
+    State,
+    prepare_to_dict,
+    ref_to_dict,
+    shadow_to_dict,
+    time_or_none,
+)
 
 __all__ = [
     "CONDITION_TYPES",
@@ -173,7 +179,14 @@ def _view(state: State, spec: RolloutSpec, obs: Observations) -> tuple[str, str,
                     "Paused": ("True", "WaitingForPromotion", message),
                 },
             )
-        if step is None or step.kind == "setWeight":
+        if state.prepare is not None:
+            covered = obs.coverage
+            reason = "Preparing"
+            message = (
+                f"{where}: prepared {covered.prepared}/{covered.prepare_expected} devices for "
+                f"{state.prepare.snapshot.version}; all switch together once every one has"
+            )
+        elif step is None or step.kind == "setWeight":
             reason = "WaitingForCoverage"
             message = f"{where}: {coverage_text(obs.coverage, spec.coverage)}"
         elif step.kind == "pause":
@@ -290,6 +303,12 @@ def status(
         "processedActions": state.processed_actions,
         "consecutiveBadChecks": state.bad_checks,
         "shadow": shadow_to_dict(state.shadow),
+        "prepare": None
+        if state.prepare is None
+        else {
+            **(prepare_to_dict(state.prepare) or {}),
+            "prepared": f"{obs.coverage.prepared}/{obs.coverage.prepare_expected}",
+        },
         "blockedSnapshots": state.blocked,
         "conditions": conditions,
     }

@@ -111,6 +111,9 @@ class RolloutSpec:
     limits: Limits
     progress_deadline_seconds: int
     coverage: Coverage
+    #: ``activation: twoPhase``: every setWeight step first has the devices it switches
+    #: prepare the snapshot, then flips them together.
+    two_phase: bool = False
 
 
 def _pct(value: float) -> str:
@@ -232,6 +235,11 @@ def parse_spec(spec: Mapping[str, Any]) -> RolloutSpec:
         _mapping(canary.get("analysis"), "spec.strategy.canary.analysis"),
         "spec.strategy.canary.analysis",
     )
+    activation = canary.get("activation") or "immediate"
+    if activation not in ("immediate", "twoPhase"):
+        raise SpecError(
+            f"spec.strategy.canary.activation must be immediate or twoPhase, got {activation!r}"
+        )
     raw_steps = canary.get("steps") or []
     if not isinstance(raw_steps, list):
         raise SpecError("spec.strategy.canary.steps must be a list of steps")
@@ -255,4 +263,5 @@ def parse_spec(spec: Mapping[str, Any]) -> RolloutSpec:
         limits=limits,
         progress_deadline_seconds=deadline or DEFAULT_DEADLINE_SECONDS,
         coverage=coverage,
+        two_phase=activation == "twoPhase",
     )

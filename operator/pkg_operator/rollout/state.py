@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import format_time, parse_time
-from pkg_operator.rollout.model import ShadowSpec, SnapshotRef
+from pkg_operator.rollout.model import PrepareSpec, ShadowSpec, SnapshotRef
 
 __all__ = [
     "MAX_BLOCKED_SNAPSHOTS",
@@ -28,6 +28,7 @@ __all__ = [
     "Attempt",
     "State",
     "load_state",
+    "prepare_to_dict",
     "ref_to_dict",
     "shadow_to_dict",
     "time_or_none",
@@ -99,6 +100,8 @@ class State:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     #: The shadow published with the desired state (a shadow step runs), else None.
     shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation, published and not yet flipped.
+    prepare: PrepareSpec | None = None
     #: Health checks of the current step that found a breached limit, in a row.
     bad_checks: int = 0
     #: Snapshots (version, checksum, reason, attempt, at) whose rollout was aborted or
@@ -219,6 +222,21 @@ def _shadow(value: object) -> ShadowSpec | None:
     return ShadowSpec(ref, float(rate), step, str(value.get("deploymentName") or ""))
 
 
+def prepare_to_dict(spec: PrepareSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {**(ref_to_dict(spec.snapshot) or {}), "weight": spec.canary_percent}
+
+
+def _prepare(value: object) -> PrepareSpec | None:
+    if not isinstance(value, Mapping):
+        return None
+    ref, weight = _ref(value), value.get("weight")
+    if ref is None or isinstance(weight, bool) or not isinstance(weight, int | float):
+        return None
+    return PrepareSpec(ref, float(weight))
+
+
 def load_state(status: Mapping[str, Any]) -> State:
     """Read a stored status (``{}`` for a new object) into a :class:`State`."""
     last_rollback = status.get("lastRollback")
@@ -240,5 +258,6 @@ def load_state(status: Mapping[str, Any]) -> State:
         conditions=_dicts(status.get("conditions")),
         bad_checks=max(0, _int(status.get("consecutiveBadChecks")) or 0),
         shadow=_shadow(status.get("shadow")),
+        prepare=_prepare(status.get("prepare")),
         blocked=_dicts(status.get("blockedSnapshots"))[-MAX_BLOCKED_SNAPSHOTS:],
     )

@@ -9,11 +9,24 @@ from __future__ import annotations
 from pkg_operator.conditions import format_time
 from pkg_operator.rollout import judge
 from pkg_operator.rollout.intents import OPERATOR_ACTOR
-from pkg_operator.rollout.model import RecordPromotion, RecordStep, ShadowSpec, SnapshotRef
+from pkg_operator.rollout.model import (
+    PrepareSpec,
+    RecordPromotion,
+    RecordStep,
+    ShadowSpec,
+    SnapshotRef,
+)
 from pkg_operator.rollout.state import MAX_BLOCKED_SNAPSHOTS, MAX_HISTORY, Attempt
 from pkg_operator.rollout.tick import Tick
 
-__all__ = ["advance_if_done", "block_snapshot", "new_attempt", "start_step", "try_start"]
+__all__ = [
+    "advance_if_done",
+    "block_snapshot",
+    "flip_if_prepared",
+    "new_attempt",
+    "start_step",
+    "try_start",
+]
 
 
 def new_attempt(t: Tick, end_reason: str, end_message: str) -> None:
@@ -150,6 +163,17 @@ def start_step(t: Tick, index: int) -> None:
                 deployment_name=t.obs.name,
             ),
         )
+    elif step.kind == "setWeight" and _two_phase(t, snap, step.weight):
+        # Phase one: the devices the step switches prepare it; the flip follows.
+        out.publish(
+            st.stable,
+            st.canary,
+            st.weight,
+            kind="prepare",
+            reason=f"step {index + 1}/{len(steps)}: devices prepare {snap.version} for "
+            f"{step.weight:g}%",
+            prepare=PrepareSpec(snap, step.weight),
+        )
     elif step.kind == "setWeight":
         weight = step.weight
         out.publish(
@@ -166,6 +190,40 @@ def start_step(t: Tick, index: int) -> None:
         # The shadow step before this one ended: the sidecars drop the candidate.
         out.publish(st.stable, st.canary, st.weight, kind=step.kind, reason="shadow step ended")
     out.record_step(step.kind, f"step {index + 1}/{len(steps)}: {step.describe()}")
+
+
+def _two_phase(t: Tick, snap: SnapshotRef, weight: float) -> bool:
+    """Whether raising the canary to ``weight`` goes through a preparation first."""
+    st = t.st
+    if not t.spec.two_phase or weight <= 0:
+        return False
+    same_canary = st.canary is not None and st.canary.same_content(snap)
+    return not same_canary or weight > st.weight
+
+
+def flip_if_prepared(t: Tick) -> bool:
+    """Phase two: once every device that switches has prepared, publish the canary.
+
+    True when the flip was published (the tick has moved the rollout).
+    """
+    st, prepare = t.st, t.st.prepare
+    if prepare is None or not judge.prepared(t.obs):
+        return False
+    covered = t.obs.coverage
+    t.out.publish(
+        st.stable,
+        prepare.snapshot,
+        prepare.canary_percent,
+        kind="flip",
+        reason=f"{covered.prepared}/{covered.prepare_expected} devices prepared "
+        f"{prepare.snapshot.version}: all switch now at {prepare.canary_percent:g}%",
+    )
+    t.out.record_step(
+        "flip",
+        f"{covered.prepared}/{covered.prepare_expected} devices prepared; flipped to "
+        f"{prepare.canary_percent:g}%",
+    )
+    return True
 
 
 def advance_if_done(t: Tick) -> None:

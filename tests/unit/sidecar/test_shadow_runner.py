@@ -131,3 +131,31 @@ class TestReplay:
         assert report.by_part["subtasks"] == 1
         assert report.examples[0]["input"] == FACTS
         assert "1 of 3" in report.format()
+
+
+class TestSwitchingCandidates:
+    async def test_samples_of_an_earlier_candidate_never_count_for_the_next(self) -> None:
+        other = PKGEvaluator(snapshot_for("rules@3.0.0"))
+        gate = asyncio.Event()
+
+        async def slow(ref: SnapshotRef) -> PKGEvaluator:
+            if ref.version == "rules@3.0.0":
+                await gate.wait()
+                return other
+            return CANDIDATE
+
+        runner = ShadowRunner(slow, rng=lambda: 0.0)
+        await runner.follow(_spec(), "uid")
+        _offer(runner, FACTS)  # queued for rules@2.0.0
+        loading = asyncio.create_task(
+            runner.follow(
+                ShadowSpec(SnapshotRef("rules@3.0.0", None, None), 1.0, "step-2", ""), "uid"
+            )
+        )
+        await asyncio.sleep(0)
+        _offer(runner, FACTS)  # while the next candidate loads: not sampled
+        await _drain(runner)
+        assert runner.samples == 0
+        gate.set()
+        await loading
+        assert runner.candidate is other
