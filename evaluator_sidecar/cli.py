@@ -9,6 +9,16 @@
     pkg keygen --out DIR                        # a new ed25519 key pair; prints its key id
     pkg sign SNAPSHOT.yaml --key DIR/ID.key     # print the file with spec.signature (-i: in place)
     pkg verify SNAPSHOT.yaml --trusted DIR      # check spec.signature against trusted public keys
+    pkg replay SNAPSHOT.yaml --decisions FILE   # recorded decisions against a candidate
+    pkg diff --candidate VERSION                # a shadow step's stored example diffs
+
+``pkg replay`` reads JSON lines (or one JSON array) of recorded decisions,
+``{"input": TASK_FACTS, "output": DECISION}`` (the body ``/v1/evaluate`` answered),
+evaluates each input with the snapshot and reports how many decisions differ
+(subtasks, DAG or matched rules: the shadow step's measure); with
+``--max-diff-rate R`` it exits 1 above R. ``pkg diff`` is the one command that
+reads PostgreSQL (``--dsn`` or ``PKG_DATABASE_URL``): the example diffs shadow
+steps stored in ``pkg_shadow_diffs``.
 
 SNAPSHOT.yaml is the file you would ``kubectl apply`` (several documents are
 fine; ``--name`` picks a PolicySnapshot when the file has more than one; ``-``
@@ -19,8 +29,9 @@ module's bytes from ``--wasm-file PATH``. Nothing talks to a cluster.
 holds one public key per file, named by its key id (``ID`` or ``ID.pub``): the
 layout of a mounted ConfigMap; private ``*.key`` files and dot files are skipped.
 
-Exit codes: 0 success; 1 a fixture failed (``pkg test``) or the signature does not
-verify (``pkg verify``); 2 usage error or
+Exit codes: 0 success; 1 a fixture failed (``pkg test``), the signature does not
+verify (``pkg verify``) or the diff rate is above ``--max-diff-rate`` (``pkg
+replay``); 2 usage error or
 invalid input (unreadable or malformed file, invalid snapshot, checksum
 mismatch, bad task facts, unavailable engine). Errors go to stderr as one
 message saying what to fix; results go to stdout.
@@ -29,6 +40,7 @@ message saying what to fix; results go to stdout.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -42,6 +54,7 @@ from evaluator_sidecar.policy.errors import EvaluatorError
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.fixtures import run_fixtures
 from evaluator_sidecar.policy.model import PKGSnapshotData
+from evaluator_sidecar.policy.replay import replay
 from evaluator_sidecar.policy.resource import (
     content_checksum,
     load_documents,
@@ -50,13 +63,22 @@ from evaluator_sidecar.policy.resource import (
     validate_resource,
     wasm_artifact,
 )
+from evaluator_sidecar.store.client import PKGClient
 
-__all__ = ["EXIT_FIXTURES_FAILED", "EXIT_NOT_VERIFIED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_DIFF_TOO_HIGH",
+    "EXIT_FIXTURES_FAILED",
+    "EXIT_NOT_VERIFIED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FIXTURES_FAILED = 1
 EXIT_NOT_VERIFIED = 1
 EXIT_USAGE = 2
+EXIT_DIFF_TOO_HIGH = 1
 
 
 class _UserError(Exception):
@@ -234,6 +256,63 @@ def _cmd_verify(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
     return EXIT_OK if result.verified else EXIT_NOT_VERIFIED
 
 
+def _records(text: str, path: str) -> list[dict[str, Any]]:
+    try:
+        stripped = text.strip()
+        rows = (
+            json.loads(stripped)
+            if stripped.startswith("[")
+            else [json.loads(line) for line in stripped.splitlines() if line.strip()]
+        )
+    except json.JSONDecodeError as exc:
+        raise _UserError(f"decisions {path!r}: not JSON lines or a JSON array: {exc}") from exc
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not isinstance(row.get("input"), dict):
+            raise _UserError(
+                f"decisions {path!r}, record {number}: needs an object with 'input' (task "
+                "facts) and 'output' (the decision recorded)"
+            )
+        if not isinstance(row.get("output"), dict):
+            raise _UserError(f"decisions {path!r}, record {number}: 'output' must be an object")
+    return list(rows)
+
+
+def _cmd_replay(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    if args.snapshot == "-" and args.decisions == "-":
+        raise _UserError("the snapshot and the decisions cannot both come from stdin")
+    snapshot = _snapshot(args, stdin)
+    evaluator = PKGEvaluator(snapshot)
+    records = _records(_read_text(args.decisions, "decisions file", stdin), args.decisions)
+    report = replay(evaluator.evaluate, snapshot.version, records, max_examples=args.examples)
+    if args.json:
+        json.dump(report.to_dict(), stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+    else:
+        stdout.write(report.format() + "\n")
+    over = args.max_diff_rate is not None and report.diff_rate > args.max_diff_rate
+    return EXIT_DIFF_TOO_HIGH if over else EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    dsn = args.dsn or os.environ.get("PKG_DATABASE_URL")
+    if not dsn:
+        raise _UserError("give --dsn or set PKG_DATABASE_URL (the PKG database)")
+
+    async def fetch() -> list[dict[str, Any]]:
+        client = PKGClient(dsn, max_size=1)
+        try:
+            return await client.get_shadow_diffs(
+                candidate_version=args.candidate, deployment_uid=args.deployment, limit=args.limit
+            )
+        finally:
+            await client.close()
+
+    rows = asyncio.run(fetch())
+    json.dump(rows, stdout, indent=2, ensure_ascii=False, default=str)
+    stdout.write("\n")
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pkg",
@@ -295,6 +374,30 @@ def _parser() -> argparse.ArgumentParser:
         "--trusted", required=True, metavar="DIR", help="folder of public keys named by key id"
     )
     verify.set_defaults(run=_cmd_verify)
+
+    rep = commands.add_parser(
+        "replay", help="evaluate recorded decisions with a candidate and report the diff"
+    )
+    common(rep)
+    rep.add_argument(
+        "--decisions",
+        required=True,
+        metavar="FILE",
+        help='JSON lines of {"input": ..., "output": ...} (\'-\' for stdin)',
+    )
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
+    rep.add_argument("--examples", type=int, default=10, help="example diffs to show (10)")
+    rep.add_argument(
+        "--max-diff-rate", type=float, metavar="R", help="exit 1 when the diff rate is above R"
+    )
+    rep.set_defaults(run=_cmd_replay)
+
+    diff = commands.add_parser("diff", help="print a shadow step's stored example diffs")
+    diff.add_argument("--candidate", metavar="VERSION", help="the candidate snapshot's version")
+    diff.add_argument("--deployment", metavar="UID", help="a PolicyDeployment's metadata.uid")
+    diff.add_argument("--limit", type=int, default=20, help="newest examples to print (20)")
+    diff.add_argument("--dsn", help="PostgreSQL DSN (default: $PKG_DATABASE_URL)")
+    diff.set_defaults(run=_cmd_diff)
     return parser
 
 

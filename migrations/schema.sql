@@ -689,6 +689,41 @@ CREATE SEQUENCE public.pkg_desired_epoch_seq
     NO MAXVALUE
     CACHE 1;
 
+CREATE TABLE public.pkg_device_counters (
+    device_id text NOT NULL,
+    process_id text NOT NULL,
+    process_started timestamp with time zone NOT NULL,
+    requests bigint DEFAULT 0 NOT NULL,
+    errors bigint DEFAULT 0 NOT NULL,
+    activation_failures bigint DEFAULT 0 NOT NULL,
+    shadow_samples bigint DEFAULT 0 NOT NULL,
+    shadow_diffs bigint DEFAULT 0 NOT NULL,
+    carried_requests bigint DEFAULT 0 NOT NULL,
+    carried_errors bigint DEFAULT 0 NOT NULL,
+    carried_activation_failures bigint DEFAULT 0 NOT NULL,
+    carried_shadow_samples bigint DEFAULT 0 NOT NULL,
+    carried_shadow_diffs bigint DEFAULT 0 NOT NULL,
+    restarts bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT pkg_device_counters_activation_failures_check CHECK ((activation_failures >= 0)),
+    CONSTRAINT pkg_device_counters_errors_check CHECK ((errors >= 0)),
+    CONSTRAINT pkg_device_counters_requests_check CHECK ((requests >= 0)),
+    CONSTRAINT pkg_device_counters_shadow_diffs_check CHECK ((shadow_diffs >= 0)),
+    CONSTRAINT pkg_device_counters_shadow_samples_check CHECK ((shadow_samples >= 0))
+);
+
+CREATE VIEW public.pkg_device_totals AS
+ SELECT pkg_device_counters.device_id,
+    pkg_device_counters.process_id,
+    pkg_device_counters.restarts,
+    (pkg_device_counters.requests + pkg_device_counters.carried_requests) AS requests,
+    (pkg_device_counters.errors + pkg_device_counters.carried_errors) AS errors,
+    (pkg_device_counters.activation_failures + pkg_device_counters.carried_activation_failures) AS activation_failures,
+    (pkg_device_counters.shadow_samples + pkg_device_counters.carried_shadow_samples) AS shadow_samples,
+    (pkg_device_counters.shadow_diffs + pkg_device_counters.carried_shadow_diffs) AS shadow_diffs,
+    pkg_device_counters.updated_at
+   FROM public.pkg_device_counters;
+
 CREATE TABLE public.pkg_device_versions (
     device_id text NOT NULL,
     device_type text NOT NULL,
@@ -875,6 +910,32 @@ CREATE VIEW public.pkg_rules_expanded AS
 
 COMMENT ON VIEW public.pkg_rules_expanded IS 'Rules with their emissions flattened, for audits.';
 
+CREATE TABLE public.pkg_shadow_diffs (
+    id bigint NOT NULL,
+    deployment_uid text NOT NULL,
+    deployment_name text NOT NULL,
+    step_started_at timestamp with time zone NOT NULL,
+    device_id text NOT NULL,
+    active_version text,
+    candidate_version text NOT NULL,
+    differs text NOT NULL,
+    input jsonb NOT NULL,
+    active_output jsonb NOT NULL,
+    candidate_output jsonb NOT NULL,
+    observed_at timestamp with time zone NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    fingerprint text NOT NULL
+);
+
+ALTER TABLE public.pkg_shadow_diffs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.pkg_shadow_diffs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 ALTER TABLE public.pkg_snapshots ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_snapshots_id_seq
     START WITH 1
@@ -882,6 +943,24 @@ ALTER TABLE public.pkg_snapshots ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE public.pkg_step_baseline_marks (
+    deployment_uid text NOT NULL,
+    step_started_at timestamp with time zone NOT NULL,
+    target text NOT NULL,
+    captured_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.pkg_step_baselines (
+    deployment_uid text NOT NULL,
+    step_started_at timestamp with time zone NOT NULL,
+    device_id text NOT NULL,
+    requests bigint NOT NULL,
+    errors bigint NOT NULL,
+    activation_failures bigint NOT NULL,
+    shadow_samples bigint NOT NULL,
+    shadow_diffs bigint NOT NULL
 );
 
 CREATE TABLE public.pkg_validation_fixtures (
@@ -946,6 +1025,9 @@ ALTER TABLE ONLY public.pkg_audit_log
 ALTER TABLE ONLY public.pkg_deployments
     ADD CONSTRAINT pkg_deployments_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.pkg_device_counters
+    ADD CONSTRAINT pkg_device_counters_pkey PRIMARY KEY (device_id);
+
 ALTER TABLE ONLY public.pkg_device_versions
     ADD CONSTRAINT pkg_device_versions_pkey PRIMARY KEY (device_id);
 
@@ -976,6 +1058,12 @@ ALTER TABLE ONLY public.pkg_rule_conditions
 ALTER TABLE ONLY public.pkg_rule_emissions
     ADD CONSTRAINT pkg_rule_emissions_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.pkg_shadow_diffs
+    ADD CONSTRAINT pkg_shadow_diffs_deployment_uid_step_started_at_device_id_f_key UNIQUE (deployment_uid, step_started_at, device_id, fingerprint);
+
+ALTER TABLE ONLY public.pkg_shadow_diffs
+    ADD CONSTRAINT pkg_shadow_diffs_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.pkg_snapshot_artifacts
     ADD CONSTRAINT pkg_snapshot_artifacts_pkey PRIMARY KEY (snapshot_id, artifact_type);
 
@@ -987,6 +1075,12 @@ ALTER TABLE ONLY public.pkg_snapshots
 
 ALTER TABLE ONLY public.pkg_snapshots
     ADD CONSTRAINT pkg_snapshots_version_key UNIQUE (version);
+
+ALTER TABLE ONLY public.pkg_step_baseline_marks
+    ADD CONSTRAINT pkg_step_baseline_marks_pkey PRIMARY KEY (deployment_uid, step_started_at);
+
+ALTER TABLE ONLY public.pkg_step_baselines
+    ADD CONSTRAINT pkg_step_baselines_pkey PRIMARY KEY (deployment_uid, step_started_at, device_id);
 
 ALTER TABLE ONLY public.pkg_subtask_types
     ADD CONSTRAINT pkg_subtask_types_id_snapshot_key UNIQUE (id, snapshot_id);
@@ -1043,6 +1137,8 @@ CREATE INDEX pkg_rule_emissions_rule_position ON public.pkg_rule_emissions USING
 
 CREATE INDEX pkg_rule_emissions_subtask_type ON public.pkg_rule_emissions USING btree (subtask_type_id, snapshot_id);
 
+CREATE INDEX pkg_shadow_diffs_by_candidate ON public.pkg_shadow_diffs USING btree (candidate_version, recorded_at);
+
 CREATE INDEX pkg_snapshots_env_created ON public.pkg_snapshots USING btree (env, created_at DESC);
 
 CREATE UNIQUE INDEX pkg_snapshots_one_active_per_env ON public.pkg_snapshots USING btree (env) WHERE is_active;
@@ -1094,6 +1190,9 @@ ALTER TABLE ONLY public.pkg_rule_emissions
 
 ALTER TABLE ONLY public.pkg_snapshot_artifacts
     ADD CONSTRAINT pkg_snapshot_artifacts_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.pkg_step_baselines
+    ADD CONSTRAINT pkg_step_baselines_deployment_uid_step_started_at_fkey FOREIGN KEY (deployment_uid, step_started_at) REFERENCES public.pkg_step_baseline_marks(deployment_uid, step_started_at) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.pkg_subtask_types
     ADD CONSTRAINT pkg_subtask_types_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE CASCADE;

@@ -77,7 +77,9 @@ class Activator:
         self.last_activation: float | None = None
         self.failed = False  # the latest attempt failed (degraded until one succeeds)
         self.failures = 0
-        self.confirmed_at: float | None = None  # when the active snapshot was last known desired
+        self.confirmed_at: float | None = None
+        #: A snapshot prepared ahead of its activation (two-phase), held ready.
+        self.held: PKGEvaluator | None = None  # when the active snapshot was last known desired
         self.serving_from_disk = False
         #: Why the disk cache's last good snapshot was refused at start, until one activates.
         self.disk_refusal: str | None = None
@@ -88,6 +90,30 @@ class Activator:
         if self.disk_refusal is None:
             return error
         return f"{error}; the last good snapshot in the disk cache was refused: {self.disk_refusal}"
+
+    async def hold(self, ref: SnapshotRef) -> PKGEvaluator:
+        """Prepare ``ref`` and keep it ready: the next activation of it swaps at once."""
+        held = self.held
+        if (
+            held is not None
+            and held.version == ref.version
+            and checksums_match(ref.checksum, held.checksum)
+        ):
+            return held
+        evaluator = await self.prepare(ref)
+        self.held = evaluator
+        return evaluator
+
+    async def prepare(self, ref: SnapshotRef) -> PKGEvaluator:
+        """Load, verify, compile and self-test ``ref`` WITHOUT activating it (a shadow
+        candidate); raises :class:`ActivationError`, which is not recorded as a failure
+        of this device's active snapshot."""
+        cached = self.slot.get(ref.version)
+        if cached is not None and checksums_match(ref.checksum, cached.checksum):
+            return cached
+        snapshot = await self.loader.by_version(ref.version)
+        check_snapshot(ref, snapshot, env=self.env)
+        return await self._build(snapshot)
 
     async def activate(
         self,
@@ -109,8 +135,18 @@ class Activator:
         )
         try:
             cached = self.slot.get(ref.version)
+            held = self.held
+            if (
+                (cached is None or not checksums_match(ref.checksum, cached.checksum))
+                and held is not None
+                and held.version == ref.version
+                and checksums_match(ref.checksum, held.checksum)
+            ):
+                cached = held  # prepared in phase one of a two-phase activation
             if cached is not None and checksums_match(ref.checksum, cached.checksum):
                 evaluator, from_cache, snapshot = cached, True, cached.snapshot
+                # A held one was never written to the disk cache: write it as a new one.
+                from_cache = cached is not held
             else:
                 snapshot = preloaded or await self.loader.by_version(ref.version)
                 check_snapshot(ref, snapshot, env=self.env)

@@ -7,6 +7,13 @@ stream ``pkg:heartbeats`` (see :mod:`evaluator_sidecar.signals`). Counts
 since the previous beat that reached Redis: a beat that fails leaves them to
 accumulate into the next one, so the operator's totals stay right across a
 Redis outage.
+
+Every beat also carries the process's cumulative :class:`~evaluator_sidecar.signals.Totals`
+(requests, errors, activation failures, shadow samples and diffs since the
+process started) with the process's id and start time. These never reset
+between beats, so a burst of errors between two beats (or in a beat that was
+lost) is still in the next total, and the operator judges a rollout step on
+everything since the step began.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from redis.exceptions import RedisError
 
 from evaluator_sidecar.sidecar.metrics import LatencyHistogram, SidecarMetrics
-from evaluator_sidecar.signals import Cohort, Heartbeat, RedisSignals
+from evaluator_sidecar.signals import Cohort, Heartbeat, RedisSignals, Totals
 
 if TYPE_CHECKING:
     from evaluator_sidecar.policy.evaluator import PKGEvaluator
+    from evaluator_sidecar.sidecar.shadow import ShadowRunner
 
 __all__ = ["HeartbeatReporter", "HeartbeatSource"]
 
@@ -60,6 +68,15 @@ class HeartbeatSource(Protocol):
     def applied(self) -> tuple[int, Cohort]: ...
     def get_active_evaluator(self) -> PKGEvaluator | None: ...
     def get_health_status(self) -> dict[str, Any]: ...
+    def shadow_totals(self) -> tuple[int, int]: ...
+    @property
+    def shadow(self) -> ShadowRunner: ...
+    @property
+    def prepared(self) -> str | None: ...
+    @property
+    def process_id(self) -> str: ...
+    @property
+    def process_started(self) -> float: ...
 
 
 @dataclass
@@ -77,6 +94,20 @@ class HeartbeatReporter:
         self.signals = signals
         self._baseline = self._current()
         self._failing = False
+        self._examples_in_beat = 0
+
+    def totals(self) -> Totals:
+        """The cumulative counters since this process (manager) started."""
+        stats = self.manager.metrics.stats
+        errors = stats.error_count()
+        samples, diffs = self.manager.shadow_totals()
+        return Totals(
+            requests=stats.merged().count + errors,
+            errors=errors,
+            activation_failures=self.manager.activation_failures,
+            shadow_samples=samples,
+            shadow_diffs=diffs,
+        )
 
     def _current(self) -> _Baseline:
         stats = self.manager.metrics.stats
@@ -91,6 +122,7 @@ class HeartbeatReporter:
         active = m.get_active_evaluator()
         health = m.get_health_status()
         epoch, cohort = m.applied
+        shadow, self._examples_in_beat = m.shadow.report()
         beat = Heartbeat(
             device_id=m.device_id,
             device_type=m.device_type,
@@ -112,6 +144,14 @@ class HeartbeatReporter:
             healthy=bool(health["healthy"]),
             degraded=bool(health["degraded_mode"]),
             ts=time.time(),
+            process_id=m.process_id,
+            process_started=m.process_started,
+            totals=self.totals(),
+            stale=bool(health.get("stale")),
+            staleness_seconds=health.get("staleness_seconds"),
+            shadow=shadow,
+            prepared=m.prepared,
+            last_activation=health.get("last_activation"),
         )
         return beat, now
 
@@ -129,6 +169,7 @@ class HeartbeatReporter:
             return False
         self._failing = False
         self._baseline = baseline
+        self.manager.shadow.delivered(self._examples_in_beat)
         return True
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -26,6 +26,7 @@ from evaluator_sidecar.sidecar.converge import Converger
 from evaluator_sidecar.sidecar.facts import FactsKeeper
 from evaluator_sidecar.sidecar.logs import MANAGER_LOGGER, log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.sidecar.staleness import Staleness
 from evaluator_sidecar.signals import (
     ActivateMessage,
     DesiredMessage,
@@ -56,9 +57,11 @@ class RedisListener:
         backoff_max: float,
         stopping: asyncio.Event,
         facts: FactsKeeper | None = None,
+        staleness: Staleness | None = None,
     ) -> None:
         self.signals = signals
         self.facts = facts
+        self.staleness = staleness or Staleness(applies=False)
         self.converger = converger
         self.env = env
         self.target = target
@@ -84,6 +87,7 @@ class RedisListener:
                 timeout=self.read_timeout,
             )
             self.converger.tracker.merge_levels(levels)
+            self.staleness.confirm()
             self.connected = True
         except (RedisError, OSError, TimeoutError) as exc:
             log_event(
@@ -153,6 +157,7 @@ class RedisListener:
             state.is_rollout and (state.target, state.region) != (self.target, self.region)
         ):
             return  # another environment's or rollout's level
+        self.staleness.confirm()
         tracker = self.converger.tracker
         if tracker.merge(state):
             await self.converger.converge("redis", fresh=True)
@@ -175,6 +180,7 @@ class RedisListener:
                 levels = await self.signals.read_levels(self.env, self.target, self.region)
                 fresh = True
                 self.converger.tracker.merge_levels(levels)
+                self.staleness.confirm()
                 applied_epoch = self.converger.activator.applied.epoch
                 if applied_epoch > 0:
                     await self.signals.raise_epoch_floor(applied_epoch)

@@ -44,6 +44,7 @@ import contextlib
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -68,14 +69,23 @@ from evaluator_sidecar.sidecar.heartbeat import HeartbeatReporter
 from evaluator_sidecar.sidecar.listener import RedisListener
 from evaluator_sidecar.sidecar.logs import log_event
 from evaluator_sidecar.sidecar.metrics import SidecarMetrics
+from evaluator_sidecar.sidecar.shadow import ShadowRunner
 from evaluator_sidecar.sidecar.snapshots import (
     ActivationError,
     SnapshotLoader,
     SnapshotSource,
     checksums_match,
 )
+from evaluator_sidecar.sidecar.staleness import Staleness, StalenessMode
 from evaluator_sidecar.sidecar.trust import KeyFolder, SignatureCheck
-from evaluator_sidecar.signals import CHANNEL, MAX_RECONNECT_BACKOFF, Cohort, RedisSignals
+from evaluator_sidecar.signals import (
+    CHANNEL,
+    MAX_RECONNECT_BACKOFF,
+    Cohort,
+    DesiredState,
+    RedisSignals,
+    in_canary,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -125,6 +135,8 @@ class PKGManager:
         clock: Callable[[], float] = time.time,
         require_signatures: bool = False,
         trusted_keys_dir: Path | None = None,
+        max_staleness: float = 0.0,
+        staleness_policy: StalenessMode = "serve",
     ) -> None:
         self.client = pkg_client
         self.redis = redis_client
@@ -140,6 +152,10 @@ class PKGManager:
         self.max_snapshot_age = max_snapshot_age
         self.db_timeout = db_timeout
         self.self_test = self_test
+        # Identifies this manager's run in heartbeats: its cumulative counters (metrics,
+        # activation failures) start at zero with it, so a new id tells of a restart.
+        self.process_id = uuid.uuid4().hex
+        self.process_started = time.time()
         self.reconnect_backoff_max = reconnect_backoff_max
         self.metrics = metrics or SidecarMetrics()
         self.disk_cache = SnapshotDiskCache(cache_dir) if cache_dir is not None else None
@@ -163,6 +179,13 @@ class PKGManager:
         )
         self._converger = Converger(self._tracker, self._activator, env=env)
         self._facts = FactsKeeper(pkg_client, env=env, cache_dir=cache_dir, timeout=db_timeout)
+        self.shadow = ShadowRunner(self._activator.prepare)
+        self.staleness = Staleness(
+            max_seconds=max_staleness,
+            mode=staleness_policy,
+            applies=self.signals is not None,
+            clock=clock,
+        )
         self._stopping = asyncio.Event()
         self._listener = RedisListener(
             self.signals,
@@ -176,6 +199,7 @@ class PKGManager:
             backoff_max=reconnect_backoff_max,
             stopping=self._stopping,
             facts=self._facts,
+            staleness=self.staleness,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -186,6 +210,8 @@ class PKGManager:
             cached_versions=lambda: float(len(self._evaluators)),
             degraded=lambda: 1.0 if self.degraded else 0.0,
             desired_epoch=lambda: float(self._tracker.epoch),
+            staleness=lambda: self.staleness.seconds() or 0.0,
+            stale=lambda: 1.0 if self.staleness.stale() else 0.0,
         )
 
     # ---- public API (any thread)
@@ -297,11 +323,59 @@ class PKGManager:
             "activation_failures": status.failures,
             "engine_degraded": bool(active and active.degraded),
             **self._facts.status(),
+            **self.staleness.status(),
         }
+
+    @property
+    def prepared(self) -> str | None:
+        """The version held prepared for a two-phase activation (None: nothing held)."""
+        held = self._activator.held
+        return held.version if held is not None else None
+
+    async def _follow_prepare(self, state: DesiredState | None) -> None:
+        """Phase one of a two-phase activation: prepare what this device will switch to."""
+        prepare = state.prepare if state is not None else None
+        if prepare is None or state is None or not state.deployment:
+            self._activator.held = None
+            return
+        if not in_canary(self.device_id, state.deployment, prepare.canary_percent):
+            return
+        active = self.get_active_evaluator()
+        ref = prepare.snapshot
+        if active is not None and active.version == ref.version:
+            return
+        try:
+            await self._activator.hold(ref)
+        except ActivationError as exc:
+            # The flip waits for this device; its heartbeat names the error.
+            self._activator.last_error = f"cannot prepare {ref.version}: {exc}"
+            await asyncio.sleep(1.0)
 
     @property
     def activation_failures(self) -> int:
         return self._activator.failures
+
+    def shadow_totals(self) -> tuple[int, int]:
+        """Shadow evaluations sampled and decisions that differed, since this manager started."""
+        return self.shadow.samples, self.shadow.diffs
+
+    async def _follow_shadow_forever(self) -> None:
+        """Load or drop the shadow candidate as the rollout's desired state says."""
+        while not self._stopping.is_set():
+            state = self._tracker.levels.rollout_state
+            try:
+                await self.shadow.follow(
+                    state.shadow if state is not None else None,
+                    state.deployment if state is not None else None,
+                )
+            except Exception:  # the loop must outlive any single failure
+                logger.exception("following the shadow step failed; trying again")
+            try:
+                await self._follow_prepare(state)
+            except Exception:  # the loop must outlive any single failure
+                logger.exception("preparing a two-phase activation failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=0.25)
 
     @property
     def applied(self) -> tuple[int, Cohort]:
@@ -362,6 +436,8 @@ class PKGManager:
                 action="answering 503 until a snapshot can be loaded",
             )
         self._spawn(self._listener.resync_forever(), "resync")
+        self._spawn(self._follow_shadow_forever(), "shadow-follow")
+        self._spawn(self.shadow.run(self._stopping), "shadow")
         if self.signals is not None:
             self._spawn(self._listener.listen(), "listener")
             reporter = HeartbeatReporter(self, self.signals)

@@ -22,6 +22,8 @@ Exported names (``prometheus_client`` appends ``_total`` to counters):
 - ``pkg_cached_versions_count`` (gauge)
 - ``pkg_degraded_mode`` (gauge, 0 or 1)
 - ``pkg_desired_epoch`` (gauge): the newest desired epoch seen
+- ``pkg_staleness_seconds`` (gauge): time since the desired level was last confirmed
+- ``pkg_stale`` (gauge, 0 or 1): 1 past ``PKG_MAX_STALENESS_SECONDS``
 """
 
 from __future__ import annotations
@@ -188,6 +190,12 @@ class SidecarMetrics:
         self.desired_epoch = Gauge(
             "pkg_desired_epoch", "The newest desired-state epoch seen.", registry=r
         )
+        self.staleness = Gauge(
+            "pkg_staleness_seconds",
+            "Seconds since the desired level was last confirmed (Redis read or message).",
+            registry=r,
+        )
+        self.stale = Gauge("pkg_stale", "1 while past the maximum staleness, else 0.", registry=r)
         self._version: str | None = None
 
     def set_active_version(self, version: str | None) -> None:
@@ -205,8 +213,14 @@ class SidecarMetrics:
         cached_versions: Callable[[], float],
         degraded: Callable[[], float],
         desired_epoch: Callable[[], float],
+        staleness: Callable[[], float] | None = None,
+        stale: Callable[[], float] | None = None,
     ) -> None:
         """Read these gauges from the manager at scrape time."""
         self.cached_versions.set_function(cached_versions)
         self.degraded.set_function(degraded)
         self.desired_epoch.set_function(desired_epoch)
+        if staleness is not None:
+            self.staleness.set_function(staleness)
+        if stale is not None:
+            self.stale.set_function(stale)

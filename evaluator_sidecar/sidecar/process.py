@@ -125,4 +125,6 @@ def manager_options(settings: Any) -> dict[str, Any]:
         "reconnect_backoff_max": settings.redis_backoff_max_seconds,
         "require_signatures": settings.signatures_required_in(settings.env),
         "trusted_keys_dir": settings.trusted_keys_dir,
+        "max_staleness": settings.max_staleness_seconds,
+        "staleness_policy": settings.staleness_policy,
     }

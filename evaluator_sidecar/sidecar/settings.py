@@ -25,6 +25,8 @@ The sidecar's variables:
 | ``PKG_SELF_TEST`` | ``true`` | run a snapshot's fixtures before activating it |
 | ``PKG_REDIS_BACKOFF_MAX_SECONDS`` | ``60`` | cap of the reconnect back-off (full jitter) |
 | ``PKG_TRUSTED_KEYS_DIR`` | (none) | folder of trusted public keys (a mounted ConfigMap) |
+| ``PKG_MAX_STALENESS_SECONDS`` | ``0`` (off) | stale past this long without confirming its level |
+| ``PKG_STALENESS_POLICY`` | ``serve`` | when stale: ``serve``, or ``fail-closed`` (refuse) |
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class SidecarSettings(CommonSettings):
     self_test: bool = True
     trusted_keys_dir: Path | None = None
     redis_backoff_max_seconds: float = Field(default=60.0, gt=0, le=600)
+    max_staleness_seconds: float = Field(default=0.0, ge=0)
+    staleness_policy: Literal["serve", "fail-closed"] = "serve"
 
     @property
     def heartbeat_ttl(self) -> int:

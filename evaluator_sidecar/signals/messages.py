@@ -25,7 +25,10 @@ __all__ = [
     "FactsMessage",
     "Heartbeat",
     "MessageError",
+    "PrepareSpec",
+    "ShadowSpec",
     "SnapshotRef",
+    "Totals",
     "decode_message",
     "encode_activate",
     "encode_desired_message",
@@ -165,6 +168,67 @@ class SnapshotRef:
 
 
 @dataclass(frozen=True)
+class ShadowSpec:
+    """A rollout's shadow step: evaluate ``snapshot`` beside the active one, off the
+    response path, for a ``sample_rate`` share of live requests, and report the diffs.
+
+    ``step`` names the step (the deployment's ``stepStartedAt``) so that the example
+    diffs a sidecar reports are filed under it; ``deployment_name`` is for people.
+    """
+
+    snapshot: SnapshotRef
+    sample_rate: float
+    step: str
+    deployment_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot.to_dict(),
+            "sample_rate": self.sample_rate,
+            "step": self.step,
+            "deployment_name": self.deployment_name,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str) -> ShadowSpec:
+        if not isinstance(obj, Mapping):
+            raise MessageError(f"{where}: must be an object, got {obj!r}")
+        rate = _num(obj, "sample_rate", where)
+        if not 0.0 <= rate <= 1.0:
+            raise MessageError(f"{where}: 'sample_rate' must be within 0..1, got {rate}")
+        return cls(
+            snapshot=SnapshotRef.from_dict(obj.get("snapshot"), f"{where}.snapshot"),
+            sample_rate=rate,
+            step=_req_str(obj, "step", where),
+            deployment_name=str(obj.get("deployment_name") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class PrepareSpec:
+    """Phase one of a two-phase activation: the devices that will run ``snapshot`` once
+    the canary reaches ``canary_percent`` load, verify, compile and self-test it now,
+    hold it ready without activating it, and report it in their heartbeats (``prepared``);
+    phase two is the ordinary publication of the canary, which they then switch to at
+    once, together."""
+
+    snapshot: SnapshotRef
+    canary_percent: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot.to_dict(), "canary_percent": self.canary_percent}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str) -> PrepareSpec:
+        if not isinstance(obj, Mapping):
+            raise MessageError(f"{where}: must be an object, got {obj!r}")
+        percent = _num(obj, "canary_percent", where)
+        if not 0.0 <= percent <= 100.0:
+            raise MessageError(f"{where}: 'canary_percent' must be within 0..100, got {percent}")
+        return cls(SnapshotRef.from_dict(obj.get("snapshot"), f"{where}.snapshot"), percent)
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """A desired state (the level) for an environment, or for one rollout when ``target`` is set.
 
@@ -183,6 +247,10 @@ class DesiredState:
     deployment: str | None = None
     canary: SnapshotRef | None = None
     canary_percent: float = 0.0
+    #: A shadow step in progress (rollout states only); None otherwise.
+    shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation (rollout states only); None otherwise.
+    prepare: PrepareSpec | None = None
 
     def __post_init__(self) -> None:
         if (self.target is None) != (self.region is None):
@@ -218,6 +286,10 @@ class DesiredState:
                 canary=self.canary.to_dict() if self.canary else None,
                 canary_percent=self.canary_percent,
             )
+            if self.shadow is not None:
+                out["shadow"] = self.shadow.to_dict()
+            if self.prepare is not None:
+                out["prepare"] = self.prepare.to_dict()
         return out
 
     def to_json(self) -> bytes:
@@ -259,6 +331,12 @@ class DesiredState:
             deployment=_req_str(obj, "deployment", where),
             canary=canary,
             canary_percent=percent,
+            shadow=None
+            if obj.get("shadow") is None
+            else ShadowSpec.from_dict(obj["shadow"], f"{where}.shadow"),
+            prepare=None
+            if obj.get("prepare") is None
+            else PrepareSpec.from_dict(obj["prepare"], f"{where}.prepare"),
         )
 
     @classmethod
@@ -402,6 +480,41 @@ def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage | Facts
 
 
 @dataclass(frozen=True)
+class Totals:
+    """A sidecar process's counters since it started: they only ever grow.
+
+    Sent in every heartbeat with the process's id and start time, so the operator
+    can tell a restart (counters back at zero) from a quiet window, and judge a
+    rollout step on everything that happened since it began, not on the latest
+    window alone. ``requests`` counts every evaluation attempted (errors included).
+    """
+
+    requests: int = 0
+    errors: int = 0
+    activation_failures: int = 0
+    shadow_samples: int = 0
+    shadow_diffs: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "activation_failures": self.activation_failures,
+            "shadow_samples": self.shadow_samples,
+            "shadow_diffs": self.shadow_diffs,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any], where: str) -> Totals:
+        return cls(
+            **{name: int(_opt_int(obj, name, where) or 0) for name in _TOTAL_FIELDS},
+        )
+
+
+_TOTAL_FIELDS = ("requests", "errors", "activation_failures", "shadow_samples", "shadow_diffs")
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     """One sidecar's report: what it runs, how it fares since its previous beat."""
 
@@ -427,6 +540,22 @@ class Heartbeat:
     desired_epoch: int = 0
     #: The version of the environment's fact set the sidecar evaluates with (0: none).
     facts_version: int = 0
+    #: Which run of the sidecar sent it (a new id after every restart), when that run
+    #: started (epoch seconds), and its cumulative counters. None from older sidecars.
+    process_id: str | None = None
+    process_started: float | None = None
+    totals: Totals | None = None
+    #: Past the sidecar's maximum staleness (its desired level unconfirmed for too
+    #: long), and the seconds since it last confirmed it (None: no Redis, n/a).
+    stale: bool = False
+    staleness_seconds: float | None = None
+    #: The shadow step this sidecar runs (candidate, step, deployment, new example
+    #: diffs: see evaluator_sidecar.sidecar.shadow); None when it runs none.
+    shadow: dict[str, Any] | None = None
+    #: The version this device holds prepared (two-phase activation), and when it last
+    #: activated a snapshot (epoch seconds; a fleet's flip skew).
+    prepared: str | None = None
+    last_activation: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -450,6 +579,14 @@ class Heartbeat:
             "healthy": self.healthy,
             "degraded": self.degraded,
             "ts": self.ts,
+            "process_id": self.process_id,
+            "process_started": self.process_started,
+            "totals": None if self.totals is None else self.totals.to_dict(),
+            "stale": self.stale,
+            "staleness_seconds": self.staleness_seconds,
+            "shadow": self.shadow,
+            "prepared": self.prepared,
+            "last_activation": self.last_activation,
         }
 
     def to_json(self) -> bytes:
@@ -489,4 +626,26 @@ class Heartbeat:
             ts=_num(obj, "ts", where),
             desired_epoch=int(obj.get("desired_epoch") or 0),
             facts_version=_opt_int(obj, "facts_version", where) or 0,
+            process_id=_opt_str(obj, "process_id", where),
+            process_started=None
+            if obj.get("process_started") is None
+            else _num(obj, "process_started", where),
+            totals=_totals(obj.get("totals"), where),
+            stale=obj.get("stale") is True,
+            staleness_seconds=None
+            if obj.get("staleness_seconds") is None
+            else _num(obj, "staleness_seconds", where),
+            shadow=obj["shadow"] if isinstance(obj.get("shadow"), dict) else None,
+            prepared=_opt_str(obj, "prepared", where),
+            last_activation=None
+            if obj.get("last_activation") is None
+            else _num(obj, "last_activation", where),
         )
+
+
+def _totals(raw: object, where: str) -> Totals | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise MessageError(f"{where}: 'totals' must be an object or null, got {raw!r}")
+    return Totals.from_dict(raw, f"{where} totals")

@@ -26,6 +26,7 @@ import asyncpg
 
 from evaluator_sidecar.policy.model import PKGSnapshotData
 from evaluator_sidecar.store.audit import PKGAuditDAO
+from evaluator_sidecar.store.counters import PKGCountersDAO
 from evaluator_sidecar.store.deployments import PKGDeploymentsDAO
 from evaluator_sidecar.store.devices import PKGDevicesDAO
 from evaluator_sidecar.store.errors import NotFoundError
@@ -72,6 +73,7 @@ class PKGClient:
     validation = Part(PKGValidationDAO)
     promotions = Part(PKGPromotionsDAO)
     devices = Part(PKGDevicesDAO)
+    counters = Part(PKGCountersDAO)
     audit = Part(PKGAuditDAO)
 
     def __init__(
@@ -95,6 +97,7 @@ class PKGClient:
         self.validation = PKGValidationDAO(self.db)
         self.promotions = PKGPromotionsDAO(self.db, env)
         self.devices = PKGDevicesDAO(self.db)
+        self.counters = PKGCountersDAO(self.db)
         self.audit = PKGAuditDAO(self.db)
 
     @classmethod
@@ -185,6 +188,12 @@ class PKGClient:
     get_device_versions = devices.forward(PKGDevicesDAO.get_device_versions)
     update_device_heartbeat = devices.forward(PKGDevicesDAO.update_device_heartbeat)
     update_device_heartbeats = devices.forward(PKGDevicesDAO.update_device_heartbeats)
+
+    update_device_counters = counters.forward(PKGCountersDAO.update_device_counters)
+    capture_step_baseline = counters.forward(PKGCountersDAO.capture_step_baseline)
+    step_counters = counters.forward(PKGCountersDAO.step_counters)
+    record_shadow_diffs = counters.forward(PKGCountersDAO.record_shadow_diffs)
+    get_shadow_diffs = counters.forward(PKGCountersDAO.get_shadow_diffs)
 
     append_audit = audit.forward(PKGAuditDAO.append_audit)
     get_audit_log = audit.forward(PKGAuditDAO.get_audit_log)

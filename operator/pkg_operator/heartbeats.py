@@ -10,6 +10,12 @@ none reads an entry twice), keeps the newest beat per device of each batch,
 writes the batch in ONE statement, and only then acknowledges the entries: a
 crash between the two re-delivers them, and the database keeps the newest beat
 per device whatever the order, so nothing is lost or double counted.
+
+Beats from sidecars that send cumulative totals (with their process id) are
+also folded into ``pkg_device_counters`` (see
+:mod:`evaluator_sidecar.store.counters`): the rollout's exact step health. The
+example diffs of a shadow step that beats carry are stored in
+``pkg_shadow_diffs`` (each once, whatever the re-deliveries).
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from collections.abc import Sequence
 from redis.exceptions import ResponseError
 
 from evaluator_sidecar.signals import Heartbeat, backoff_delay
+from evaluator_sidecar.store.counters import DeviceCounters, ShadowDiffRow
 from evaluator_sidecar.store.models import DeviceHeartbeat
 from pkg_operator.context import OperatorContext
 
-__all__ = ["newest_per_device", "start_folder", "to_row"]
+__all__ = ["newest_per_device", "shadow_rows", "start_folder", "to_counters", "to_row"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,53 @@ def to_row(beat: Heartbeat) -> DeviceHeartbeat:
         activation_failures=beat.activation_failures,
         seen_at=dt.datetime.fromtimestamp(beat.ts, dt.UTC),
     )
+
+
+def to_counters(beat: Heartbeat) -> DeviceCounters | None:
+    """The beat's cumulative counters, or None from a sidecar that sends none."""
+    totals = beat.totals
+    if totals is None or beat.process_id is None or beat.process_started is None:
+        return None
+    return DeviceCounters(
+        device_id=beat.device_id,
+        process_id=beat.process_id,
+        process_started=dt.datetime.fromtimestamp(beat.process_started, dt.UTC),
+        requests=totals.requests,
+        errors=totals.errors,
+        activation_failures=totals.activation_failures,
+        shadow_samples=totals.shadow_samples,
+        shadow_diffs=totals.shadow_diffs,
+    )
+
+
+def shadow_rows(beat: Heartbeat) -> list[ShadowDiffRow]:
+    """The example diffs a beat carries, as rows; malformed ones are skipped and logged."""
+    shadow = beat.shadow or {}
+    examples = shadow.get("examples") or []
+    if not examples or not shadow.get("deployment") or not shadow.get("step"):
+        return []
+    try:
+        step = dt.datetime.fromisoformat(str(shadow["step"]))
+        return [
+            ShadowDiffRow(
+                deployment_uid=str(shadow["deployment"]),
+                deployment_name=str(shadow.get("deployment_name") or shadow["deployment"]),
+                step_started_at=step,
+                device_id=beat.device_id,
+                active_version=example.get("active_version"),
+                candidate_version=str(shadow["candidate"]),
+                differs=[str(part) for part in example["differs"]],
+                input=example["input"],
+                active_output=example["active_output"],
+                candidate_output=example["candidate_output"],
+                observed_at=dt.datetime.fromtimestamp(float(example["observed_at"]), dt.UTC),
+                fingerprint=str(example["fingerprint"]),
+            )
+            for example in examples
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("device %s sent malformed shadow examples (%s); skipped", beat.device_id, exc)
+        return []
 
 
 def newest_per_device(beats: Sequence[Heartbeat]) -> list[Heartbeat]:
@@ -70,6 +124,11 @@ async def fold_once(ctx: OperatorContext, consumer: str, *, pending: bool = Fals
         return 0
     beats = newest_per_device([beat for _, beat in entries])
     await ctx.db.update_device_heartbeats([to_row(beat) for beat in beats])
+    counters = [c for c in map(to_counters, beats) if c is not None]
+    await ctx.db.update_device_counters(counters)
+    # Every entry's examples, not only the newest beat's: each beat carries new ones.
+    examples = [row for _, beat in entries for row in shadow_rows(beat)]
+    await ctx.db.record_shadow_diffs(examples)
     await ctx.signals.ack_heartbeats([entry_id for entry_id, _ in entries])
     return len(entries)
 

@@ -172,7 +172,7 @@ class TestTheSchema:
         )
         assert result.returncode != 0
         assert "spec.strategy.canary.steps[1]" in result.stderr
-        assert "exactly one of setWeight, pause or analysis" in result.stderr
+        assert "exactly one of setWeight, pause, analysis or shadow" in result.stderr
 
     def test_out_of_range_values_are_refused(self, crd: KubeControlPlane) -> None:
         result = kubectl(
@@ -223,7 +223,9 @@ class TestTheSchema:
 
     def test_kubectl_explain_teaches_the_steps(self, crd: KubeControlPlane) -> None:
         text = kubectl(crd, "explain", "pdep.spec.strategy.canary.steps").stdout
-        assert "Each has exactly one of setWeight, pause or analysis" in text
+        assert "Each has exactly one of setWeight, pause, analysis or shadow" in " ".join(
+            text.split()
+        )
         assert "setWeight\t<number>" in text
         assert "until a person promotes" in text
         assert "A gate: hold for durationSeconds" in text
@@ -258,6 +260,7 @@ class TestTheMachinesStatus:
             "COVERAGE",
             "STABLE",
             "CANARY",
+            "DIFF",
             "AGE",
         ]
         assert row.split()[:7] == [

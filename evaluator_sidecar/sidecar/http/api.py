@@ -11,8 +11,13 @@
 
 Errors are ``{"error": {"status": int, "code": str, "message": str}}``. Bad
 input (malformed JSON, wrong types, unknown parameters, too large) is a 4xx
-that says what is wrong; 503 means no policy is loaded; 422 means the engine
-failed on well-formed task facts. README.md, "The sidecar's HTTP API", documents
+that says what is wrong; 503 means no policy is loaded (code ``unavailable``)
+or, under ``PKG_STALENESS_POLICY=fail-closed``, that the sidecar is stale (code
+``stale_policy``, with ``staleness_seconds`` and ``max_staleness_seconds``); 422
+means the engine failed on well-formed task facts. Every answer of
+``/v1/evaluate`` carries the headers ``PKG-Stale`` (``true``/``false``) and
+``PKG-Staleness-Seconds`` (seconds since the desired level was last confirmed;
+absent without Redis). README.md, "The sidecar's HTTP API", documents
 the bodies and every status code.
 """
 
@@ -28,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from evaluator_sidecar.policy.errors import EvaluationError, InvalidTaskFactsError
 from evaluator_sidecar.sidecar.http.openapi import openapi_document
 from evaluator_sidecar.sidecar.http.protocol import Request, Response
+from evaluator_sidecar.sidecar.staleness import STALE_ERROR_CODE
 
 if TYPE_CHECKING:
     from evaluator_sidecar.sidecar.manager import PKGManager
@@ -101,6 +107,39 @@ class SidecarAPI:
     # ---- evaluation (the hot path)
 
     def evaluate(self, request: Request) -> Response:
+        response = self._evaluate(request)
+        staleness = self.manager.staleness
+        age = staleness.seconds()
+        response.headers.append((b"PKG-Stale", b"true" if staleness.stale() else b"false"))
+        if age is not None:
+            response.headers.append((b"PKG-Staleness-Seconds", b"%.3f" % age))
+        return response
+
+    def _stale_refusal(self) -> Response | None:
+        staleness = self.manager.staleness
+        if not staleness.refuses():
+            return None
+        age = staleness.seconds() or 0.0
+        body = {
+            "error": {
+                "status": 503,
+                "code": STALE_ERROR_CODE,
+                "message": (
+                    f"this sidecar has not confirmed its desired policy for {age:.1f} s, "
+                    f"more than the maximum of {staleness.max_seconds:g} s "
+                    "(PKG_MAX_STALENESS_SECONDS), and PKG_STALENESS_POLICY is fail-closed: "
+                    "treat the request as denied or retry later; see GET /readyz"
+                ),
+                "staleness_seconds": round(age, 3),
+                "max_staleness_seconds": staleness.max_seconds,
+            }
+        }
+        return Response(503, orjson.dumps(body))
+
+    def _evaluate(self, request: Request) -> Response:
+        refused = self._stale_refusal()
+        if refused is not None:
+            return refused
         version: str | None = None
         if request.query:
             params = parse_qs(request.query.decode("utf-8", "replace"), keep_blank_values=True)
@@ -154,6 +193,9 @@ class SidecarAPI:
             self.stats.error(evaluator.engine_type, "engine")
             return _error(422, str(exc))
         self.stats.observe(evaluator.engine_type, time.perf_counter() - started)
+        if version is None:
+            # Sampled for the shadow step's candidate, if any: an append, compared later.
+            self.manager.shadow.offer(facts, result, evaluator.version, environment)
         result["facts_version"] = environment.version
         return Response(200, orjson.dumps(result))
 
@@ -174,6 +216,11 @@ class SidecarAPI:
             reasons.append(
                 f"the active snapshot was last confirmed {health['snapshot_age_seconds']} s ago, "
                 f"more than the maximum of {health['max_snapshot_age_seconds']} s"
+            )
+        if health["stale"] and health["staleness_policy"] == "fail-closed":
+            reasons.append(
+                f"stale: the desired level was last confirmed {health['staleness_seconds']} s "
+                f"ago, more than the maximum of {health['max_staleness_seconds']} s"
             )
         body = {"ready": not reasons, "reasons": reasons, **health}
         return _json(200 if not reasons else 503, body)

@@ -218,7 +218,10 @@ def openapi_document() -> dict[str, Any]:
                         "413": _err("The body exceeds PKG_MAX_REQUEST_BYTES."),
                         "415": _err("The body is not application/json."),
                         "422": _err("The engine failed on well-formed task facts."),
-                        "503": _err("No snapshot is loaded."),
+                        "503": _err(
+                            "No snapshot is loaded (code unavailable), or the sidecar is "
+                            "stale under PKG_STALENESS_POLICY=fail-closed (code stale_policy)."
+                        ),
                     },
                 }
             },

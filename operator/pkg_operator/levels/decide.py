@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evaluator_sidecar.signals.messages import SnapshotRef
+from evaluator_sidecar.signals.messages import PrepareSpec, ShadowSpec, SnapshotRef
 
 #: A snapshot a level names: the one reference both sides use.
 Ref = SnapshotRef
@@ -34,6 +34,10 @@ class Level:
     canary: Ref | None = None
     canary_percent: float = 0.0
     epoch: int = 0
+    #: A rollout's shadow step, while one runs (content: a repair must keep it).
+    shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation, while the devices prepare.
+    prepare: PrepareSpec | None = None
 
     @property
     def is_rollout(self) -> bool:
@@ -79,6 +83,13 @@ def _ref_differs(name: str, wanted: Ref | None, found: Ref | None) -> str | None
     return f"{name} {shown_f}, wanted {shown_w}"
 
 
+def _shadow_key(shadow: ShadowSpec | None) -> tuple[str, str | None, float, str] | None:
+    if shadow is None:
+        return None
+    ref = shadow.snapshot
+    return (ref.version, ref.checksum or None, shadow.sample_rate, shadow.step)
+
+
 def differences(wanted: Level, found: Level) -> list[str]:
     """What differs between the two levels' content, for people; empty when they agree."""
     out = [
@@ -97,7 +108,19 @@ def differences(wanted: Level, found: Level) -> list[str]:
     has_canary = wanted.canary is not None or found.canary is not None
     if has_canary and abs(wanted.canary_percent - found.canary_percent) > 1e-9:
         out.append(f"canary weight {found.canary_percent:g}, wanted {wanted.canary_percent:g}")
+    if _shadow_key(wanted.shadow) != _shadow_key(found.shadow):
+        shown_w = wanted.shadow.snapshot.version if wanted.shadow else "none"
+        shown_f = found.shadow.snapshot.version if found.shadow else "none"
+        out.append(f"shadow {shown_f}, wanted {shown_w}")
+    if _prepare_key(wanted.prepare) != _prepare_key(found.prepare):
+        out.append("two-phase preparation differs")
     return out
+
+
+def _prepare_key(prepare: PrepareSpec | None) -> tuple[str, str | None, float] | None:
+    if prepare is None:
+        return None
+    return (prepare.snapshot.version, prepare.snapshot.checksum or None, prepare.canary_percent)
 
 
 def decide(wanted: Iterable[Level], found: Mapping[str, Level | None]) -> list[Repair]:

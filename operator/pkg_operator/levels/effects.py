@@ -109,6 +109,8 @@ def level_of(state: sig.DesiredState) -> Level:
         canary=state.canary,
         canary_percent=state.canary_percent,
         epoch=state.epoch,
+        shadow=state.shadow,
+        prepare=state.prepare,
     )
 
 
@@ -123,6 +125,8 @@ def state_of(level: Level, reason: str) -> sig.DesiredState:
         deployment=level.deployment,
         canary=level.canary,
         canary_percent=level.canary_percent,
+        shadow=level.shadow,
+        prepare=level.prepare,
     )
 
 

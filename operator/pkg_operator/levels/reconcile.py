@@ -109,6 +109,27 @@ def rollout_level(
         deployment=uid,
         canary=canary,
         canary_percent=weight,
+        shadow=_status_shadow(status.get("shadow")),
+        prepare=_status_prepare(status.get("prepare")),
+    )
+
+
+def _status_prepare(value: Any) -> sig.PrepareSpec | None:
+    ref = _status_ref(value)
+    if ref is None or not isinstance(value, Mapping):
+        return None
+    return sig.PrepareSpec(ref, float(value.get("weight") or 0.0))
+
+
+def _status_shadow(value: Any) -> sig.ShadowSpec | None:
+    ref = _status_ref(value)
+    if ref is None or not isinstance(value, Mapping) or not value.get("step"):
+        return None
+    return sig.ShadowSpec(
+        ref,
+        float(value.get("sampleRate") or 0.0),
+        str(value["step"]),
+        str(value.get("deploymentName") or ""),
     )
 
 

@@ -56,6 +56,8 @@ async def apply(
                 canary=action.canary,
                 canary_percent=action.canary_percent,
                 reason=action.reason,
+                shadow=action.shadow,
+                prepare=action.prepare,
             ),
         )
         log.info(

@@ -17,8 +17,10 @@ from pkg_operator.conditions import format_time
 from pkg_operator.rollout.model import (
     Action,
     EmitEvent,
+    PrepareSpec,
     RecordStep,
     SetDesiredState,
+    ShadowSpec,
     SnapshotRef,
     idempotency_key,
 )
@@ -48,7 +50,13 @@ class Intents:
         self.records: list[Action] = []
         self.events: list[EmitEvent] = []
         self.intent: _Intent | None = None
-        self.published_before = (state.stable, state.canary, state.weight)
+        self.published_before = (
+            state.stable,
+            state.canary,
+            state.weight,
+            state.shadow,
+            state.prepare,
+        )
 
     @property
     def _attempt(self) -> Attempt:
@@ -65,8 +73,13 @@ class Intents:
         kind: str,
         reason: str,
         token: str | None = None,
+        shadow: ShadowSpec | None = None,
+        prepare: PrepareSpec | None = None,
     ) -> None:
+        """Publish this desired state (the last intent of a tick wins); a shadow runs only
+        while a publication names it, so every other publication ends it."""
         self.st.stable, self.st.canary, self.st.weight = stable, canary, weight
+        self.st.shadow, self.st.prepare = shadow, prepare
         self.intent = _Intent(kind, self.st.step_index, reason, token)
 
     def record(self, action: Action) -> None:
@@ -115,7 +128,13 @@ class Intents:
         A publication also becomes ``status.lastPublish``.
         """
         actions: list[Action] = []
-        now_state = (self.st.stable, self.st.canary, self.st.weight)
+        now_state = (
+            self.st.stable,
+            self.st.canary,
+            self.st.weight,
+            self.st.shadow,
+            self.st.prepare,
+        )
         if self.intent is not None and now_state != self.published_before:
             intent = self.intent
             key = self.key(intent.kind, "desired", intent.token, step_index=intent.step_index)
@@ -126,6 +145,8 @@ class Intents:
                     canary_percent=self.st.weight,
                     reason=intent.reason,
                     key=key,
+                    shadow=self.st.shadow,
+                    prepare=self.st.prepare,
                 )
             )
             self.st.last_publish = {
@@ -135,6 +156,7 @@ class Intents:
                 "stableVersion": self.st.stable.version if self.st.stable else None,
                 "canaryVersion": self.st.canary.version if self.st.canary else None,
                 "weight": self.st.weight,
+                "shadowVersion": self.st.shadow.snapshot.version if self.st.shadow else None,
             }
         actions.extend(self.records)
         actions.extend(self.events)

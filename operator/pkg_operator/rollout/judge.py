@@ -12,12 +12,14 @@ from datetime import datetime, timedelta
 
 from pkg_operator.rollout import render
 from pkg_operator.rollout.model import Observations
-from pkg_operator.rollout.spec import RolloutSpec, Step
+from pkg_operator.rollout.spec import Limits, RolloutSpec, Step
 from pkg_operator.rollout.state import State
 
 __all__ = [
+    "HEALTH_REASONS",
     "Breach",
     "canary_published",
+    "checks_needed",
     "converged",
     "coverage_percent",
     "coverage_text",
@@ -25,13 +27,28 @@ __all__ = [
     "deadline",
     "health_breach",
     "overdue",
+    "prepared",
     "requeue_after",
+    "shadow_breach",
     "snapshot_content_changed",
     "snapshot_problem",
     "step_done",
     "step_text",
     "where",
 ]
+
+
+#: Rollback reasons that judge the snapshot itself (not the fleet's progress): a snapshot
+#: rolled back for one of them, or aborted by a person, is never started again by itself.
+HEALTH_REASONS = frozenset(
+    {
+        "ErrorRateExceeded",
+        "LatencyExceeded",
+        "ActivationFailuresExceeded",
+        "ShadowDiffExceeded",
+        "Aborted",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -106,11 +123,20 @@ def converged(spec: RolloutSpec, st: State, obs: Observations) -> bool:
 # ------------------------------------------------------------------------ health
 
 
+def _limits(spec: RolloutSpec, st: State) -> Limits:
+    step = current_step(spec, st)
+    return step.limits if step is not None and step.kind == "analysis" else spec.limits
+
+
+def checks_needed(spec: RolloutSpec, st: State) -> int:
+    """Bad health checks in a row before a breach rolls back (consecutiveFailures)."""
+    return max(1, _limits(spec, st).consecutive_failures or 1)
+
+
 def health_breach(spec: RolloutSpec, st: State, obs: Observations) -> Breach | None:
     if not canary_published(st):
         return None
-    step = current_step(spec, st)
-    limits = step.limits if step is not None and step.kind == "analysis" else spec.limits
+    limits = _limits(spec, st)
     health = obs.health
     at = step_text(spec, st)
     enough = health.evaluations >= max(1, limits.min_evaluations or 0)
@@ -144,6 +170,27 @@ def health_breach(spec: RolloutSpec, st: State, obs: Observations) -> Breach | N
     return None
 
 
+def shadow_breach(spec: RolloutSpec, st: State, obs: Observations) -> Breach | None:
+    """The shadow step's candidate decides otherwise too often (once minSamples are in)."""
+    step = current_step(spec, st)
+    if step is None or step.shadow is None or st.shadow is None:
+        return None
+    wanted, health = step.shadow, obs.health
+    samples, diffs = health.shadow_samples, health.shadow_diffs
+    if samples < max(1, wanted.min_samples):
+        return None
+    rate = diffs / samples
+    if rate <= wanted.max_diff_rate:
+        return None
+    return Breach(
+        "ShadowDiffExceeded",
+        f"the candidate {st.shadow.snapshot.version} decided differently from the active "
+        f"snapshot on {diffs} of {samples} sampled requests ({rate:.2%}), above maxDiffRate "
+        f"{wanted.max_diff_rate:.2%} at {step_text(spec, st)}; examples: pkg diff "
+        f"--candidate {st.shadow.snapshot.version}",
+    )
+
+
 # ------------------------------------------------------------------------- steps
 
 
@@ -152,14 +199,24 @@ def current_step(spec: RolloutSpec, st: State) -> Step | None:
     return spec.steps[index] if index < len(spec.steps) else None
 
 
+def prepared(obs: Observations) -> bool:
+    """Every live device that will switch at the flip reports the snapshot prepared.
+
+    Figures computed for another weight than the published one (``coverage_fresh``)
+    are not checked here: phase one publishes no new weight.
+    """
+    covered = obs.coverage
+    return covered.prepared >= covered.prepare_expected
+
+
 def step_done(spec: RolloutSpec, st: State, obs: Observations, now: datetime) -> bool:
     """Whether the current step (or finishing) has done what it waits for.
 
     A step is judged only after the tick that started it.
     """
     started = st.step_started_at
-    if started is None or now <= started:
-        return False
+    if started is None or now <= started or st.prepare is not None:
+        return False  # a two-phase step is not done before its flip
     step = current_step(spec, st)
     if step is None:
         return converged(spec, st, obs)
@@ -168,6 +225,11 @@ def step_done(spec: RolloutSpec, st: State, obs: Observations, now: datetime) ->
         return converged(spec, st, obs)
     if step.kind == "pause":
         return step.pause_seconds is not None and elapsed >= step.pause_seconds
+    if step.shadow is not None:
+        return (
+            elapsed >= step.shadow.duration_seconds
+            and obs.health.shadow_samples >= step.shadow.min_samples
+        )
     limits = step.limits
     health = obs.health
     return (
@@ -190,6 +252,8 @@ def planned_seconds(spec: RolloutSpec, st: State) -> int | None:
         return 0
     if step.kind == "pause":
         return step.pause_seconds
+    if step.shadow is not None:
+        return step.shadow.duration_seconds
     return step.limits.duration_seconds or 0
 
 
@@ -218,6 +282,13 @@ def overdue(spec: RolloutSpec, st: State, obs: Observations, now: datetime) -> s
     planned = planned_seconds(spec, st) or 0
     budget = f"{planned}s + {allowed}s" if planned else f"{allowed}s"
     why = f"not done within {budget}: {coverage_text(spec, obs)}"
+    if st.prepare is not None:
+        covered = obs.coverage
+        why = (
+            f"not flipped within {budget}: {covered.prepared}/{covered.prepare_expected} "
+            f"devices prepared {st.prepare.snapshot.version} (a device that cannot prepare "
+            "holds the flip; status.health.activationErrors names why)"
+        )
     if problem is not None:
         why = f"{why}; {problem[1]}"
     return why

@@ -120,8 +120,10 @@ def _running(t: Tick, request: ActionRequest | None) -> None:
         # The snapshot just became Ready: start. A request waits for the next tick.
         steps.try_start(t)
         return
-    breach = judge.health_breach(t.spec, t.st, t.obs)
-    if breach is not None:
+    breach = judge.health_breach(t.spec, t.st, t.obs) or judge.shadow_breach(t.spec, t.st, t.obs)
+    if breach is None:
+        t.st.bad_checks = 0
+    elif _breach_counts(t, breach):
         requests.refuse_if(t, request, f"the canary breached a limit: {breach.message}")
         rollback.roll_back(t, breach.reason, breach.message)
         return
@@ -129,7 +131,26 @@ def _running(t: Tick, request: ActionRequest | None) -> None:
         return
     if _check_deadline(t):
         return
-    steps.advance_if_done(t)
+    if breach is None and steps.flip_if_prepared(t):
+        return
+    if breach is None:
+        # A step never passes on a check that found a breached limit.
+        steps.advance_if_done(t)
+
+
+def _breach_counts(t: Tick, breach: judge.Breach) -> bool:
+    """Count one bad check; True once ``consecutiveFailures`` of them came in a row."""
+    st = t.st
+    st.bad_checks += 1
+    needed = judge.checks_needed(t.spec, st)
+    if st.bad_checks < needed:
+        t.out.event(
+            "Warning",
+            "HealthCheckFailed",
+            f"bad check {st.bad_checks} of {needed} in a row: {breach.message}",
+        )
+        return False
+    return True
 
 
 def _check_deadline(t: Tick) -> bool:

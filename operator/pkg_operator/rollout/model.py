@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evaluator_sidecar.signals.messages import SnapshotRef
+from evaluator_sidecar.signals.messages import PrepareSpec, ShadowSpec, SnapshotRef
 from pkg_operator.actions import ActionRequest
 
 __all__ = [
@@ -30,9 +30,11 @@ __all__ = [
     "EmitEvent",
     "HealthObs",
     "Observations",
+    "PrepareSpec",
     "RecordPromotion",
     "RecordStep",
     "SetDesiredState",
+    "ShadowSpec",
     "SnapshotInfo",
     "SnapshotRef",
     "idempotency_key",
@@ -75,17 +77,32 @@ class CoverageObs:
     # published weight, the figures are stale (a step just published) and no step
     # converges on them.
     weight: float | None = None
+    #: Live devices that report themselves stale (their desired level unconfirmed past
+    #: their maximum staleness); counted in ``targeted``, never in ``on_intended``.
+    policy_stale: int = 0
+    #: Two-phase activation: live devices that will switch at the flip, and how many of
+    #: them report the snapshot prepared.
+    prepare_expected: int = 0
+    prepared: int = 0
 
 
 @dataclass(frozen=True)
 class HealthObs:
-    """Canary-cohort health aggregated since ``status.stepStartedAt``."""
+    """Canary-cohort health aggregated since ``status.stepStartedAt``.
+
+    ``exact_devices`` devices reported cumulative counters (their figures are totals
+    since the step began); ``windowed_devices`` reported only their latest window.
+    """
 
     evaluations: int = 0
     errors: int = 0
     p99_ms: float | None = None
     activation_failures: int = 0
     window_seconds: float = 0.0
+    shadow_samples: int = 0
+    shadow_diffs: int = 0
+    exact_devices: int = 0
+    windowed_devices: int = 0
     #: (device id, its last activation error) of live devices of the target and region
     #: that report one: a refused snapshot and why (a checksum mismatch, failed fixtures).
     activation_errors: tuple[tuple[str, str], ...] = ()
@@ -113,6 +130,8 @@ class Observations:
     health: HealthObs = HealthObs()
     action: ActionRequest | None = None
     superseded_by: str | None = None
+    #: ``namespace/name`` of the deployment (for people: shadow diff examples name it).
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +146,10 @@ class SetDesiredState:
     canary_percent: float
     reason: str
     key: str
+    #: The shadow step's candidate, while one runs.
+    shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation, while the devices prepare.
+    prepare: PrepareSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 The referenced PolicySnapshot (from kopf's in-memory index), a newer
 PolicyDeployment for the same env/target/region (supersession), a person's
 action from the annotation, the environment's active snapshot (PostgreSQL), and
-coverage and health folded from the devices' latest heartbeats. Also which
+coverage and health folded from the devices' latest heartbeats and their
+cumulative counters against the step's baseline (captured here if the tick that
+started the step could not). Also which
 status to reason about: kopf's body can lag behind the operator's own last
 write, and ``status.seq`` tells. See docs/rollout-state-machine.md.
 """
@@ -19,6 +21,7 @@ from typing import Any
 import kopf
 from redis.exceptions import RedisError
 
+from evaluator_sidecar.store.counters import StepCounters
 from pkg_operator.actions import DEPLOYMENT_ACTIONS, ActionError, ActionRequest, parse_action
 from pkg_operator.api import ACTION_ANNOTATION
 from pkg_operator.conditions import is_true, parse_time
@@ -83,6 +86,7 @@ async def observe(
         health=health,
         action=action,
         superseded_by=superseded_by,
+        name=f"{namespace}/{meta['name']}",
     )
     return Observed(env=env, target=target, region=region, status=status, obs=obs)
 
@@ -149,7 +153,10 @@ async def _devices(
     rows = await ctx.db.get_device_versions(
         target=target, seen_within=dt.timedelta(seconds=ttl * 10)
     )
-    errors = await _activation_errors(ctx, spec["env"], target, region)
+    errors, stale, prepared = await _live_reports(ctx, spec["env"], target, region)
+    prepare = status.get("prepare") or {}
+    started = parse_time(step_started) if step_started else None
+    counters = await _step_counters(ctx, uid, started, target, region)
     reports = [
         coverage.DeviceReport(
             device_id=row["device_id"],
@@ -162,6 +169,10 @@ async def _devices(
             p99_ms=row["p99_latency_ms"],
             activation_failures=row["activation_failures"] or 0,
             last_error=errors.get(row["device_id"]),
+            policy_stale=row["device_id"] in stale,
+            prepared_version=prepared.get(row["device_id"]),
+            totals=counters[row["device_id"]].totals if row["device_id"] in counters else None,
+            baseline=counters[row["device_id"]].baseline if row["device_id"] in counters else None,
         )
         for row in rows
     ]
@@ -174,15 +185,31 @@ async def _devices(
         canary_version=canary.get("version"),
         weight=weight,
         ttl_seconds=ttl,
-        step_started_at=parse_time(step_started) if step_started else None,
+        step_started_at=started,
         now=now,
+        prepare=(str(prepare["version"]), float(prepare.get("weight") or 0.0))
+        if prepare.get("version")
+        else None,
     )
 
 
-async def _activation_errors(
+async def _step_counters(
+    ctx: OperatorContext, uid: str, started: dt.datetime | None, target: str, region: str
+) -> dict[str, StepCounters]:
+    """device id -> its cumulative counters and baseline for the current step."""
+    if started is None:
+        return {}
+    # Normally captured by the tick that started the step, before it published; this
+    # covers an operator that stopped in between (a no-op once captured).
+    await ctx.db.capture_step_baseline(uid, started, target, region)
+    return {c.device_id: c for c in await ctx.db.step_counters(uid, started, target, region)}
+
+
+async def _live_reports(
     ctx: OperatorContext, env: str, target: str, region: str
-) -> dict[str, str]:
-    """device id -> last activation error, from the devices' live heartbeats in Redis.
+) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """device id -> last activation error, and the devices that report themselves stale,
+    from the devices' live heartbeats in Redis.
 
     pkg_device_versions keeps counts, not the error text, so the text comes from the
     heartbeat keys (``pkg:hb:{env}:{device}``, which expire with the device). Without Redis
@@ -191,13 +218,12 @@ async def _activation_errors(
     try:
         beats = await ctx.signals.live_heartbeats(env)
     except (RedisError, OSError) as exc:
-        log.warning("cannot read the heartbeats' activation errors: %s", exc)
-        return {}
-    return {
-        b.device_id: b.last_error
-        for b in beats
-        if b.last_error and b.target == target and b.region == region
-    }
+        log.warning("cannot read the heartbeats' activation errors and staleness: %s", exc)
+        return {}, set(), {}
+    mine = [b for b in beats if b.target == target and b.region == region]
+    errors = {b.device_id: b.last_error for b in mine if b.last_error}
+    prepared = {b.device_id: b.prepared for b in mine if b.prepared}
+    return errors, {b.device_id for b in mine if b.stale}, prepared
 
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:

@@ -26,7 +26,13 @@ from pkg_operator.conditions import ConditionStatus, set_condition
 from pkg_operator.health import HEALTH_TYPES, rollout_health
 from pkg_operator.rollout.model import CoverageObs, Decision, HealthObs, Observations
 from pkg_operator.rollout.spec import Coverage, RolloutSpec
-from pkg_operator.rollout.state import State, ref_to_dict, time_or_none
+from pkg_operator.rollout.state import (
+    State,
+    prepare_to_dict,
+    ref_to_dict,
+    shadow_to_dict,
+    time_or_none,
+)
 
 __all__ = [
     "CONDITION_TYPES",
@@ -71,6 +77,7 @@ def coverage(obs: CoverageObs) -> dict[str, Any]:
         "stale": obs.stale,
         "onIntended": obs.on_intended,
         "expectedCanary": obs.expected_canary,
+        "policyStale": obs.policy_stale,
         "percent": round(percent, 2),
         "display": f"{obs.on_intended}/{obs.targeted}",
     }
@@ -82,6 +89,11 @@ def coverage_text(obs: CoverageObs, wanted: Coverage) -> str:
         f"{obs.on_intended}/{obs.targeted} live devices run their intended version "
         f"({percent:.1f}%; need {wanted.min_percent:g}% of at least {wanted.min_devices}), "
         f"{obs.on_canary} on the canary (expected {obs.expected_canary}), {obs.stale} stale"
+        + (
+            f", {obs.policy_stale} past their maximum staleness (never counted as converged)"
+            if obs.policy_stale
+            else ""
+        )
     )
 
 
@@ -98,6 +110,9 @@ def health(obs: HealthObs) -> dict[str, Any]:
         "p99Ms": obs.p99_ms,
         "activationFailures": obs.activation_failures,
         "windowSeconds": obs.window_seconds,
+        # exact: every canary device reported cumulative counters, so the figures are
+        # totals since the step began; else some come from devices' latest windows.
+        "exact": obs.windowed_devices == 0,
         # Every live device's refusal, not only the canary's: a stable device that refuses
         # its snapshot (a checksum mismatch) matters as much. At most MAX_ACTIVATION_ERRORS.
         "activationErrors": [
@@ -105,6 +120,12 @@ def health(obs: HealthObs) -> dict[str, Any]:
             for device, error in obs.activation_errors[:MAX_ACTIVATION_ERRORS]
         ],
         "devicesWithActivationErrors": len(obs.activation_errors),
+        # The shadow step's figures (every targeted device, since the step began).
+        "shadowSamples": obs.shadow_samples,
+        "shadowDiffs": obs.shadow_diffs,
+        "shadowDiffRate": round(obs.shadow_diffs / obs.shadow_samples, 6)
+        if obs.shadow_samples
+        else None,
     }
 
 
@@ -159,11 +180,25 @@ def _view(state: State, spec: RolloutSpec, obs: Observations) -> tuple[str, str,
                     "Paused": ("True", "WaitingForPromotion", message),
                 },
             )
-        if step is None or step.kind == "setWeight":
+        if state.prepare is not None:
+            covered = obs.coverage
+            reason = "Preparing"
+            message = (
+                f"{where}: prepared {covered.prepared}/{covered.prepare_expected} devices for "
+                f"{state.prepare.snapshot.version}; all switch together once every one has"
+            )
+        elif step is None or step.kind == "setWeight":
             reason = "WaitingForCoverage"
             message = f"{where}: {coverage_text(obs.coverage, spec.coverage)}"
         elif step.kind == "pause":
             reason, message = "Pausing", f"{where}"
+        elif step.kind == "shadow":
+            health = obs.health
+            reason = "Shadowing"
+            message = (
+                f"{where}: {health.shadow_diffs} of {health.shadow_samples} sampled decisions "
+                "differ"
+            )
         else:
             reason = "Analyzing"
             message = f"{where}: {obs.health.evaluations} evaluations, {obs.health.errors} errors"
@@ -268,6 +303,15 @@ def status(
         "lastRollback": state.last_rollback,
         "lastPublish": state.last_publish,
         "processedActions": state.processed_actions,
+        "consecutiveBadChecks": state.bad_checks,
+        "shadow": shadow_to_dict(state.shadow),
+        "prepare": None
+        if state.prepare is None
+        else {
+            **(prepare_to_dict(state.prepare) or {}),
+            "prepared": f"{obs.coverage.prepared}/{obs.coverage.prepare_expected}",
+        },
+        "blockedSnapshots": state.blocked,
         "conditions": conditions,
     }
     body["seq"] = _next_seq(old, body, state.seq)

@@ -94,7 +94,7 @@ def after_end(t: Tick, request: ActionRequest) -> None:
         accept(t, request, f"attempt {attempt.id + 1} starts from the first step")
         steps.new_attempt(t, "Retried", "retried")
         t.out.record_step("retry", _describe(t, request), token=request.token, actor=request.actor)
-        steps.try_start(t)
+        steps.try_start(t, by_person=True)
         return
     if request.action == "rollback":
         if attempt.outcome != "Succeeded":

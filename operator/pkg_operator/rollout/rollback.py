@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pkg_operator.actions import ActionRequest
 from pkg_operator.conditions import format_time
-from pkg_operator.rollout import judge, render
+from pkg_operator.rollout import judge, render, steps
 from pkg_operator.rollout.intents import OPERATOR_ACTOR
 from pkg_operator.rollout.model import RecordPromotion
 from pkg_operator.rollout.tick import Tick
@@ -53,6 +53,7 @@ def roll_back(t: Tick, reason: str, message: str, manual: ActionRequest | None =
             to_version=to_version,
             automatic=not manual,
         )
+    steps.block_snapshot(t, reason)
     if manual:
         out.event("Normal", "Aborted", f"{full}; back to {to_version or 'no stable'}")
         t.end("Aborted", "Aborted", full)

@@ -23,6 +23,7 @@ __all__ = [
     "Coverage",
     "Limits",
     "RolloutSpec",
+    "Shadow",
     "SpecError",
     "Step",
     "parse_spec",
@@ -31,7 +32,10 @@ __all__ = [
 DEFAULT_ANALYSIS_SECONDS = 60
 DEFAULT_DEADLINE_SECONDS = 600
 
-StepKind = Literal["setWeight", "pause", "analysis"]
+StepKind = Literal["setWeight", "pause", "analysis", "shadow"]
+
+DEFAULT_SHADOW_SAMPLE_RATE = 0.1
+DEFAULT_SHADOW_MIN_SAMPLES = 100
 
 
 class SpecError(ValueError):
@@ -48,6 +52,8 @@ class Limits:
     min_evaluations: int | None = None
     min_coverage_percent: float | None = None
     duration_seconds: int | None = None
+    #: A breach rolls back only after this many bad checks in a row (None: 1, at once).
+    consecutive_failures: int | None = None
 
     def over(self, defaults: Limits) -> Limits:
         """These limits, with unset fields taken from ``defaults``."""
@@ -61,17 +67,30 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Shadow:
+    """A shadow step: the candidate beside the active snapshot on sampled live requests."""
+
+    duration_seconds: int = DEFAULT_ANALYSIS_SECONDS
+    sample_rate: float = DEFAULT_SHADOW_SAMPLE_RATE
+    max_diff_rate: float = 0.0
+    min_samples: int = DEFAULT_SHADOW_MIN_SAMPLES
+
+
+@dataclass(frozen=True)
 class Step:
     kind: StepKind
     weight: float = 0.0
     pause_seconds: int | None = None  # None: indefinite (only for pause)
     limits: Limits = Limits()
+    shadow: Shadow | None = None
 
     def describe(self) -> str:
         if self.kind == "setWeight":
             return f"setWeight {_pct(self.weight)}%"
         if self.kind == "pause":
             return "pause" if self.pause_seconds is None else f"pause {self.pause_seconds}s"
+        if self.kind == "shadow" and self.shadow is not None:
+            return f"shadow {self.shadow.duration_seconds}s at {self.shadow.sample_rate:g}"
         return f"analysis {self.limits.duration_seconds or 0}s"
 
 
@@ -92,6 +111,9 @@ class RolloutSpec:
     limits: Limits
     progress_deadline_seconds: int
     coverage: Coverage
+    #: ``activation: twoPhase``: every setWeight step first has the devices it switches
+    #: prepare the snapshot, then flips them together.
+    two_phase: bool = False
 
 
 def _pct(value: float) -> str:
@@ -147,6 +169,23 @@ def _limits(data: Mapping[str, Any], where: str) -> Limits:
         min_evaluations=min_evaluations,
         min_coverage_percent=_number(data, "minCoveragePercent", where, 0, 100),
         duration_seconds=duration,
+        consecutive_failures=_integer(data, "consecutiveFailures", where, 1, 1000),
+    )
+
+
+def _shadow(data: Mapping[str, Any], where: str) -> Shadow:
+    at = f"{where}.shadow"
+    rate = _number(data, "sampleRate", at, 0, 1)
+    if rate == 0:
+        raise SpecError(f"{at}.sampleRate must be above 0 (a share of requests, up to 1)")
+    duration = _integer(data, "durationSeconds", at, 0)
+    max_diff = _number(data, "maxDiffRate", at, 0, 1)
+    min_samples = _integer(data, "minSamples", at, 0)
+    return Shadow(
+        duration_seconds=DEFAULT_ANALYSIS_SECONDS if duration is None else duration,
+        sample_rate=DEFAULT_SHADOW_SAMPLE_RATE if rate is None else rate,
+        max_diff_rate=0.0 if max_diff is None else max_diff,
+        min_samples=DEFAULT_SHADOW_MIN_SAMPLES if min_samples is None else min_samples,
     )
 
 
@@ -156,10 +195,10 @@ _GATE_DEFAULTS = Limits(min_evaluations=0, duration_seconds=DEFAULT_ANALYSIS_SEC
 def _step(raw: object, index: int, rollout_limits: Limits) -> Step:
     where = f"spec.strategy.canary.steps[{index}]"
     item = _mapping(raw, where)
-    present = [k for k in ("setWeight", "pause", "analysis") if item.get(k) is not None]
+    present = [k for k in ("setWeight", "pause", "analysis", "shadow") if item.get(k) is not None]
     if len(present) != 1:
         raise SpecError(
-            f"{where} needs exactly one of setWeight, pause or analysis, found "
+            f"{where} needs exactly one of setWeight, pause, analysis or shadow, found "
             f"{present or 'none'}; split a combined step into consecutive steps"
         )
     kind = present[0]
@@ -169,6 +208,8 @@ def _step(raw: object, index: int, rollout_limits: Limits) -> Step:
     if kind == "pause":
         pause = _mapping(item["pause"], f"{where}.pause")
         return Step("pause", pause_seconds=_integer(pause, "durationSeconds", f"{where}.pause", 0))
+    if kind == "shadow":
+        return Step("shadow", shadow=_shadow(_mapping(item["shadow"], f"{where}.shadow"), where))
     gate = _limits(_mapping(item["analysis"], f"{where}.analysis"), f"{where}.analysis")
     return Step("analysis", limits=gate.over(rollout_limits).over(_GATE_DEFAULTS))
 
@@ -194,6 +235,11 @@ def parse_spec(spec: Mapping[str, Any]) -> RolloutSpec:
         _mapping(canary.get("analysis"), "spec.strategy.canary.analysis"),
         "spec.strategy.canary.analysis",
     )
+    activation = canary.get("activation") or "immediate"
+    if activation not in ("immediate", "twoPhase"):
+        raise SpecError(
+            f"spec.strategy.canary.activation must be immediate or twoPhase, got {activation!r}"
+        )
     raw_steps = canary.get("steps") or []
     if not isinstance(raw_steps, list):
         raise SpecError("spec.strategy.canary.steps must be a list of steps")
@@ -217,4 +263,5 @@ def parse_spec(spec: Mapping[str, Any]) -> RolloutSpec:
         limits=limits,
         progress_deadline_seconds=deadline or DEFAULT_DEADLINE_SECONDS,
         coverage=coverage,
+        two_phase=activation == "twoPhase",
     )

@@ -19,20 +19,24 @@ from datetime import datetime
 from typing import Any
 
 from pkg_operator.conditions import format_time, parse_time
-from pkg_operator.rollout.model import SnapshotRef
+from pkg_operator.rollout.model import PrepareSpec, ShadowSpec, SnapshotRef
 
 __all__ = [
+    "MAX_BLOCKED_SNAPSHOTS",
     "MAX_HISTORY",
     "MAX_PROCESSED_ACTIONS",
     "Attempt",
     "State",
     "load_state",
+    "prepare_to_dict",
     "ref_to_dict",
+    "shadow_to_dict",
     "time_or_none",
 ]
 
 MAX_HISTORY = 10
 MAX_PROCESSED_ACTIONS = 20
+MAX_BLOCKED_SNAPSHOTS = 10
 
 
 @dataclass
@@ -94,6 +98,21 @@ class State:
     last_publish: dict[str, Any] | None = None
     processed_actions: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    #: The shadow published with the desired state (a shadow step runs), else None.
+    shadow: ShadowSpec | None = None
+    #: Phase one of a two-phase activation, published and not yet flipped.
+    prepare: PrepareSpec | None = None
+    #: Health checks of the current step that found a breached limit, in a row.
+    bad_checks: int = 0
+    #: Snapshots (version, checksum, reason, attempt, at) whose rollout was aborted or
+    #: rolled back for health: never started again without a person's retry.
+    blocked: list[dict[str, Any]] = field(default_factory=list)
+
+    def blocked_entry(self, checksum: str) -> dict[str, Any] | None:
+        for entry in self.blocked:
+            if entry.get("checksum") == checksum:
+                return entry
+        return None
 
     def handled_tokens(self) -> set[str]:
         return {str(entry.get("token")) for entry in self.processed_actions}
@@ -183,6 +202,41 @@ def _dicts(value: object) -> list[dict[str, Any]]:
     return [dict(item) for item in value if isinstance(item, Mapping)]
 
 
+def shadow_to_dict(spec: ShadowSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {
+        **(ref_to_dict(spec.snapshot) or {}),
+        "sampleRate": spec.sample_rate,
+        "step": spec.step,
+        "deploymentName": spec.deployment_name,
+    }
+
+
+def _shadow(value: object) -> ShadowSpec | None:
+    if not isinstance(value, Mapping):
+        return None
+    ref, rate, step = _ref(value), value.get("sampleRate"), _str(value.get("step"))
+    if ref is None or step is None or isinstance(rate, bool) or not isinstance(rate, int | float):
+        return None
+    return ShadowSpec(ref, float(rate), step, str(value.get("deploymentName") or ""))
+
+
+def prepare_to_dict(spec: PrepareSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {**(ref_to_dict(spec.snapshot) or {}), "weight": spec.canary_percent}
+
+
+def _prepare(value: object) -> PrepareSpec | None:
+    if not isinstance(value, Mapping):
+        return None
+    ref, weight = _ref(value), value.get("weight")
+    if ref is None or isinstance(weight, bool) or not isinstance(weight, int | float):
+        return None
+    return PrepareSpec(ref, float(weight))
+
+
 def load_state(status: Mapping[str, Any]) -> State:
     """Read a stored status (``{}`` for a new object) into a :class:`State`."""
     last_rollback = status.get("lastRollback")
@@ -202,4 +256,8 @@ def load_state(status: Mapping[str, Any]) -> State:
         last_publish=dict(last_publish) if isinstance(last_publish, Mapping) else None,
         processed_actions=_dicts(status.get("processedActions"))[-MAX_PROCESSED_ACTIONS:],
         conditions=_dicts(status.get("conditions")),
+        bad_checks=max(0, _int(status.get("consecutiveBadChecks")) or 0),
+        shadow=_shadow(status.get("shadow")),
+        prepare=_prepare(status.get("prepare")),
+        blocked=_dicts(status.get("blockedSnapshots"))[-MAX_BLOCKED_SNAPSHOTS:],
     )

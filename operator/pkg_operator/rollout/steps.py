@@ -6,13 +6,27 @@ than the one that started it. See docs/rollout-state-machine.md.
 
 from __future__ import annotations
 
+from pkg_operator.conditions import format_time
 from pkg_operator.rollout import judge
 from pkg_operator.rollout.intents import OPERATOR_ACTOR
-from pkg_operator.rollout.model import RecordPromotion, RecordStep, SnapshotRef
-from pkg_operator.rollout.state import MAX_HISTORY, Attempt
+from pkg_operator.rollout.model import (
+    PrepareSpec,
+    RecordPromotion,
+    RecordStep,
+    ShadowSpec,
+    SnapshotRef,
+)
+from pkg_operator.rollout.state import MAX_BLOCKED_SNAPSHOTS, MAX_HISTORY, Attempt
 from pkg_operator.rollout.tick import Tick
 
-__all__ = ["advance_if_done", "new_attempt", "start_step", "try_start"]
+__all__ = [
+    "advance_if_done",
+    "block_snapshot",
+    "flip_if_prepared",
+    "new_attempt",
+    "start_step",
+    "try_start",
+]
 
 
 def new_attempt(t: Tick, end_reason: str, end_message: str) -> None:
@@ -44,8 +58,13 @@ def new_attempt(t: Tick, end_reason: str, end_message: str) -> None:
     st.step_started_at = None
 
 
-def try_start(t: Tick) -> None:
-    """Start the attempt's first step if its snapshot is Ready; else withdraw and wait."""
+def try_start(t: Tick, *, by_person: bool = False) -> None:
+    """Start the attempt's first step if its snapshot is Ready; else withdraw and wait.
+
+    A snapshot whose rollout was aborted or rolled back for health is not started
+    again by itself (a new generation, the snapshot changing back): the attempt
+    fails SnapshotBlocked until a person retries (``by_person``), which unblocks it.
+    """
     st = t.st
     if judge.snapshot_problem(t.spec, t.obs) is not None:
         if judge.canary_published(st):
@@ -55,11 +74,57 @@ def try_start(t: Tick) -> None:
     snap = t.obs.snapshot
     assert snap is not None
     t.attempt.snapshot = SnapshotRef.of(snap)
+    if by_person:
+        st.blocked = [b for b in st.blocked if b.get("checksum") != (snap.checksum or snap.version)]
+    elif _refuse_blocked(t):
+        return
     if st.stable is not None and st.stable.same_content(snap):
         # Nothing to roll out: go straight to finishing, which still waits for coverage.
         start_step(t, len(t.spec.steps))
     else:
         start_step(t, 0)
+
+
+def _identity(snap: SnapshotRef) -> str:
+    """What a blocked snapshot is known by: its content checksum (its version without one)."""
+    return snap.checksum or snap.version
+
+
+def _refuse_blocked(t: Tick) -> bool:
+    st, snap = t.st, t.attempt.snapshot
+    assert snap is not None
+    entry = st.blocked_entry(_identity(snap))
+    if entry is None:
+        return False
+    message = (
+        f"{snap.version} ({_identity(snap)[:12]}) is not rolled out again by itself: attempt "
+        f"{entry.get('attempt')} ended {entry.get('reason')} at {entry.get('at')}. To roll it "
+        'out anyway, set the annotation pkg.seedcore.io/action to {"action": "retry", '
+        '"token": "<unique>", "actor": "<you>"}; or point spec.snapshotRef at a fixed snapshot'
+    )
+    if judge.canary_published(st):
+        t.out.publish(st.stable, None, 0.0, kind="withdraw", reason="snapshot blocked")
+    t.out.record_step("blocked", message)
+    t.out.event("Warning", "SnapshotBlocked", message)
+    t.end("Failed", "SnapshotBlocked", message)
+    return True
+
+
+def block_snapshot(t: Tick, reason: str) -> None:
+    """Remember that this attempt's snapshot was aborted or rolled back for health."""
+    st, attempt = t.st, t.attempt
+    snap = attempt.snapshot
+    if snap is None or reason not in judge.HEALTH_REASONS:
+        return
+    entry = {
+        "version": snap.version,
+        "checksum": _identity(snap),
+        "reason": reason,
+        "attempt": attempt.id,
+        "at": format_time(t.now),
+    }
+    kept = [b for b in st.blocked if b.get("checksum") != _identity(snap)]
+    st.blocked = [*kept, entry][-MAX_BLOCKED_SNAPSHOTS:]
 
 
 def start_step(t: Tick, index: int) -> None:
@@ -68,6 +133,7 @@ def start_step(t: Tick, index: int) -> None:
     snap = t.attempt.snapshot
     assert snap is not None, "a step starts only with a Ready snapshot"
     st.step_index, st.step_started_at = index, t.now
+    st.bad_checks = 0
     if index >= len(steps):
         if st.stable is not None and st.stable.same_content(snap):
             out.publish(
@@ -82,7 +148,33 @@ def start_step(t: Tick, index: int) -> None:
         out.record_step("finish", detail)
         return
     step = steps[index]
-    if step.kind == "setWeight":
+    if step.shadow is not None:
+        out.publish(
+            st.stable,
+            st.canary if index > 0 else None,
+            st.weight if index > 0 else 0.0,
+            kind="shadow",
+            reason=f"step {index + 1}/{len(steps)}: {snap.version} in shadow at "
+            f"{step.shadow.sample_rate:g} of requests",
+            shadow=ShadowSpec(
+                snapshot=snap,
+                sample_rate=step.shadow.sample_rate,
+                step=format_time(t.now),
+                deployment_name=t.obs.name,
+            ),
+        )
+    elif step.kind == "setWeight" and _two_phase(t, snap, step.weight):
+        # Phase one: the devices the step switches prepare it; the flip follows.
+        out.publish(
+            st.stable,
+            st.canary,
+            st.weight,
+            kind="prepare",
+            reason=f"step {index + 1}/{len(steps)}: devices prepare {snap.version} for "
+            f"{step.weight:g}%",
+            prepare=PrepareSpec(snap, step.weight),
+        )
+    elif step.kind == "setWeight":
         weight = step.weight
         out.publish(
             st.stable,
@@ -94,7 +186,44 @@ def start_step(t: Tick, index: int) -> None:
     elif index == 0:
         # A new attempt starts clean: no canary of an earlier attempt stays published.
         out.publish(st.stable, None, 0.0, kind=step.kind, reason="a new attempt starts")
+    elif st.shadow is not None:
+        # The shadow step before this one ended: the sidecars drop the candidate.
+        out.publish(st.stable, st.canary, st.weight, kind=step.kind, reason="shadow step ended")
     out.record_step(step.kind, f"step {index + 1}/{len(steps)}: {step.describe()}")
+
+
+def _two_phase(t: Tick, snap: SnapshotRef, weight: float) -> bool:
+    """Whether raising the canary to ``weight`` goes through a preparation first."""
+    st = t.st
+    if not t.spec.two_phase or weight <= 0:
+        return False
+    same_canary = st.canary is not None and st.canary.same_content(snap)
+    return not same_canary or weight > st.weight
+
+
+def flip_if_prepared(t: Tick) -> bool:
+    """Phase two: once every device that switches has prepared, publish the canary.
+
+    True when the flip was published (the tick has moved the rollout).
+    """
+    st, prepare = t.st, t.st.prepare
+    if prepare is None or not judge.prepared(t.obs):
+        return False
+    covered = t.obs.coverage
+    t.out.publish(
+        st.stable,
+        prepare.snapshot,
+        prepare.canary_percent,
+        kind="flip",
+        reason=f"{covered.prepared}/{covered.prepare_expected} devices prepared "
+        f"{prepare.snapshot.version}: all switch now at {prepare.canary_percent:g}%",
+    )
+    t.out.record_step(
+        "flip",
+        f"{covered.prepared}/{covered.prepare_expected} devices prepared; flipped to "
+        f"{prepare.canary_percent:g}%",
+    )
+    return True
 
 
 def advance_if_done(t: Tick) -> None:
