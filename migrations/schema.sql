@@ -232,6 +232,23 @@ CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NUL
          GROUP BY d.id, s.version
     $$;
 
+CREATE FUNCTION public.pkg_grant_sidecar_reader() RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pkg_sidecar_reader') THEN
+        RAISE WARNING 'role pkg_sidecar_reader does not exist: create it first '
+            '(CREATE ROLE pkg_sidecar_reader NOLOGIN;)';
+        RETURN false;
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO pkg_sidecar_reader', current_schema());
+    GRANT SELECT ON pkg_snapshots, pkg_snapshot_artifacts, pkg_policy_rules,
+        pkg_rule_conditions, pkg_rule_emissions, pkg_subtask_types, pkg_facts,
+        pkg_validation_fixtures TO pkg_sidecar_reader;
+    RETURN true;
+END
+$$;
+
 CREATE FUNCTION public.pkg_next_desired_epoch(p_floor bigint DEFAULT 0) RETURNS bigint
     LANGUAGE plpgsql
     AS $$

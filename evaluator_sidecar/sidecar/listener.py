@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from evaluator_sidecar.sidecar.activation import Source
 from evaluator_sidecar.sidecar.converge import Converger
@@ -62,6 +62,9 @@ class RedisListener:
         self.backoff_max = backoff_max
         self._stopping = stopping
         self.connected = False
+        #: False once Redis refused the epoch floor: a least-privilege ACL user may not
+        #: write ``pkg:epoch``, and the operator draws epochs from PostgreSQL anyway.
+        self.may_raise_floor = True
 
     async def read_levels_at_start(self) -> bool:
         """Read the levels once, with a timeout; True when the tracker is now up to date.
@@ -164,9 +167,7 @@ class RedisListener:
                 levels = await self.signals.read_levels(self.env, self.target, self.region)
                 fresh = True
                 self.converger.tracker.merge_levels(levels)
-                applied_epoch = self.converger.activator.applied.epoch
-                if applied_epoch > 0:
-                    await self.signals.raise_epoch_floor(applied_epoch)
+                await self._raise_floor()
             except (RedisError, OSError) as exc:
                 log_event(
                     logger,
@@ -176,6 +177,22 @@ class RedisListener:
                     source=source,
                 )
         await self.converger.converge(source, fresh=fresh)
+
+    async def _raise_floor(self) -> None:
+        applied_epoch = self.converger.activator.applied.epoch
+        if applied_epoch <= 0 or not self.may_raise_floor or self.signals is None:
+            return
+        try:
+            await self.signals.raise_epoch_floor(applied_epoch)
+        except NoPermissionError as exc:
+            self.may_raise_floor = False
+            log_event(
+                logger,
+                logging.INFO,
+                "epoch_floor_not_permitted",
+                error=str(exc),
+                action="not raising pkg:epoch again (the operator's epochs come from PostgreSQL)",
+            )
 
     async def resync_forever(self) -> None:
         """Resync every ``resync_interval`` seconds until stopped."""
