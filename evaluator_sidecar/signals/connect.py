@@ -22,20 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.asyncio.sentinel import Sentinel
 
-__all__ = ["connect_redis", "parse_sentinels"]
-
-
-def parse_sentinels(text: str) -> list[tuple[str, int]]:
-    """``host:port,host:port`` as a list of addresses; ValueError naming a bad entry."""
-    out: list[tuple[str, int]] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        host, sep, port = part.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{part!r} is not host:port (for example sentinel-0.redis:26379)")
-        out.append((host.strip("[]"), int(port)))
-    return out
+__all__ = ["connect_redis"]
 
 
 def _tls_options(ca_file: str, cert_file: str, key_file: str) -> dict[str, Any]:
