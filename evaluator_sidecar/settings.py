@@ -12,6 +12,12 @@ Shared variables:
 | --- | --- | --- |
 | ``PKG_DATABASE_URL`` | (required) | PostgreSQL DSN, ``postgresql://user:pass@host:port/db`` |
 | ``PKG_REDIS_URL`` | (required) | Redis URL, ``redis://host:port/db`` |
+| ``PKG_REDIS_SENTINELS`` | (none) | ``host:port,...`` of Sentinels: use the master they name |
+| ``PKG_REDIS_SENTINEL_MASTER`` | ``mymaster`` | the master's name in Sentinel |
+| ``PKG_REDIS_SENTINEL_PASSWORD`` | (none) | password of the sentinels (``requirepass``) |
+| ``PKG_REDIS_TLS_CA_FILE`` | (none) | CA bundle that verifies Redis's certificate (``rediss://``) |
+| ``PKG_REDIS_TLS_CERT_FILE`` | (none) | client certificate for Redis (mutual TLS) |
+| ``PKG_REDIS_TLS_KEY_FILE`` | (none) | the client certificate's key |
 | ``PKG_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` |
 | ``PKG_LOG_FORMAT`` | ``json`` | ``json`` (one object per line) or ``text`` |
 | ``PKG_REQUIRE_SIGNATURES`` | (none) | envs needing signatures (``prod,staging``; ``true``: all) |
@@ -19,9 +25,10 @@ Shared variables:
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+import re
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["CommonSettings", "SettingsError", "load_settings"]
@@ -43,6 +50,31 @@ class CommonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     require_signatures: str = ""
+    # Sentinel and TLS (evaluator_sidecar.signals.connect builds the client from these).
+    redis_sentinels: str = Field(
+        default="", pattern=r"^$|^\s*[^\s,:]+:\d+\s*(,\s*[^\s,:]+:\d+\s*)*$"
+    )
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1)
+    redis_sentinel_password: str = Field(default="", repr=False)
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``evaluator_sidecar.signals.connect.connect_redis``."""
+        sentinels = [
+            (host, int(port))
+            for host, port in re.findall(r"([^\s,:]+):(\d+)", self.redis_sentinels)
+        ]
+        return {
+            "url": self.redis_url,
+            "sentinels": sentinels,
+            "master_name": self.redis_sentinel_master,
+            "sentinel_password": self.redis_sentinel_password,
+            "tls_ca_file": self.redis_tls_ca_file,
+            "tls_cert_file": self.redis_tls_cert_file,
+            "tls_key_file": self.redis_tls_key_file,
+        }
 
     def signatures_required_in(self, env: str) -> bool:
         """Whether ``PKG_REQUIRE_SIGNATURES`` requires signed snapshots in ``env``."""
@@ -65,6 +97,14 @@ class CommonSettings(BaseSettings):
             raise ValueError(
                 "must start with redis://, rediss:// or unix:// (for example redis://redis:6379/0)"
             )
+        return value
+
+    @field_validator("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+    @classmethod
+    def _tls_needs_rediss(cls, value: str, info: ValidationInfo) -> str:
+        url = str(info.data.get("redis_url") or "")
+        if value and url and not url.startswith("rediss://"):
+            raise ValueError("is set, but PKG_REDIS_URL is not rediss:// (TLS): use rediss://")
         return value
 
     @field_validator("log_level", mode="before")

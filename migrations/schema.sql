@@ -160,19 +160,6 @@ CREATE FUNCTION public.pkg_audit_netstring(value text) RETURNS text
                END
     $$;
 
-CREATE FUNCTION public.pkg_bump_facts_version(p_env public.pkg_env) RETURNS void
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    -- The row lock orders concurrent writers: versions follow commit order.
-    INSERT INTO pkg_facts_versions AS v (env, version, changed_at)
-    VALUES (p_env, nextval('pkg_facts_version_seq'), now())
-    ON CONFLICT (env) DO UPDATE
-        SET version = nextval('pkg_facts_version_seq'), changed_at = now();
-    PERFORM pg_notify('pkg_facts', p_env::text);
-END;
-$$;
-
 CREATE FUNCTION public.pkg_check_integrity() RETURNS TABLE(check_name text, snapshot_id bigint, object_id text, detail text)
     LANGUAGE sql STABLE
     AS $$
@@ -245,32 +232,21 @@ CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NUL
          GROUP BY d.id, s.version
     $$;
 
-CREATE FUNCTION public.pkg_facts_changed() RETURNS trigger
+CREATE FUNCTION public.pkg_grant_sidecar_reader() RETURNS boolean
     LANGUAGE plpgsql
     AS $$
-DECLARE
-    v_envs pkg_env[] := '{}';
-    v_env pkg_env;
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.snapshot_id IS NULL THEN
-        v_envs := v_envs || CASE WHEN OLD.env IS NULL
-                                 THEN enum_range(NULL::pkg_env) ELSE ARRAY[OLD.env] END;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pkg_sidecar_reader') THEN
+        RAISE WARNING 'role pkg_sidecar_reader does not exist: create it first '
+            '(CREATE ROLE pkg_sidecar_reader NOLOGIN;)';
+        RETURN false;
     END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.snapshot_id IS NULL THEN
-        v_envs := v_envs || CASE WHEN NEW.env IS NULL
-                                 THEN enum_range(NULL::pkg_env) ELSE ARRAY[NEW.env] END;
-    END IF;
-    FOR v_env IN SELECT DISTINCT e FROM unnest(v_envs) AS e LOOP
-        PERFORM pkg_bump_facts_version(v_env);
-    END LOOP;
-    RETURN NULL;
-END;
-$$;
-
-CREATE FUNCTION public.pkg_facts_version(p_env public.pkg_env) RETURNS bigint
-    LANGUAGE sql STABLE
-    AS $$
-    SELECT coalesce((SELECT version FROM pkg_facts_versions WHERE env = p_env), 0)
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO pkg_sidecar_reader', current_schema());
+    GRANT SELECT ON pkg_snapshots, pkg_snapshot_artifacts, pkg_policy_rules,
+        pkg_rule_conditions, pkg_rule_emissions, pkg_subtask_types, pkg_facts,
+        pkg_validation_fixtures TO pkg_sidecar_reader;
+    RETURN true;
+END
 $$;
 
 CREATE FUNCTION public.pkg_next_desired_epoch(p_floor bigint DEFAULT 0) RETURNS bigint
@@ -471,32 +447,6 @@ CREATE FUNCTION public.pkg_rollback_snapshot(p_env public.pkg_env, p_actor text,
     END
     $$;
 
-CREATE FUNCTION public.pkg_snapshot_facts_frozen() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    v_snapshot bigint;
-BEGIN
-    FOREACH v_snapshot IN ARRAY ARRAY[
-        CASE WHEN TG_OP <> 'DELETE' THEN NEW.snapshot_id END,
-        CASE WHEN TG_OP <> 'INSERT' THEN OLD.snapshot_id END
-    ] LOOP
-        IF v_snapshot IS NOT NULL
-           AND EXISTS (SELECT 1 FROM pkg_snapshots s
-                        WHERE s.id = v_snapshot AND s.xmin <> pg_current_xact_id()::xid) THEN
-            RAISE EXCEPTION 'snapshot % is immutable: its facts are part of its content', v_snapshot
-                USING ERRCODE = 'check_violation',
-                      HINT = 'store environment facts (snapshot_id NULL, env set) with '
-                             'create_temporal_fact, or store a new snapshot version';
-        END IF;
-    END LOOP;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
-END;
-$$;
-
 CREATE FUNCTION public.pkg_verify_audit_chain() RETURNS TABLE(ok boolean, rows_checked bigint, broken_id bigint, problem text, expected text, stored text)
     LANGUAGE plpgsql STABLE
     AS $$
@@ -689,41 +639,6 @@ CREATE SEQUENCE public.pkg_desired_epoch_seq
     NO MAXVALUE
     CACHE 1;
 
-CREATE TABLE public.pkg_device_counters (
-    device_id text NOT NULL,
-    process_id text NOT NULL,
-    process_started timestamp with time zone NOT NULL,
-    requests bigint DEFAULT 0 NOT NULL,
-    errors bigint DEFAULT 0 NOT NULL,
-    activation_failures bigint DEFAULT 0 NOT NULL,
-    shadow_samples bigint DEFAULT 0 NOT NULL,
-    shadow_diffs bigint DEFAULT 0 NOT NULL,
-    carried_requests bigint DEFAULT 0 NOT NULL,
-    carried_errors bigint DEFAULT 0 NOT NULL,
-    carried_activation_failures bigint DEFAULT 0 NOT NULL,
-    carried_shadow_samples bigint DEFAULT 0 NOT NULL,
-    carried_shadow_diffs bigint DEFAULT 0 NOT NULL,
-    restarts bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT pkg_device_counters_activation_failures_check CHECK ((activation_failures >= 0)),
-    CONSTRAINT pkg_device_counters_errors_check CHECK ((errors >= 0)),
-    CONSTRAINT pkg_device_counters_requests_check CHECK ((requests >= 0)),
-    CONSTRAINT pkg_device_counters_shadow_diffs_check CHECK ((shadow_diffs >= 0)),
-    CONSTRAINT pkg_device_counters_shadow_samples_check CHECK ((shadow_samples >= 0))
-);
-
-CREATE VIEW public.pkg_device_totals AS
- SELECT pkg_device_counters.device_id,
-    pkg_device_counters.process_id,
-    pkg_device_counters.restarts,
-    (pkg_device_counters.requests + pkg_device_counters.carried_requests) AS requests,
-    (pkg_device_counters.errors + pkg_device_counters.carried_errors) AS errors,
-    (pkg_device_counters.activation_failures + pkg_device_counters.carried_activation_failures) AS activation_failures,
-    (pkg_device_counters.shadow_samples + pkg_device_counters.carried_shadow_samples) AS shadow_samples,
-    (pkg_device_counters.shadow_diffs + pkg_device_counters.carried_shadow_diffs) AS shadow_diffs,
-    pkg_device_counters.updated_at
-   FROM public.pkg_device_counters;
-
 CREATE TABLE public.pkg_device_versions (
     device_id text NOT NULL,
     device_type text NOT NULL,
@@ -754,15 +669,12 @@ CREATE TABLE public.pkg_facts (
     "position" integer DEFAULT 0 NOT NULL,
     created_by text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    env public.pkg_env,
     CONSTRAINT pkg_facts_predicate_check CHECK ((predicate <> ''::text)),
     CONSTRAINT pkg_facts_subject_check CHECK ((subject <> ''::text)),
     CONSTRAINT pkg_facts_window_check CHECK (((valid_from IS NULL) OR (valid_to IS NULL) OR (valid_to > valid_from)))
 );
 
 COMMENT ON TABLE public.pkg_facts IS 'Temporal facts (subject, predicate, object) valid in [valid_from, valid_to).';
-
-COMMENT ON COLUMN public.pkg_facts.env IS 'An environment fact''s environment (NULL with snapshot_id NULL: every environment); NULL for snapshot facts.';
 
 ALTER TABLE public.pkg_facts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_facts_id_seq
@@ -772,22 +684,6 @@ ALTER TABLE public.pkg_facts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
-
-CREATE SEQUENCE public.pkg_facts_version_seq
-    START WITH 1
-    INCREMENT BY 1
-    NO MINVALUE
-    NO MAXVALUE
-    CACHE 1;
-
-CREATE TABLE public.pkg_facts_versions (
-    env public.pkg_env NOT NULL,
-    version bigint NOT NULL,
-    changed_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT pkg_facts_versions_version_check CHECK ((version >= 0))
-);
-
-COMMENT ON TABLE public.pkg_facts_versions IS 'The version of each environment''s fact set: grows on every change to its facts.';
 
 CREATE TABLE public.pkg_policy_rules (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -910,32 +806,6 @@ CREATE VIEW public.pkg_rules_expanded AS
 
 COMMENT ON VIEW public.pkg_rules_expanded IS 'Rules with their emissions flattened, for audits.';
 
-CREATE TABLE public.pkg_shadow_diffs (
-    id bigint NOT NULL,
-    deployment_uid text NOT NULL,
-    deployment_name text NOT NULL,
-    step_started_at timestamp with time zone NOT NULL,
-    device_id text NOT NULL,
-    active_version text,
-    candidate_version text NOT NULL,
-    differs text NOT NULL,
-    input jsonb NOT NULL,
-    active_output jsonb NOT NULL,
-    candidate_output jsonb NOT NULL,
-    observed_at timestamp with time zone NOT NULL,
-    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
-    fingerprint text NOT NULL
-);
-
-ALTER TABLE public.pkg_shadow_diffs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME public.pkg_shadow_diffs_id_seq
-    START WITH 1
-    INCREMENT BY 1
-    NO MINVALUE
-    NO MAXVALUE
-    CACHE 1
-);
-
 ALTER TABLE public.pkg_snapshots ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_snapshots_id_seq
     START WITH 1
@@ -943,24 +813,6 @@ ALTER TABLE public.pkg_snapshots ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
-);
-
-CREATE TABLE public.pkg_step_baseline_marks (
-    deployment_uid text NOT NULL,
-    step_started_at timestamp with time zone NOT NULL,
-    target text NOT NULL,
-    captured_at timestamp with time zone DEFAULT now() NOT NULL
-);
-
-CREATE TABLE public.pkg_step_baselines (
-    deployment_uid text NOT NULL,
-    step_started_at timestamp with time zone NOT NULL,
-    device_id text NOT NULL,
-    requests bigint NOT NULL,
-    errors bigint NOT NULL,
-    activation_failures bigint NOT NULL,
-    shadow_samples bigint NOT NULL,
-    shadow_diffs bigint NOT NULL
 );
 
 CREATE TABLE public.pkg_validation_fixtures (
@@ -1025,17 +877,11 @@ ALTER TABLE ONLY public.pkg_audit_log
 ALTER TABLE ONLY public.pkg_deployments
     ADD CONSTRAINT pkg_deployments_pkey PRIMARY KEY (id);
 
-ALTER TABLE ONLY public.pkg_device_counters
-    ADD CONSTRAINT pkg_device_counters_pkey PRIMARY KEY (device_id);
-
 ALTER TABLE ONLY public.pkg_device_versions
     ADD CONSTRAINT pkg_device_versions_pkey PRIMARY KEY (device_id);
 
 ALTER TABLE ONLY public.pkg_facts
     ADD CONSTRAINT pkg_facts_pkey PRIMARY KEY (id);
-
-ALTER TABLE ONLY public.pkg_facts_versions
-    ADD CONSTRAINT pkg_facts_versions_pkey PRIMARY KEY (env);
 
 ALTER TABLE ONLY public.pkg_policy_rules
     ADD CONSTRAINT pkg_policy_rules_id_snapshot_key UNIQUE (id, snapshot_id);
@@ -1058,12 +904,6 @@ ALTER TABLE ONLY public.pkg_rule_conditions
 ALTER TABLE ONLY public.pkg_rule_emissions
     ADD CONSTRAINT pkg_rule_emissions_pkey PRIMARY KEY (id);
 
-ALTER TABLE ONLY public.pkg_shadow_diffs
-    ADD CONSTRAINT pkg_shadow_diffs_deployment_uid_step_started_at_device_id_f_key UNIQUE (deployment_uid, step_started_at, device_id, fingerprint);
-
-ALTER TABLE ONLY public.pkg_shadow_diffs
-    ADD CONSTRAINT pkg_shadow_diffs_pkey PRIMARY KEY (id);
-
 ALTER TABLE ONLY public.pkg_snapshot_artifacts
     ADD CONSTRAINT pkg_snapshot_artifacts_pkey PRIMARY KEY (snapshot_id, artifact_type);
 
@@ -1075,12 +915,6 @@ ALTER TABLE ONLY public.pkg_snapshots
 
 ALTER TABLE ONLY public.pkg_snapshots
     ADD CONSTRAINT pkg_snapshots_version_key UNIQUE (version);
-
-ALTER TABLE ONLY public.pkg_step_baseline_marks
-    ADD CONSTRAINT pkg_step_baseline_marks_pkey PRIMARY KEY (deployment_uid, step_started_at);
-
-ALTER TABLE ONLY public.pkg_step_baselines
-    ADD CONSTRAINT pkg_step_baselines_pkey PRIMARY KEY (deployment_uid, step_started_at, device_id);
 
 ALTER TABLE ONLY public.pkg_subtask_types
     ADD CONSTRAINT pkg_subtask_types_id_snapshot_key UNIQUE (id, snapshot_id);
@@ -1137,8 +971,6 @@ CREATE INDEX pkg_rule_emissions_rule_position ON public.pkg_rule_emissions USING
 
 CREATE INDEX pkg_rule_emissions_subtask_type ON public.pkg_rule_emissions USING btree (subtask_type_id, snapshot_id);
 
-CREATE INDEX pkg_shadow_diffs_by_candidate ON public.pkg_shadow_diffs USING btree (candidate_version, recorded_at);
-
 CREATE INDEX pkg_snapshots_env_created ON public.pkg_snapshots USING btree (env, created_at DESC);
 
 CREATE UNIQUE INDEX pkg_snapshots_one_active_per_env ON public.pkg_snapshots USING btree (env) WHERE is_active;
@@ -1155,11 +987,7 @@ CREATE TRIGGER pkg_audit_log_chain BEFORE INSERT ON public.pkg_audit_log FOR EAC
 
 CREATE TRIGGER pkg_audit_log_no_truncate BEFORE TRUNCATE ON public.pkg_audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.pkg_audit_log_append_only();
 
-CREATE TRIGGER pkg_facts_versioned AFTER INSERT OR DELETE OR UPDATE ON public.pkg_facts FOR EACH ROW EXECUTE FUNCTION public.pkg_facts_changed();
-
 CREATE TRIGGER pkg_promotions_notify AFTER INSERT ON public.pkg_promotions FOR EACH ROW EXECUTE FUNCTION public.pkg_notify_promotion();
-
-CREATE TRIGGER pkg_snapshot_facts_frozen BEFORE INSERT OR DELETE OR UPDATE ON public.pkg_facts FOR EACH ROW EXECUTE FUNCTION public.pkg_snapshot_facts_frozen();
 
 ALTER TABLE ONLY public.pkg_audit_log
     ADD CONSTRAINT pkg_audit_log_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE RESTRICT;
@@ -1190,9 +1018,6 @@ ALTER TABLE ONLY public.pkg_rule_emissions
 
 ALTER TABLE ONLY public.pkg_snapshot_artifacts
     ADD CONSTRAINT pkg_snapshot_artifacts_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE CASCADE;
-
-ALTER TABLE ONLY public.pkg_step_baselines
-    ADD CONSTRAINT pkg_step_baselines_deployment_uid_step_started_at_fkey FOREIGN KEY (deployment_uid, step_started_at) REFERENCES public.pkg_step_baseline_marks(deployment_uid, step_started_at) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.pkg_subtask_types
     ADD CONSTRAINT pkg_subtask_types_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE CASCADE;

@@ -29,14 +29,13 @@ logger = logging.getLogger("evaluator_sidecar.sidecar")
 
 async def run(settings: SidecarSettings, *, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT arrives)."""
-    from redis.asyncio import Redis  # noqa: PLC0415 - keep `--help` and config errors fast
-
     from evaluator_sidecar.sidecar.http import SidecarAPI, serve_api  # noqa: PLC0415
     from evaluator_sidecar.sidecar.manager import PKGManager  # noqa: PLC0415
     from evaluator_sidecar.sidecar.process import (  # noqa: PLC0415
         manager_options,
         set_global_pkg_manager,
     )
+    from evaluator_sidecar.signals.connect import connect_redis  # noqa: PLC0415 - fast `--help`
     from evaluator_sidecar.store.client import PKGClient  # noqa: PLC0415
 
     stop = stop or asyncio.Event()
@@ -52,8 +51,8 @@ async def run(settings: SidecarSettings, *, stop: asyncio.Event | None = None) -
         max_size=2,
         command_timeout=settings.db_timeout_seconds,
     )
-    redis = Redis.from_url(
-        settings.redis_url,
+    redis = connect_redis(
+        **settings.redis_options(),
         socket_connect_timeout=2,
         socket_keepalive=True,
         health_check_interval=30,

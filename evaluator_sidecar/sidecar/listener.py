@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from evaluator_sidecar.sidecar.activation import Source
 from evaluator_sidecar.sidecar.converge import Converger
@@ -72,6 +72,9 @@ class RedisListener:
         self.backoff_max = backoff_max
         self._stopping = stopping
         self.connected = False
+        #: False once Redis refused the epoch floor: a least-privilege ACL user may not
+        #: write ``pkg:epoch``, and the operator draws epochs from PostgreSQL anyway.
+        self.may_raise_floor = True
 
     async def read_levels_at_start(self) -> bool:
         """Read the levels once, with a timeout; True when the tracker is now up to date.
@@ -181,9 +184,7 @@ class RedisListener:
                 fresh = True
                 self.converger.tracker.merge_levels(levels)
                 self.staleness.confirm()
-                applied_epoch = self.converger.activator.applied.epoch
-                if applied_epoch > 0:
-                    await self.signals.raise_epoch_floor(applied_epoch)
+                await self._raise_floor()
             except (RedisError, OSError) as exc:
                 log_event(
                     logger,
@@ -216,6 +217,22 @@ class RedisListener:
                     action="asking PostgreSQL for the facts version",
                 )
         await self.facts.follow(version, source)
+
+    async def _raise_floor(self) -> None:
+        applied_epoch = self.converger.activator.applied.epoch
+        if applied_epoch <= 0 or not self.may_raise_floor or self.signals is None:
+            return
+        try:
+            await self.signals.raise_epoch_floor(applied_epoch)
+        except NoPermissionError as exc:
+            self.may_raise_floor = False
+            log_event(
+                logger,
+                logging.INFO,
+                "epoch_floor_not_permitted",
+                error=str(exc),
+                action="not raising pkg:epoch again (the operator's epochs come from PostgreSQL)",
+            )
 
     async def resync_forever(self) -> None:
         """Resync every ``resync_interval`` seconds until stopped."""

@@ -95,9 +95,9 @@ async def _start_global(
 
             pkg_client = PKGClient(settings.database_url, env=settings.env, min_size=1, max_size=2)
         if redis_client is None:
-            from redis.asyncio import Redis as AsyncRedis  # noqa: PLC0415
+            from evaluator_sidecar.signals.connect import connect_redis  # noqa: PLC0415
 
-            redis_client = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=2)
+            redis_client = connect_redis(**settings.redis_options(), socket_connect_timeout=2)
         options = {**manager_options(settings), **options}
     manager = PKGManager(pkg_client, redis_client, **options)
     # Clients built here belong to no caller, so the manager closes them on stop().

@@ -43,9 +43,7 @@ EXAMPLES_PER_BEAT = 5
 _QUEUE = 512
 
 Prepare = Callable[[SnapshotRef], Awaitable[PKGEvaluator]]
-_Item = tuple[
-    PKGEvaluator, dict[str, Any], dict[str, Any], str | None, EnvironmentFacts | None
-]
+_Item = tuple[PKGEvaluator, dict[str, Any], dict[str, Any], str | None, EnvironmentFacts | None]
 
 
 class ShadowRunner:

@@ -28,7 +28,10 @@ The package is split by responsibility: pure functions and value types (``keys``
 key names; ``messages``: encode/decode with clear errors; ``resolution``:
 desired-state resolution; ``cohorts``: canary cohorts; ``backoff``: reconnect
 back-off), and the thin async class :class:`RedisSignals` (``client``) that makes
-the Redis calls. Every public name is importable from here.
+the Redis calls. Every public name is importable from here. Beside them, and
+imported by their own module path: ``connect`` builds the one Redis client of each
+process (plain URL, ``rediss://`` with CA/client files, or Sentinel's master), and
+``acl`` holds the ACL rules of the sidecar's least-privilege Redis user.
 
 It may import only itself, the standard library, redis and orjson: never the
 policy core, the store (PostgreSQL), the sidecar's runtime or the operator

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from evaluator_sidecar.signals import RedisSignals
+from evaluator_sidecar.signals.connect import connect_redis
 from evaluator_sidecar.store import PKGClient
 from evaluator_sidecar.store.migrations import apply_migrations
 from pkg_operator.settings import OperatorSettings
@@ -55,7 +56,7 @@ async def open_context(settings: OperatorSettings) -> OperatorContext:
         names = [migration.name for migration in applied]
         log.info("migrations applied at start: %s", ", ".join(names) or "none pending")
     db = await PKGClient.connect(settings.database_url)
-    redis = aioredis.from_url(settings.redis_url)
+    redis = connect_redis(**settings.redis_options(), socket_connect_timeout=5)
     try:
         await asyncio.wait_for(redis.ping(), timeout=10)
     except (OSError, aioredis.RedisError, TimeoutError) as exc:
@@ -63,7 +64,8 @@ async def open_context(settings: OperatorSettings) -> OperatorContext:
         await redis.aclose()
         raise ContextError(
             f"Redis at {settings.redis_url.split('@')[-1]} does not answer ({exc}); check "
-            "PKG_REDIS_URL and that Redis is running and reachable from the operator"
+            "PKG_REDIS_URL (and PKG_REDIS_SENTINELS, PKG_REDIS_TLS_*) and that Redis is running "
+            "and reachable from the operator"
         ) from exc
     signals = RedisSignals(redis)
     await signals.ensure_heartbeat_group()

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from pkg_testbed.procs import ServerProcess, TestbedError, free_port, wait_until
@@ -42,8 +43,12 @@ def _service_user() -> str | None:
 class PostgresServer:
     """Start with ``start()``, connect with ``dsn()``, end with ``stop()``."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, settings: Mapping[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
+        #: More server settings, each passed as ``-c name=value`` (``ssl=on``, ...).
+        self.settings = dict(settings or {})
         self.datadir = workdir / "pgdata"
         self.sockdir = workdir / "pgsock"
         self.port = port or free_port()
@@ -53,6 +58,10 @@ class PostgresServer:
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def own(self, path: Path) -> None:
+        """Hand ``path`` to the user the server runs as (a TLS key must be its own)."""
+        self._own(path)
 
     def _own(self, path: Path) -> None:
         if self.user is not None:
@@ -122,6 +131,7 @@ class PostgresServer:
                 "max_connections=200",
                 "-c",
                 "log_min_messages=warning",
+                *[arg for k, v in self.settings.items() for arg in ("-c", f"{k}={v}")],
             ],
             log,
             user=self.user,

@@ -7,6 +7,7 @@ while and bring it back where clients expect it.
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from pkg_testbed.procs import ServerProcess, free_port, wait_until
@@ -16,9 +17,13 @@ __all__ = ["RedisServer"]
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, extra_args: Sequence[str] = ()
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        #: More redis-server options (``--replicaof``, ``--tls-port``, ...).
+        self.extra_args = list(extra_args)
         self.binary = redis_server()
         self._proc: ServerProcess | None = None
 
@@ -47,6 +52,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra_args,
             ],
             self.workdir / "redis.log",
         )
@@ -59,6 +65,12 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed server: nothing is flushed, clients see the socket close."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc = None
 
     def stop(self) -> None:
         if self._proc is not None:
