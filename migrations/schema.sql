@@ -214,22 +214,56 @@ CREATE FUNCTION public.pkg_check_integrity() RETURNS TABLE(check_name text, snap
          WHERE d.is_active AND s.archived_at IS NOT NULL
     $$;
 
-CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NULL::interval) RETURNS TABLE(deployment_id bigint, deployment_name text, deployment_uid text, target text, region text, snapshot_id bigint, snapshot_version text, percent integer, step integer, devices_on_snapshot bigint, devices_total bigint, last_seen timestamp with time zone)
+CREATE FUNCTION public.pkg_cohort_bucket(p_deployment text, p_device text) RETURNS double precision
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+        SELECT ((('x' || substr(encode(sha256(convert_to(p_deployment, 'UTF8')
+                                              || '\x00'::bytea
+                                              || convert_to(p_device, 'UTF8')), 'hex'),
+                                1, 16))::bit(64) >> 11)::bigint)::double precision
+               / 9007199254740992::double precision * 100::double precision
+    $$;
+
+CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT '00:00:30'::interval) RETURNS TABLE(deployment_id bigint, deployment_name text, deployment_uid text, environment text, target text, region text, snapshot_id bigint, snapshot_version text, stable_version text, percent integer, step integer, devices_on_snapshot bigint, devices_expected_on_snapshot bigint, devices_on_intended bigint, devices_total bigint, devices_stale bigint, last_seen timestamp with time zone)
     LANGUAGE sql STABLE
     AS $$
-        SELECT d.id, d.deployment_name, d.deployment_uid, d.target, d.region, d.snapshot_id,
-               s.version, d.percent, d.step,
-               count(dv.device_id) FILTER (WHERE dv.snapshot_id = d.snapshot_id),
-               count(dv.device_id),
-               max(dv.last_seen)
-          FROM pkg_deployments d
-          JOIN pkg_snapshots s ON s.id = d.snapshot_id
-          LEFT JOIN pkg_device_versions dv
-            ON dv.target = d.target
-           AND (d.region = 'global' OR dv.region = d.region)
-           AND (p_ttl IS NULL OR dv.last_seen >= now() - p_ttl)
-         WHERE d.is_active
-         GROUP BY d.id, s.version
+        WITH placed AS (
+            SELECT d.id, d.deployment_name, d.deployment_uid, s.env::text AS environment,
+                   d.target, d.region, d.snapshot_id, s.version, st.version AS stable_version,
+                   d.percent, d.step, dv.device_id, dv.version AS device_version,
+                   dv.last_seen,
+                   (p_ttl IS NULL OR dv.last_seen >= now() - p_ttl) AS live,
+                   pkg_in_canary(coalesce(d.deployment_uid, d.id::text), dv.device_id,
+                                 d.percent) AS in_cohort
+              FROM pkg_deployments d
+              JOIN pkg_snapshots s ON s.id = d.snapshot_id
+              LEFT JOIN pkg_snapshots st ON st.env = s.env AND st.is_active
+              LEFT JOIN pkg_device_versions dv
+                ON dv.environment = s.env::text
+               AND dv.target = d.target
+               AND dv.region = d.region
+             WHERE d.is_active
+        )
+        SELECT id, deployment_name, deployment_uid, environment, target, region, snapshot_id,
+               version, stable_version, percent, step,
+               count(device_id) FILTER (WHERE live AND device_version = version),
+               count(device_id) FILTER (WHERE live AND in_cohort),
+               count(device_id) FILTER (
+                   WHERE live AND device_version = CASE WHEN in_cohort THEN version
+                                                        ELSE stable_version END),
+               count(device_id) FILTER (WHERE live),
+               count(device_id) FILTER (
+                   WHERE NOT live AND last_seen >= now() - 10 * p_ttl),
+               max(last_seen) FILTER (WHERE live)
+          FROM placed
+         GROUP BY id, deployment_name, deployment_uid, environment, target, region,
+                  snapshot_id, version, stable_version, percent, step
+    $$;
+
+CREATE FUNCTION public.pkg_in_canary(p_deployment text, p_device text, p_percent double precision) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+        SELECT p_percent > 0 AND pkg_cohort_bucket(p_deployment, p_device) < p_percent
     $$;
 
 CREATE FUNCTION public.pkg_next_desired_epoch(p_floor bigint DEFAULT 0) RETURNS bigint
@@ -571,18 +605,23 @@ CREATE VIEW public.pkg_deployment_coverage AS
  SELECT pkg_deployment_coverage_within.deployment_id,
     pkg_deployment_coverage_within.deployment_name,
     pkg_deployment_coverage_within.deployment_uid,
+    pkg_deployment_coverage_within.environment,
     pkg_deployment_coverage_within.target,
     pkg_deployment_coverage_within.region,
     pkg_deployment_coverage_within.snapshot_id,
     pkg_deployment_coverage_within.snapshot_version,
+    pkg_deployment_coverage_within.stable_version,
     pkg_deployment_coverage_within.percent,
     pkg_deployment_coverage_within.step,
     pkg_deployment_coverage_within.devices_on_snapshot,
+    pkg_deployment_coverage_within.devices_expected_on_snapshot,
+    pkg_deployment_coverage_within.devices_on_intended,
     pkg_deployment_coverage_within.devices_total,
+    pkg_deployment_coverage_within.devices_stale,
     pkg_deployment_coverage_within.last_seen
-   FROM public.pkg_deployment_coverage_within(NULL::interval) pkg_deployment_coverage_within(deployment_id, deployment_name, deployment_uid, target, region, snapshot_id, snapshot_version, percent, step, devices_on_snapshot, devices_total, last_seen);
+   FROM public.pkg_deployment_coverage_within() pkg_deployment_coverage_within(deployment_id, deployment_name, deployment_uid, environment, target, region, snapshot_id, snapshot_version, stable_version, percent, step, devices_on_snapshot, devices_expected_on_snapshot, devices_on_intended, devices_total, devices_stale, last_seen);
 
-COMMENT ON VIEW public.pkg_deployment_coverage IS 'Devices on the intended snapshot vs devices in total, per active deployment; pkg_deployment_coverage_within(ttl) counts only recently seen devices.';
+COMMENT ON VIEW public.pkg_deployment_coverage IS 'Per active deployment, live devices (heartbeat within 30 s, the default spec.coverage.heartbeatTTLSeconds) of its environment, target and region, and how many run what their canary cohort should; agrees with the PolicyDeployment''s status.coverage. pkg_deployment_coverage_within(ttl) takes another TTL.';
 
 CREATE TABLE public.pkg_deployments (
     id bigint NOT NULL,
@@ -634,12 +673,16 @@ CREATE TABLE public.pkg_device_versions (
     p99_latency_ms double precision,
     activation_failures bigint,
     last_seen timestamp with time zone DEFAULT now() NOT NULL,
+    environment text NOT NULL,
     CONSTRAINT pkg_device_versions_counters_check CHECK (((evaluations >= 0) AND (errors >= 0) AND (activation_failures >= 0))),
     CONSTRAINT pkg_device_versions_device_id_check CHECK ((device_id <> ''::text)),
+    CONSTRAINT pkg_device_versions_environment_check CHECK ((environment <> ''::text)),
     CONSTRAINT pkg_device_versions_p99_check CHECK (((p99_latency_ms IS NULL) OR (p99_latency_ms >= (0)::double precision)))
 );
 
 COMMENT ON TABLE public.pkg_device_versions IS 'Latest heartbeat per device: what it runs and how it fares.';
+
+COMMENT ON COLUMN public.pkg_device_versions.environment IS 'The environment the device reports (pkg_env text); ''unknown'' for rows that could not be placed.';
 
 CREATE TABLE public.pkg_facts (
     id bigint NOT NULL,
@@ -861,7 +904,7 @@ ALTER TABLE ONLY public.pkg_deployments
     ADD CONSTRAINT pkg_deployments_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.pkg_device_versions
-    ADD CONSTRAINT pkg_device_versions_pkey PRIMARY KEY (device_id);
+    ADD CONSTRAINT pkg_device_versions_pkey PRIMARY KEY (environment, device_id);
 
 ALTER TABLE ONLY public.pkg_facts
     ADD CONSTRAINT pkg_facts_pkey PRIMARY KEY (id);
@@ -932,9 +975,9 @@ CREATE INDEX pkg_deployments_snapshot ON public.pkg_deployments USING btree (sna
 
 CREATE INDEX pkg_deployments_target_region ON public.pkg_deployments USING btree (target, region) WHERE is_active;
 
-CREATE INDEX pkg_device_versions_snapshot ON public.pkg_device_versions USING btree (snapshot_id);
+CREATE INDEX pkg_device_versions_env_target_region ON public.pkg_device_versions USING btree (environment, target, region, last_seen);
 
-CREATE INDEX pkg_device_versions_target_region ON public.pkg_device_versions USING btree (target, region, last_seen);
+CREATE INDEX pkg_device_versions_snapshot ON public.pkg_device_versions USING btree (snapshot_id);
 
 CREATE INDEX pkg_facts_predicate ON public.pkg_facts USING btree (predicate);
 

@@ -65,18 +65,25 @@ class PKGDeploymentsDAO:
         *,
         ttl: timedelta | None = None,
     ) -> list[dict[str, Any]]:
-        """Per active deployment: devices_on_snapshot, devices_total, snapshot_version
-        (plus ids, percent, step, last_seen). With ``ttl``, only devices seen within it
-        count; a deployment in region ``global`` counts devices of every region."""
+        """Per active deployment, as the operator counts its status.coverage: live devices
+        of its environment, target and region (devices_total), those on its snapshot, in
+        its canary cohort, on what their cohort should run (see pkg_deployment_coverage).
+        A device is live when seen within ``ttl`` (default: the view's, 30 seconds)."""
         with db_errors("reading deployment coverage"):
             async with self._db.connection() as conn:
+                # Without a ttl, the function's own default (one definition of "live").
+                source = (
+                    "pkg_deployment_coverage"
+                    if ttl is None
+                    else ("pkg_deployment_coverage_within($3::interval)")
+                )
                 rows = await conn.fetch(
-                    "SELECT * FROM pkg_deployment_coverage_within($1::interval) "
-                    "WHERE ($2::text IS NULL OR target = $2) "
-                    "AND ($3::text IS NULL OR region = $3) ORDER BY target, region, deployment_id",
-                    ttl,
+                    f"SELECT * FROM {source} "  # one of two fixed names
+                    "WHERE ($1::text IS NULL OR target = $1) "
+                    "AND ($2::text IS NULL OR region = $2) ORDER BY target, region, deployment_id",
                     target,
                     region,
+                    *(() if ttl is None else (ttl,)),
                 )
         return [dict(r) for r in rows]
 
