@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from evaluator_sidecar.signals.cohorts import bucket, in_canary
 from evaluator_sidecar.store.client import PKGClient
+from evaluator_sidecar.store.migrations import apply_migrations, migrations_dir
 from evaluator_sidecar.store.models import DeviceHeartbeat
 from pkg_operator.rollout import coverage
 from pkg_operator.rollout.spec import DEFAULT_HEARTBEAT_TTL_SECONDS
@@ -75,6 +77,46 @@ def test_the_views_default_ttl_is_the_operators_default() -> None:
     text = MIGRATION.read_text(encoding="utf-8")
     [default] = re.findall(r"p_ttl interval DEFAULT interval '(\d+) seconds'", text)
     assert int(default) == DEFAULT_HEARTBEAT_TTL_SECONDS
+
+
+async def test_migration_0006_places_existing_devices_in_their_snapshots_environment(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    before = tmp_path / "before-0006"
+    before.mkdir()
+    for path in sorted(migrations_dir().glob("000[1-5]_*.sql")):
+        shutil.copy(path, before / path.name)
+    await apply_migrations(empty_dsn, directory=before)
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        staging = await conn.fetchval(
+            "INSERT INTO pkg_snapshots (version, env, engine, checksum, content_sha256) "
+            "VALUES ('rules@1.0.0-s', 'staging', 'native', repeat('a', 64), repeat('b', 64)) "
+            "RETURNING id"
+        )
+        await conn.execute(
+            "INSERT INTO pkg_device_versions (device_id, device_type, target, snapshot_id, version)"
+            " VALUES ('by-id', 'router', 'router', $1, 'rules@1.0.0-s'),"
+            "        ('by-version', 'router', 'router', NULL, 'rules@1.0.0-s'),"
+            "        ('nowhere', 'router', 'router', NULL, 'rules@never-stored')",
+            staging,
+        )
+        await apply_migrations(empty_dsn)
+        rows = await conn.fetch(
+            "SELECT device_id, environment FROM pkg_device_versions ORDER BY device_id"
+        )
+        assert [tuple(r) for r in rows] == [
+            ("by-id", "staging"),
+            ("by-version", "staging"),
+            ("nowhere", "unknown"),
+        ]
+        key = await conn.fetchval(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname = 'pkg_device_versions_pkey'"
+        )
+        assert key == "PRIMARY KEY (environment, device_id)"
+    finally:
+        await conn.close()
 
 
 class TestDevicesPerEnvironment:
