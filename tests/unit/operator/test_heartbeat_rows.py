@@ -1,4 +1,4 @@
-"""The heartbeat folder keeps one beat per device of each environment, and writes its environment."""
+"""The heartbeat folder keeps one beat per device of each environment, with its environment."""
 
 from __future__ import annotations
 
