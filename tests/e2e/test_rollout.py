@@ -615,6 +615,23 @@ async def test_a_snapshot_changed_in_postgres_is_refused_by_sidecars_and_shown_i
     for error in errors:
         assert "changed in PostgreSQL after it was stored" in error["error"], error
         assert v2 in error["error"]
+    # The refusals are a condition too, and its turning False a Warning event.
+    refused = condition(pdep(cluster, namespace, "tampered"), "ActivationsHealthy")
+    assert (refused["status"], refused["reason"]) == ("False", "ActivationsRefused"), refused
+    assert f"{len(eu)} of {len(eu)} live devices refuse to activate" in refused["message"]
+    assert "changed in PostgreSQL after it was stored" in refused["message"]
+
+    def warned() -> list[dict[str, Any]] | None:
+        selector = "involvedObject.name=tampered,type=Warning,reason=ActivationsRefused"
+        items: list[dict[str, Any]] = json.loads(
+            cluster.kubectl(
+                "get", "events", "-n", namespace, "--field-selector", selector, "-ojson"
+            )
+        )["items"]
+        return items or None
+
+    [event] = await asyncio.to_thread(wait_for, warned, what="the ActivationsRefused event")
+    assert "refuse to activate" in event["message"]
     # Nothing was activated: every device still runs and answers with v1.
     assert fleet.converged(dict.fromkeys(eu, v1))
     health = await asyncio.to_thread(_get_json, f"{fleet.sidecars[eu[0]].url}/healthz")
