@@ -224,25 +224,31 @@ CREATE FUNCTION public.pkg_cohort_bucket(p_deployment text, p_device text) RETUR
                / 9007199254740992::double precision * 100::double precision
     $$;
 
-CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT '00:00:30'::interval) RETURNS TABLE(deployment_id bigint, deployment_name text, deployment_uid text, environment text, target text, region text, snapshot_id bigint, snapshot_version text, stable_version text, percent integer, step integer, devices_on_snapshot bigint, devices_expected_on_snapshot bigint, devices_on_intended bigint, devices_total bigint, devices_stale bigint, last_seen timestamp with time zone)
+CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NULL::interval) RETURNS TABLE(deployment_id bigint, deployment_name text, deployment_uid text, environment text, target text, region text, snapshot_id bigint, snapshot_version text, stable_version text, percent integer, step integer, devices_on_snapshot bigint, devices_expected_on_snapshot bigint, devices_on_intended bigint, devices_total bigint, devices_stale bigint, last_seen timestamp with time zone)
     LANGUAGE sql STABLE
     AS $$
-        WITH placed AS (
+        WITH deployments AS (
+            SELECT d.*, coalesce(p_ttl, make_interval(secs => coalesce(d.heartbeat_ttl_seconds,
+                                                                       30))) AS ttl
+              FROM pkg_deployments d
+             WHERE d.is_active
+        ),
+        placed AS (
             SELECT d.id, d.deployment_name, d.deployment_uid, s.env::text AS environment,
                    d.target, d.region, d.snapshot_id, s.version, st.version AS stable_version,
                    d.percent, d.step, dv.device_id, dv.version AS device_version,
                    dv.last_seen,
-                   (p_ttl IS NULL OR dv.last_seen >= now() - p_ttl) AS live,
+                   dv.last_seen >= now() - d.ttl AS live,
+                   dv.last_seen >= now() - 10 * d.ttl AS recent,
                    pkg_in_canary(coalesce(d.deployment_uid, d.id::text), dv.device_id,
                                  d.percent) AS in_cohort
-              FROM pkg_deployments d
+              FROM deployments d
               JOIN pkg_snapshots s ON s.id = d.snapshot_id
               LEFT JOIN pkg_snapshots st ON st.env = s.env AND st.is_active
               LEFT JOIN pkg_device_versions dv
                 ON dv.environment = s.env::text
                AND dv.target = d.target
                AND dv.region = d.region
-             WHERE d.is_active
         )
         SELECT id, deployment_name, deployment_uid, environment, target, region, snapshot_id,
                version, stable_version, percent, step,
@@ -252,8 +258,7 @@ CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT '00
                    WHERE live AND device_version = CASE WHEN in_cohort THEN version
                                                         ELSE stable_version END),
                count(device_id) FILTER (WHERE live),
-               count(device_id) FILTER (
-                   WHERE NOT live AND last_seen >= now() - 10 * p_ttl),
+               count(device_id) FILTER (WHERE NOT live AND recent),
                max(last_seen) FILTER (WHERE live)
           FROM placed
          GROUP BY id, deployment_name, deployment_uid, environment, target, region,
@@ -621,7 +626,7 @@ CREATE VIEW public.pkg_deployment_coverage AS
     pkg_deployment_coverage_within.last_seen
    FROM public.pkg_deployment_coverage_within() pkg_deployment_coverage_within(deployment_id, deployment_name, deployment_uid, environment, target, region, snapshot_id, snapshot_version, stable_version, percent, step, devices_on_snapshot, devices_expected_on_snapshot, devices_on_intended, devices_total, devices_stale, last_seen);
 
-COMMENT ON VIEW public.pkg_deployment_coverage IS 'Per active deployment, live devices (heartbeat within 30 s, the default spec.coverage.heartbeatTTLSeconds) of its environment, target and region, and how many run what their canary cohort should; agrees with the PolicyDeployment''s status.coverage. pkg_deployment_coverage_within(ttl) takes another TTL.';
+COMMENT ON VIEW public.pkg_deployment_coverage IS 'Per active deployment, live devices (heartbeat within its heartbeat_ttl_seconds, 30 s by default) of its environment, target and region, and how many run what their canary cohort should; agrees with the PolicyDeployment''s status.coverage. pkg_deployment_coverage_within(ttl) takes one TTL for all.';
 
 CREATE TABLE public.pkg_deployments (
     id bigint NOT NULL,
@@ -637,6 +642,8 @@ CREATE TABLE public.pkg_deployments (
     last_idempotency_key text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    heartbeat_ttl_seconds integer,
+    CONSTRAINT pkg_deployments_heartbeat_ttl_check CHECK (((heartbeat_ttl_seconds IS NULL) OR (heartbeat_ttl_seconds > 0))),
     CONSTRAINT pkg_deployments_percent_check CHECK (((percent >= 0) AND (percent <= 100))),
     CONSTRAINT pkg_deployments_region_check CHECK ((region <> ''::text)),
     CONSTRAINT pkg_deployments_step_check CHECK (((step IS NULL) OR (step >= 0))),
@@ -644,6 +651,8 @@ CREATE TABLE public.pkg_deployments (
 );
 
 COMMENT ON TABLE public.pkg_deployments IS 'Canary deployments and targeted rollouts: one row per deployment, target, region and snapshot.';
+
+COMMENT ON COLUMN public.pkg_deployments.heartbeat_ttl_seconds IS 'How recent a heartbeat must be for a device to count as live (spec.coverage.heartbeatTTLSeconds); NULL: 30.';
 
 ALTER TABLE public.pkg_deployments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_deployments_id_seq

@@ -75,7 +75,7 @@ class TestCohortInSql:
 
 def test_the_views_default_ttl_is_the_operators_default() -> None:
     text = MIGRATION.read_text(encoding="utf-8")
-    [default] = re.findall(r"p_ttl interval DEFAULT interval '(\d+) seconds'", text)
+    [default] = re.findall(r"coalesce\(d\.heartbeat_ttl_seconds,\s*(\d+)\)", text)
     assert int(default) == DEFAULT_HEARTBEAT_TTL_SECONDS
 
 
@@ -203,6 +203,36 @@ async def _world(client: PKGClient, make_snapshot: MakeSnapshot) -> dict[str, ob
 
 
 class TestTheViewAgreesWithTheOperator:
+    async def test_each_deployment_counts_with_its_own_heartbeat_ttl(
+        self, client: PKGClient, make_snapshot: MakeSnapshot, sql: asyncpg.Connection
+    ) -> None:
+        v1 = await make_snapshot("rules@1.0.0")
+        await client.promote_snapshot(v1, "ci", env="prod")
+        for uid, target, ttl in (("short", "door", 5), ("default", "gate", None)):
+            await client.upsert_deployment(
+                snapshot_id=v1,
+                target=target,
+                region="eu",
+                percent=100,
+                deployment_uid=uid,
+                heartbeat_ttl_seconds=ttl,
+            )
+        ten_seconds_ago = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10)
+        await client.update_device_heartbeats(
+            [
+                DeviceHeartbeat(f"{t}-1", t, v1, region="eu", seen_at=ten_seconds_ago)
+                for t in ("door", "gate")
+            ]
+        )
+        rows = await sql.fetch(
+            "SELECT deployment_uid, devices_total, devices_stale FROM pkg_deployment_coverage"
+        )
+        # Silent for 10 s: stale at a 5 s TTL, live at the default 30 s.
+        assert {r["deployment_uid"]: (r["devices_total"], r["devices_stale"]) for r in rows} == {
+            "short": (0, 1),
+            "default": (1, 0),
+        }
+
     async def test_mid_canary_with_stale_devices_and_a_second_environment(
         self, client: PKGClient, make_snapshot: MakeSnapshot, sql: asyncpg.Connection
     ) -> None:
