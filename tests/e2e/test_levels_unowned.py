@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from e2e_helpers import Cluster, snapshot_doc, wait_for
 from test_levels import (
     DEVICES,
+    SIDECAR_RESYNC,
     WITHIN,
     LevelFleet,
     converge,
@@ -122,3 +123,45 @@ async def test_a_rollout_level_nobody_owns_is_removed_and_the_fleet_follows_its_
         what="the DesiredStateRemoved event on the PolicySnapshot the level named",
     )
     assert key in events[0]["message"]
+
+
+async def test_a_sidecar_whose_rollout_level_disappears_follows_its_environments_level(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    fleet_factory: Callable[..., LevelFleet],
+) -> None:
+    """The sidecars alone: no operator runs while the rollout level comes and goes."""
+    proc = operator(start_operator)
+    env = "staging"
+    fleet, ids, v1 = start_env(cluster, namespace, fleet_factory, env, "vanish")
+    v2 = f"rules@2.0.0-vanish-{namespace}"
+    cluster.apply(namespace, snapshot_doc("two", v2, env=env))
+    wait_status(cluster, namespace, "two", "Ready", "True")
+    (row,) = await query(cluster, "SELECT id, checksum FROM pkg_snapshots WHERE version = $1", v2)
+    proc.stop()
+
+    key = f"pkg:desired:{env}:{fleet.target}:eu-west"
+    client = aioredis.from_url(cluster.redis_url)
+    try:
+        level = {
+            "epoch": 10**9 + 7,
+            "env": env,
+            "target": fleet.target,
+            "region": "eu-west",
+            "deployment": "gone-soon",
+            "stable": {"version": v2, "snapshot_id": row["id"], "checksum": row["checksum"]},
+            "canary": None,
+            "canary_percent": 0,
+            "updated_at": time.time(),
+            "reason": "written by hand",
+        }
+        await client.set(key, json.dumps(level))  # silently: the sidecars read it on resync
+        converge(fleet, ids, v2, timeout=WITHIN, what=f"the fleet to follow the level to {v2}")
+        await client.delete(key)
+        started = time.monotonic()
+        seconds = converge(fleet, ids, v1, timeout=WITHIN, what=f"every sidecar back on {v1}")
+        report(f"rollout level deleted: {DEVICES}/{DEVICES} back on the environment's", seconds)
+        assert time.monotonic() - started <= SIDECAR_RESYNC + 4.0
+    finally:
+        await client.aclose()
