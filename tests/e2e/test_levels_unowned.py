@@ -31,7 +31,9 @@ from test_levels import (
     start_env,
     wait_status,
 )
+from test_rollout import EU, deployment_doc, status_is
 
+from evaluator_sidecar.signals.cohorts import in_canary
 from pkg_testbed.product import OperatorProcess
 
 pytestmark = pytest.mark.e2e
@@ -165,3 +167,49 @@ async def test_a_sidecar_whose_rollout_level_disappears_follows_its_environments
         assert time.monotonic() - started <= SIDECAR_RESYNC + 4.0
     finally:
         await client.aclose()
+
+
+async def test_the_level_a_deleted_deployment_left_behind_is_removed(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    fleet_factory: Callable[..., LevelFleet],
+) -> None:
+    operator(start_operator)
+    env = "staging"
+    fleet, ids, v1 = start_env(cluster, namespace, fleet_factory, env, "left")
+    v2 = f"rules@2.0.0-left-{namespace}"
+    cluster.apply(namespace, snapshot_doc("two", v2, env=env))
+    wait_status(cluster, namespace, "two", "Ready", "True")
+    cluster.apply(
+        namespace,
+        deployment_doc(
+            "half", "two", env=env, target=fleet.target, region=EU, min_devices=DEVICES,
+            steps=[{"setWeight": 50}, {"pause": {}}],
+        ),
+    )  # fmt: skip
+    uid = status_is(cluster, namespace, "half", summary="Paused")["metadata"]["uid"]
+    converge(
+        fleet,
+        [d for d in ids if in_canary(d, uid, 50)],
+        v2,
+        timeout=WITHIN,
+        what="the canary half on v2",
+    )
+    key = f"pkg:desired:{env}:{fleet.target}:{EU}"
+    cluster.kubectl("delete", "pdep", "half", "-n", namespace, "--timeout=60s")
+    started = time.monotonic()
+    seconds = converge(fleet, ids, v1, timeout=WITHIN, what=f"every sidecar back on {v1}")
+    report(f"deleted deployment's level: {DEVICES}/{DEVICES} back on the environment's", seconds)
+    client = aioredis.from_url(cluster.redis_url)
+    try:
+        assert not await client.exists(key)
+    finally:
+        await client.aclose()
+    assert time.monotonic() - started <= WITHIN
+    audits = await query(
+        cluster,
+        "SELECT details FROM pkg_audit_log WHERE action = 'desired.removed' AND entity_id = $1",
+        key,
+    )
+    assert len(audits) == 1, audits
