@@ -160,6 +160,19 @@ CREATE FUNCTION public.pkg_audit_netstring(value text) RETURNS text
                END
     $$;
 
+CREATE FUNCTION public.pkg_bump_facts_version(p_env public.pkg_env) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- The row lock orders concurrent writers: versions follow commit order.
+    INSERT INTO pkg_facts_versions AS v (env, version, changed_at)
+    VALUES (p_env, nextval('pkg_facts_version_seq'), now())
+    ON CONFLICT (env) DO UPDATE
+        SET version = nextval('pkg_facts_version_seq'), changed_at = now();
+    PERFORM pg_notify('pkg_facts', p_env::text);
+END;
+$$;
+
 CREATE FUNCTION public.pkg_check_integrity() RETURNS TABLE(check_name text, snapshot_id bigint, object_id text, detail text)
     LANGUAGE sql STABLE
     AS $$
@@ -214,23 +227,84 @@ CREATE FUNCTION public.pkg_check_integrity() RETURNS TABLE(check_name text, snap
          WHERE d.is_active AND s.archived_at IS NOT NULL
     $$;
 
-CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NULL::interval) RETURNS TABLE(deployment_id bigint, deployment_name text, deployment_uid text, target text, region text, snapshot_id bigint, snapshot_version text, percent integer, step integer, devices_on_snapshot bigint, devices_total bigint, last_seen timestamp with time zone)
+CREATE FUNCTION public.pkg_cohort_bucket(p_deployment text, p_device text) RETURNS double precision
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+        SELECT ((('x' || substr(encode(sha256(convert_to(p_deployment, 'UTF8')
+                                              || '\x00'::bytea
+                                              || convert_to(p_device, 'UTF8')), 'hex'),
+                                1, 16))::bit(64) >> 11)::bigint)::double precision
+               / 9007199254740992::double precision * 100::double precision
+    $$;
+
+CREATE FUNCTION public.pkg_deployment_coverage_within(p_ttl interval DEFAULT NULL::interval) RETURNS TABLE(deployment_id bigint, deployment_name text, deployment_uid text, environment text, target text, region text, snapshot_id bigint, snapshot_version text, stable_version text, percent integer, step integer, devices_on_snapshot bigint, devices_expected_on_snapshot bigint, devices_on_intended bigint, devices_total bigint, devices_stale bigint, last_seen timestamp with time zone)
     LANGUAGE sql STABLE
     AS $$
-        SELECT d.id, d.deployment_name, d.deployment_uid, d.target, d.region, d.snapshot_id,
-               s.version, d.percent, d.step,
-               count(dv.device_id) FILTER (WHERE dv.snapshot_id = d.snapshot_id),
-               count(dv.device_id),
-               max(dv.last_seen)
-          FROM pkg_deployments d
-          JOIN pkg_snapshots s ON s.id = d.snapshot_id
-          LEFT JOIN pkg_device_versions dv
-            ON dv.target = d.target
-           AND (d.region = 'global' OR dv.region = d.region)
-           AND (p_ttl IS NULL OR dv.last_seen >= now() - p_ttl)
-         WHERE d.is_active
-         GROUP BY d.id, s.version
+        WITH deployments AS (
+            SELECT d.*, coalesce(p_ttl, make_interval(secs => coalesce(d.heartbeat_ttl_seconds,
+                                                                       30))) AS ttl
+              FROM pkg_deployments d
+             WHERE d.is_active
+        ),
+        placed AS (
+            SELECT d.id, d.deployment_name, d.deployment_uid, s.env::text AS environment,
+                   d.target, d.region, d.snapshot_id, s.version, st.version AS stable_version,
+                   d.percent, d.step, dv.device_id, dv.version AS device_version,
+                   dv.last_seen,
+                   dv.last_seen >= now() - d.ttl AS live,
+                   dv.last_seen >= now() - 10 * d.ttl AS recent,
+                   pkg_in_canary(coalesce(d.deployment_uid, d.id::text), dv.device_id,
+                                 d.percent) AS in_cohort
+              FROM deployments d
+              JOIN pkg_snapshots s ON s.id = d.snapshot_id
+              LEFT JOIN pkg_snapshots st ON st.env = s.env AND st.is_active
+              LEFT JOIN pkg_device_versions dv
+                ON dv.environment = s.env::text
+               AND dv.target = d.target
+               AND dv.region = d.region
+        )
+        SELECT id, deployment_name, deployment_uid, environment, target, region, snapshot_id,
+               version, stable_version, percent, step,
+               count(device_id) FILTER (WHERE live AND device_version = version),
+               count(device_id) FILTER (WHERE live AND in_cohort),
+               count(device_id) FILTER (
+                   WHERE live AND device_version = CASE WHEN in_cohort THEN version
+                                                        ELSE stable_version END),
+               count(device_id) FILTER (WHERE live),
+               count(device_id) FILTER (WHERE NOT live AND recent),
+               max(last_seen) FILTER (WHERE live)
+          FROM placed
+         GROUP BY id, deployment_name, deployment_uid, environment, target, region,
+                  snapshot_id, version, stable_version, percent, step
     $$;
+
+CREATE FUNCTION public.pkg_facts_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_envs pkg_env[] := '{}';
+    v_env pkg_env;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.snapshot_id IS NULL THEN
+        v_envs := v_envs || CASE WHEN OLD.env IS NULL
+                                 THEN enum_range(NULL::pkg_env) ELSE ARRAY[OLD.env] END;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.snapshot_id IS NULL THEN
+        v_envs := v_envs || CASE WHEN NEW.env IS NULL
+                                 THEN enum_range(NULL::pkg_env) ELSE ARRAY[NEW.env] END;
+    END IF;
+    FOR v_env IN SELECT DISTINCT e FROM unnest(v_envs) AS e LOOP
+        PERFORM pkg_bump_facts_version(v_env);
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION public.pkg_facts_version(p_env public.pkg_env) RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce((SELECT version FROM pkg_facts_versions WHERE env = p_env), 0)
+$$;
 
 CREATE FUNCTION public.pkg_grant_sidecar_reader() RETURNS boolean
     LANGUAGE plpgsql
@@ -244,10 +318,16 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO pkg_sidecar_reader', current_schema());
     GRANT SELECT ON pkg_snapshots, pkg_snapshot_artifacts, pkg_policy_rules,
         pkg_rule_conditions, pkg_rule_emissions, pkg_subtask_types, pkg_facts,
-        pkg_validation_fixtures TO pkg_sidecar_reader;
+        pkg_validation_fixtures, pkg_facts_versions TO pkg_sidecar_reader;
     RETURN true;
 END
 $$;
+
+CREATE FUNCTION public.pkg_in_canary(p_deployment text, p_device text, p_percent double precision) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+        SELECT p_percent > 0 AND pkg_cohort_bucket(p_deployment, p_device) < p_percent
+    $$;
 
 CREATE FUNCTION public.pkg_next_desired_epoch(p_floor bigint DEFAULT 0) RETURNS bigint
     LANGUAGE plpgsql
@@ -447,6 +527,32 @@ CREATE FUNCTION public.pkg_rollback_snapshot(p_env public.pkg_env, p_actor text,
     END
     $$;
 
+CREATE FUNCTION public.pkg_snapshot_facts_frozen() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_snapshot bigint;
+BEGIN
+    FOREACH v_snapshot IN ARRAY ARRAY[
+        CASE WHEN TG_OP <> 'DELETE' THEN NEW.snapshot_id END,
+        CASE WHEN TG_OP <> 'INSERT' THEN OLD.snapshot_id END
+    ] LOOP
+        IF v_snapshot IS NOT NULL
+           AND EXISTS (SELECT 1 FROM pkg_snapshots s
+                        WHERE s.id = v_snapshot AND s.xmin <> pg_current_xact_id()::xid) THEN
+            RAISE EXCEPTION 'snapshot % is immutable: its facts are part of its content', v_snapshot
+                USING ERRCODE = 'check_violation',
+                      HINT = 'store environment facts (snapshot_id NULL, env set) with '
+                             'create_temporal_fact, or store a new snapshot version';
+        END IF;
+    END LOOP;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
 CREATE FUNCTION public.pkg_verify_audit_chain() RETURNS TABLE(ok boolean, rows_checked bigint, broken_id bigint, problem text, expected text, stored text)
     LANGUAGE plpgsql STABLE
     AS $$
@@ -588,18 +694,23 @@ CREATE VIEW public.pkg_deployment_coverage AS
  SELECT pkg_deployment_coverage_within.deployment_id,
     pkg_deployment_coverage_within.deployment_name,
     pkg_deployment_coverage_within.deployment_uid,
+    pkg_deployment_coverage_within.environment,
     pkg_deployment_coverage_within.target,
     pkg_deployment_coverage_within.region,
     pkg_deployment_coverage_within.snapshot_id,
     pkg_deployment_coverage_within.snapshot_version,
+    pkg_deployment_coverage_within.stable_version,
     pkg_deployment_coverage_within.percent,
     pkg_deployment_coverage_within.step,
     pkg_deployment_coverage_within.devices_on_snapshot,
+    pkg_deployment_coverage_within.devices_expected_on_snapshot,
+    pkg_deployment_coverage_within.devices_on_intended,
     pkg_deployment_coverage_within.devices_total,
+    pkg_deployment_coverage_within.devices_stale,
     pkg_deployment_coverage_within.last_seen
-   FROM public.pkg_deployment_coverage_within(NULL::interval) pkg_deployment_coverage_within(deployment_id, deployment_name, deployment_uid, target, region, snapshot_id, snapshot_version, percent, step, devices_on_snapshot, devices_total, last_seen);
+   FROM public.pkg_deployment_coverage_within() pkg_deployment_coverage_within(deployment_id, deployment_name, deployment_uid, environment, target, region, snapshot_id, snapshot_version, stable_version, percent, step, devices_on_snapshot, devices_expected_on_snapshot, devices_on_intended, devices_total, devices_stale, last_seen);
 
-COMMENT ON VIEW public.pkg_deployment_coverage IS 'Devices on the intended snapshot vs devices in total, per active deployment; pkg_deployment_coverage_within(ttl) counts only recently seen devices.';
+COMMENT ON VIEW public.pkg_deployment_coverage IS 'Per active deployment, live devices (heartbeat within its heartbeat_ttl_seconds, 30 s by default) of its environment, target and region, and how many run what their canary cohort should; agrees with the PolicyDeployment''s status.coverage. pkg_deployment_coverage_within(ttl) takes one TTL for all.';
 
 CREATE TABLE public.pkg_deployments (
     id bigint NOT NULL,
@@ -615,6 +726,8 @@ CREATE TABLE public.pkg_deployments (
     last_idempotency_key text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    heartbeat_ttl_seconds integer,
+    CONSTRAINT pkg_deployments_heartbeat_ttl_check CHECK (((heartbeat_ttl_seconds IS NULL) OR (heartbeat_ttl_seconds > 0))),
     CONSTRAINT pkg_deployments_percent_check CHECK (((percent >= 0) AND (percent <= 100))),
     CONSTRAINT pkg_deployments_region_check CHECK ((region <> ''::text)),
     CONSTRAINT pkg_deployments_step_check CHECK (((step IS NULL) OR (step >= 0))),
@@ -622,6 +735,8 @@ CREATE TABLE public.pkg_deployments (
 );
 
 COMMENT ON TABLE public.pkg_deployments IS 'Canary deployments and targeted rollouts: one row per deployment, target, region and snapshot.';
+
+COMMENT ON COLUMN public.pkg_deployments.heartbeat_ttl_seconds IS 'How recent a heartbeat must be for a device to count as live (spec.coverage.heartbeatTTLSeconds); NULL: 30.';
 
 ALTER TABLE public.pkg_deployments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_deployments_id_seq
@@ -639,6 +754,41 @@ CREATE SEQUENCE public.pkg_desired_epoch_seq
     NO MAXVALUE
     CACHE 1;
 
+CREATE TABLE public.pkg_device_counters (
+    device_id text NOT NULL,
+    process_id text NOT NULL,
+    process_started timestamp with time zone NOT NULL,
+    requests bigint DEFAULT 0 NOT NULL,
+    errors bigint DEFAULT 0 NOT NULL,
+    activation_failures bigint DEFAULT 0 NOT NULL,
+    shadow_samples bigint DEFAULT 0 NOT NULL,
+    shadow_diffs bigint DEFAULT 0 NOT NULL,
+    carried_requests bigint DEFAULT 0 NOT NULL,
+    carried_errors bigint DEFAULT 0 NOT NULL,
+    carried_activation_failures bigint DEFAULT 0 NOT NULL,
+    carried_shadow_samples bigint DEFAULT 0 NOT NULL,
+    carried_shadow_diffs bigint DEFAULT 0 NOT NULL,
+    restarts bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT pkg_device_counters_activation_failures_check CHECK ((activation_failures >= 0)),
+    CONSTRAINT pkg_device_counters_errors_check CHECK ((errors >= 0)),
+    CONSTRAINT pkg_device_counters_requests_check CHECK ((requests >= 0)),
+    CONSTRAINT pkg_device_counters_shadow_diffs_check CHECK ((shadow_diffs >= 0)),
+    CONSTRAINT pkg_device_counters_shadow_samples_check CHECK ((shadow_samples >= 0))
+);
+
+CREATE VIEW public.pkg_device_totals AS
+ SELECT pkg_device_counters.device_id,
+    pkg_device_counters.process_id,
+    pkg_device_counters.restarts,
+    (pkg_device_counters.requests + pkg_device_counters.carried_requests) AS requests,
+    (pkg_device_counters.errors + pkg_device_counters.carried_errors) AS errors,
+    (pkg_device_counters.activation_failures + pkg_device_counters.carried_activation_failures) AS activation_failures,
+    (pkg_device_counters.shadow_samples + pkg_device_counters.carried_shadow_samples) AS shadow_samples,
+    (pkg_device_counters.shadow_diffs + pkg_device_counters.carried_shadow_diffs) AS shadow_diffs,
+    pkg_device_counters.updated_at
+   FROM public.pkg_device_counters;
+
 CREATE TABLE public.pkg_device_versions (
     device_id text NOT NULL,
     device_type text NOT NULL,
@@ -651,12 +801,16 @@ CREATE TABLE public.pkg_device_versions (
     p99_latency_ms double precision,
     activation_failures bigint,
     last_seen timestamp with time zone DEFAULT now() NOT NULL,
+    environment text NOT NULL,
     CONSTRAINT pkg_device_versions_counters_check CHECK (((evaluations >= 0) AND (errors >= 0) AND (activation_failures >= 0))),
     CONSTRAINT pkg_device_versions_device_id_check CHECK ((device_id <> ''::text)),
+    CONSTRAINT pkg_device_versions_environment_check CHECK ((environment <> ''::text)),
     CONSTRAINT pkg_device_versions_p99_check CHECK (((p99_latency_ms IS NULL) OR (p99_latency_ms >= (0)::double precision)))
 );
 
 COMMENT ON TABLE public.pkg_device_versions IS 'Latest heartbeat per device: what it runs and how it fares.';
+
+COMMENT ON COLUMN public.pkg_device_versions.environment IS 'The environment the device reports (pkg_env text); ''unknown'' for rows that could not be placed.';
 
 CREATE TABLE public.pkg_facts (
     id bigint NOT NULL,
@@ -669,12 +823,15 @@ CREATE TABLE public.pkg_facts (
     "position" integer DEFAULT 0 NOT NULL,
     created_by text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    env public.pkg_env,
     CONSTRAINT pkg_facts_predicate_check CHECK ((predicate <> ''::text)),
     CONSTRAINT pkg_facts_subject_check CHECK ((subject <> ''::text)),
     CONSTRAINT pkg_facts_window_check CHECK (((valid_from IS NULL) OR (valid_to IS NULL) OR (valid_to > valid_from)))
 );
 
 COMMENT ON TABLE public.pkg_facts IS 'Temporal facts (subject, predicate, object) valid in [valid_from, valid_to).';
+
+COMMENT ON COLUMN public.pkg_facts.env IS 'An environment fact''s environment (NULL with snapshot_id NULL: every environment); NULL for snapshot facts.';
 
 ALTER TABLE public.pkg_facts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_facts_id_seq
@@ -684,6 +841,22 @@ ALTER TABLE public.pkg_facts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE SEQUENCE public.pkg_facts_version_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+CREATE TABLE public.pkg_facts_versions (
+    env public.pkg_env NOT NULL,
+    version bigint NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT pkg_facts_versions_version_check CHECK ((version >= 0))
+);
+
+COMMENT ON TABLE public.pkg_facts_versions IS 'The version of each environment''s fact set: grows on every change to its facts.';
 
 CREATE TABLE public.pkg_policy_rules (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -806,6 +979,32 @@ CREATE VIEW public.pkg_rules_expanded AS
 
 COMMENT ON VIEW public.pkg_rules_expanded IS 'Rules with their emissions flattened, for audits.';
 
+CREATE TABLE public.pkg_shadow_diffs (
+    id bigint NOT NULL,
+    deployment_uid text NOT NULL,
+    deployment_name text NOT NULL,
+    step_started_at timestamp with time zone NOT NULL,
+    device_id text NOT NULL,
+    active_version text,
+    candidate_version text NOT NULL,
+    differs text NOT NULL,
+    input jsonb NOT NULL,
+    active_output jsonb NOT NULL,
+    candidate_output jsonb NOT NULL,
+    observed_at timestamp with time zone NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    fingerprint text NOT NULL
+);
+
+ALTER TABLE public.pkg_shadow_diffs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.pkg_shadow_diffs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 ALTER TABLE public.pkg_snapshots ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.pkg_snapshots_id_seq
     START WITH 1
@@ -813,6 +1012,24 @@ ALTER TABLE public.pkg_snapshots ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE public.pkg_step_baseline_marks (
+    deployment_uid text NOT NULL,
+    step_started_at timestamp with time zone NOT NULL,
+    target text NOT NULL,
+    captured_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.pkg_step_baselines (
+    deployment_uid text NOT NULL,
+    step_started_at timestamp with time zone NOT NULL,
+    device_id text NOT NULL,
+    requests bigint NOT NULL,
+    errors bigint NOT NULL,
+    activation_failures bigint NOT NULL,
+    shadow_samples bigint NOT NULL,
+    shadow_diffs bigint NOT NULL
 );
 
 CREATE TABLE public.pkg_validation_fixtures (
@@ -877,11 +1094,17 @@ ALTER TABLE ONLY public.pkg_audit_log
 ALTER TABLE ONLY public.pkg_deployments
     ADD CONSTRAINT pkg_deployments_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.pkg_device_counters
+    ADD CONSTRAINT pkg_device_counters_pkey PRIMARY KEY (device_id);
+
 ALTER TABLE ONLY public.pkg_device_versions
-    ADD CONSTRAINT pkg_device_versions_pkey PRIMARY KEY (device_id);
+    ADD CONSTRAINT pkg_device_versions_pkey PRIMARY KEY (environment, device_id);
 
 ALTER TABLE ONLY public.pkg_facts
     ADD CONSTRAINT pkg_facts_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.pkg_facts_versions
+    ADD CONSTRAINT pkg_facts_versions_pkey PRIMARY KEY (env);
 
 ALTER TABLE ONLY public.pkg_policy_rules
     ADD CONSTRAINT pkg_policy_rules_id_snapshot_key UNIQUE (id, snapshot_id);
@@ -904,6 +1127,12 @@ ALTER TABLE ONLY public.pkg_rule_conditions
 ALTER TABLE ONLY public.pkg_rule_emissions
     ADD CONSTRAINT pkg_rule_emissions_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.pkg_shadow_diffs
+    ADD CONSTRAINT pkg_shadow_diffs_deployment_uid_step_started_at_device_id_f_key UNIQUE (deployment_uid, step_started_at, device_id, fingerprint);
+
+ALTER TABLE ONLY public.pkg_shadow_diffs
+    ADD CONSTRAINT pkg_shadow_diffs_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.pkg_snapshot_artifacts
     ADD CONSTRAINT pkg_snapshot_artifacts_pkey PRIMARY KEY (snapshot_id, artifact_type);
 
@@ -915,6 +1144,12 @@ ALTER TABLE ONLY public.pkg_snapshots
 
 ALTER TABLE ONLY public.pkg_snapshots
     ADD CONSTRAINT pkg_snapshots_version_key UNIQUE (version);
+
+ALTER TABLE ONLY public.pkg_step_baseline_marks
+    ADD CONSTRAINT pkg_step_baseline_marks_pkey PRIMARY KEY (deployment_uid, step_started_at);
+
+ALTER TABLE ONLY public.pkg_step_baselines
+    ADD CONSTRAINT pkg_step_baselines_pkey PRIMARY KEY (deployment_uid, step_started_at, device_id);
 
 ALTER TABLE ONLY public.pkg_subtask_types
     ADD CONSTRAINT pkg_subtask_types_id_snapshot_key UNIQUE (id, snapshot_id);
@@ -949,9 +1184,9 @@ CREATE INDEX pkg_deployments_snapshot ON public.pkg_deployments USING btree (sna
 
 CREATE INDEX pkg_deployments_target_region ON public.pkg_deployments USING btree (target, region) WHERE is_active;
 
-CREATE INDEX pkg_device_versions_snapshot ON public.pkg_device_versions USING btree (snapshot_id);
+CREATE INDEX pkg_device_versions_env_target_region ON public.pkg_device_versions USING btree (environment, target, region, last_seen);
 
-CREATE INDEX pkg_device_versions_target_region ON public.pkg_device_versions USING btree (target, region, last_seen);
+CREATE INDEX pkg_device_versions_snapshot ON public.pkg_device_versions USING btree (snapshot_id);
 
 CREATE INDEX pkg_facts_predicate ON public.pkg_facts USING btree (predicate);
 
@@ -971,6 +1206,8 @@ CREATE INDEX pkg_rule_emissions_rule_position ON public.pkg_rule_emissions USING
 
 CREATE INDEX pkg_rule_emissions_subtask_type ON public.pkg_rule_emissions USING btree (subtask_type_id, snapshot_id);
 
+CREATE INDEX pkg_shadow_diffs_by_candidate ON public.pkg_shadow_diffs USING btree (candidate_version, recorded_at);
+
 CREATE INDEX pkg_snapshots_env_created ON public.pkg_snapshots USING btree (env, created_at DESC);
 
 CREATE UNIQUE INDEX pkg_snapshots_one_active_per_env ON public.pkg_snapshots USING btree (env) WHERE is_active;
@@ -987,7 +1224,11 @@ CREATE TRIGGER pkg_audit_log_chain BEFORE INSERT ON public.pkg_audit_log FOR EAC
 
 CREATE TRIGGER pkg_audit_log_no_truncate BEFORE TRUNCATE ON public.pkg_audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.pkg_audit_log_append_only();
 
+CREATE TRIGGER pkg_facts_versioned AFTER INSERT OR DELETE OR UPDATE ON public.pkg_facts FOR EACH ROW EXECUTE FUNCTION public.pkg_facts_changed();
+
 CREATE TRIGGER pkg_promotions_notify AFTER INSERT ON public.pkg_promotions FOR EACH ROW EXECUTE FUNCTION public.pkg_notify_promotion();
+
+CREATE TRIGGER pkg_snapshot_facts_frozen BEFORE INSERT OR DELETE OR UPDATE ON public.pkg_facts FOR EACH ROW EXECUTE FUNCTION public.pkg_snapshot_facts_frozen();
 
 ALTER TABLE ONLY public.pkg_audit_log
     ADD CONSTRAINT pkg_audit_log_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE RESTRICT;
@@ -1018,6 +1259,9 @@ ALTER TABLE ONLY public.pkg_rule_emissions
 
 ALTER TABLE ONLY public.pkg_snapshot_artifacts
     ADD CONSTRAINT pkg_snapshot_artifacts_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.pkg_step_baselines
+    ADD CONSTRAINT pkg_step_baselines_deployment_uid_step_started_at_fkey FOREIGN KEY (deployment_uid, step_started_at) REFERENCES public.pkg_step_baseline_marks(deployment_uid, step_started_at) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.pkg_subtask_types
     ADD CONSTRAINT pkg_subtask_types_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES public.pkg_snapshots(id) ON DELETE CASCADE;

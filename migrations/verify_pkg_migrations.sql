@@ -44,6 +44,7 @@ BEGIN
     END LOOP;
     FOREACH v_name IN ARRAY ARRAY[
         'pkg_check_integrity()', 'pkg_active_snapshot_id(pkg_env)',
+        'pkg_cohort_bucket(text,text)', 'pkg_in_canary(text,text,double precision)',
         'pkg_promote_snapshot(bigint,pkg_env,text,text,text,jsonb,text)',
         'pkg_rollback_snapshot(pkg_env,text,text,bigint,jsonb,text)',
         'pkg_archive_snapshot(bigint,text,text)', 'pkg_restore_snapshot(bigint,text,text)',
@@ -122,8 +123,9 @@ SELECT coalesce(s.version, '(global)') AS snapshot,
  GROUP BY 1 ORDER BY 1;
 
 \echo '== deployment coverage (active deployments)'
-SELECT target, region, snapshot_version, percent, devices_on_snapshot, devices_total, last_seen
-  FROM pkg_deployment_coverage ORDER BY target, region;
+SELECT environment, target, region, snapshot_version, percent, devices_on_intended,
+       devices_total, devices_on_snapshot, devices_expected_on_snapshot, devices_stale, last_seen
+  FROM pkg_deployment_coverage ORDER BY environment, target, region;
 
 \echo '== audit chain'
 SELECT * FROM pkg_verify_audit_chain();

@@ -11,7 +11,7 @@ was activated for, which heartbeats and the health status report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evaluator_sidecar.signals import (
     Cohort,
@@ -31,6 +31,8 @@ class DesiredTracker:
     - A level (one key's desired state) replaces the held one only when its epoch
       is newer, so resyncs that read the same state, late or replayed messages,
       and a Redis that lost its keys never move the device backwards.
+    - A rollout level removed from Redis is dropped when a read of both levels
+      finds the environment's level but not the rollout's (:meth:`merge_levels`).
     - A plain ``activate:<version>`` is a manual override on top of the held
       levels; it stays in force until a level with a higher epoch than the
       levels held when it arrived.
@@ -59,7 +61,22 @@ class DesiredTracker:
         return changed
 
     def merge_levels(self, levels: DesiredLevels) -> bool:
-        return self.merge(levels.env_state, levels.rollout_state)
+        """Fold in a read of both levels (one round trip, so the two agree in time).
+
+        A rollout level held but no longer stored, while the environment's level
+        is, was removed (the operator removes a rollout level no PolicyDeployment
+        owns): the device drops it and follows its environment's level. A Redis
+        that lost its keys lost the environment's level too: nothing is dropped.
+        """
+        changed = self.merge(levels.env_state, levels.rollout_state)
+        if (
+            levels.rollout_state is None
+            and levels.env_state is not None
+            and self.levels.rollout_state is not None
+        ):
+            self.levels = replace(self.levels, rollout_state=None)
+            changed = True
+        return changed
 
     def set_manual(self, version: str) -> None:
         self.manual = version

@@ -65,18 +65,26 @@ class PKGDeploymentsDAO:
         *,
         ttl: timedelta | None = None,
     ) -> list[dict[str, Any]]:
-        """Per active deployment: devices_on_snapshot, devices_total, snapshot_version
-        (plus ids, percent, step, last_seen). With ``ttl``, only devices seen within it
-        count; a deployment in region ``global`` counts devices of every region."""
+        """Per active deployment, as the operator counts its status.coverage: live devices
+        of its environment, target and region (devices_total), those on its snapshot, in
+        its canary cohort, on what their cohort should run (see pkg_deployment_coverage).
+        A device is live when seen within ``ttl`` (default: each deployment's own
+        heartbeat TTL, 30 seconds when it has none)."""
         with db_errors("reading deployment coverage"):
             async with self._db.connection() as conn:
+                # Without a ttl, the function's own default (one definition of "live").
+                source = (
+                    "pkg_deployment_coverage"
+                    if ttl is None
+                    else ("pkg_deployment_coverage_within($3::interval)")
+                )
                 rows = await conn.fetch(
-                    "SELECT * FROM pkg_deployment_coverage_within($1::interval) "
-                    "WHERE ($2::text IS NULL OR target = $2) "
-                    "AND ($3::text IS NULL OR region = $3) ORDER BY target, region, deployment_id",
-                    ttl,
+                    f"SELECT * FROM {source} "  # one of two fixed names
+                    "WHERE ($1::text IS NULL OR target = $1) "
+                    "AND ($2::text IS NULL OR region = $2) ORDER BY target, region, deployment_id",
                     target,
                     region,
+                    *(() if ttl is None else (ttl,)),
                 )
         return [dict(r) for r in rows]
 
@@ -95,13 +103,16 @@ class PKGDeploymentsDAO:
         idempotency_key: str | None = None,
         audit_action: str = "deployment.step",
         details: Mapping[str, Any] | None = None,
+        heartbeat_ttl_seconds: int | None = None,
     ) -> int:
         """Create or update the row of (deployment_uid, target, region, snapshot); its id.
 
         Appends an audit row (``audit_action``, a ``deployment.*`` name such as
         ``deployment.step``, ``deployment.completed``, ``deployment.aborted``) with
         ``details`` in the same transaction. A repeated ``idempotency_key`` returns
-        the first call's deployment id and writes nothing.
+        the first call's deployment id and writes nothing. ``heartbeat_ttl_seconds``
+        (the PolicyDeployment's spec.coverage.heartbeatTTLSeconds; None: the default)
+        says which devices pkg_deployment_coverage counts as live for it.
         """
         if not audit_action.startswith("deployment."):
             raise InvalidInputError(
@@ -126,6 +137,7 @@ class PKGDeploymentsDAO:
                     idempotency_key=idempotency_key,
                     audit_action=audit_action,
                     details=details,
+                    heartbeat_ttl_seconds=heartbeat_ttl_seconds,
                 ),
                 idempotency_key=idempotency_key,
                 # The key lives on the step's audit row: only a race on it is worth a second look.
@@ -148,6 +160,7 @@ class PKGDeploymentsDAO:
         idempotency_key: str | None,
         audit_action: str,
         details: Mapping[str, Any] | None,
+        heartbeat_ttl_seconds: int | None = None,
     ) -> int:
         if idempotency_key is not None:
             row = await existing_key(
@@ -165,13 +178,15 @@ class PKGDeploymentsDAO:
             )
         deployment_id: int = await conn.fetchval(
             "INSERT INTO pkg_deployments AS d (snapshot_id, deployment_name, deployment_uid, "
-            "target, region, percent, is_active, step, activated_by, last_idempotency_key) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+            "target, region, percent, is_active, step, activated_by, last_idempotency_key, "
+            "heartbeat_ttl_seconds) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
             "ON CONFLICT ((coalesce(deployment_uid, '')), target, region, snapshot_id) "
             "DO UPDATE SET percent = EXCLUDED.percent, is_active = EXCLUDED.is_active, "
             "step = EXCLUDED.step, activated_by = EXCLUDED.activated_by, "
             "deployment_name = coalesce(EXCLUDED.deployment_name, d.deployment_name), "
-            "last_idempotency_key = EXCLUDED.last_idempotency_key, updated_at = now() "
+            "last_idempotency_key = EXCLUDED.last_idempotency_key, updated_at = now(), "
+            "heartbeat_ttl_seconds = EXCLUDED.heartbeat_ttl_seconds "
             "RETURNING id",
             snapshot_id,
             deployment_name,
@@ -183,6 +198,7 @@ class PKGDeploymentsDAO:
             step,
             actor,
             idempotency_key,
+            heartbeat_ttl_seconds,
         )
         await append_in(
             conn,

@@ -6,7 +6,8 @@ SELECT FROM unnest(...) statement (one round trip). Within a batch the newest
 report per device wins, and a report older than the stored one never
 overwrites it, so batches may arrive out of order. A heartbeat naming only a
 version gets that version's snapshot id; an unknown snapshot leaves it NULL
-rather than failing the batch.
+rather than failing the batch. Devices are keyed by environment and device id:
+two environments may use the same device names.
 """
 
 from __future__ import annotations
@@ -22,23 +23,29 @@ from evaluator_sidecar.store.pool import Database
 __all__ = ["PKGDevicesDAO"]
 
 _UPSERT_HEARTBEATS = """
-INSERT INTO pkg_device_versions AS dv (device_id, device_type, region, target, snapshot_id,
-                                       version, evaluations, errors, p99_latency_ms,
-                                       activation_failures, last_seen)
-SELECT DISTINCT ON (h.device_id)
-       h.device_id, h.device_type, coalesce(h.region, 'global'), coalesce(h.target, h.device_type),
-       coalesce(by_id.id, by_version.id), coalesce(h.version, by_id.version),
+INSERT INTO pkg_device_versions AS dv (environment, device_id, device_type, region, target,
+                                       snapshot_id, version, evaluations, errors,
+                                       p99_latency_ms, activation_failures, last_seen)
+SELECT DISTINCT ON (h.env, h.device_id)
+       h.env, h.device_id, h.device_type, coalesce(h.region, 'global'),
+       coalesce(h.target, h.device_type),
+       coalesce(h.by_id_id, h.by_version_id), coalesce(h.version, h.by_id_version),
        h.evaluations, h.errors, h.p99_latency_ms, h.activation_failures,
        coalesce(h.seen_at, now())
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-              $7::bigint[], $8::bigint[], $9::float8[], $10::bigint[], $11::timestamptz[])
-       WITH ORDINALITY
-       AS h(device_id, device_type, region, target, snapshot_id, version, evaluations, errors,
-            p99_latency_ms, activation_failures, seen_at, ord)
-  LEFT JOIN pkg_snapshots by_id ON by_id.id = h.snapshot_id
-  LEFT JOIN pkg_snapshots by_version ON by_version.version = h.version
- ORDER BY h.device_id, coalesce(h.seen_at, now()) DESC, h.ord DESC
-ON CONFLICT (device_id) DO UPDATE SET
+  FROM (SELECT u.*,
+               coalesce(u.environment, by_id.env::text, by_version.env::text, 'unknown') AS env,
+               by_id.id AS by_id_id, by_id.version AS by_id_version,
+               by_version.id AS by_version_id
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                      $7::bigint[], $8::bigint[], $9::float8[], $10::bigint[],
+                      $11::timestamptz[], $12::text[])
+               WITH ORDINALITY
+               AS u(device_id, device_type, region, target, snapshot_id, version, evaluations,
+                    errors, p99_latency_ms, activation_failures, seen_at, environment, ord)
+          LEFT JOIN pkg_snapshots by_id ON by_id.id = u.snapshot_id
+          LEFT JOIN pkg_snapshots by_version ON by_version.version = u.version) AS h
+ ORDER BY h.env, h.device_id, coalesce(h.seen_at, now()) DESC, h.ord DESC
+ON CONFLICT (environment, device_id) DO UPDATE SET
        device_type = EXCLUDED.device_type,
        region = EXCLUDED.region,
        target = EXCLUDED.target,
@@ -71,6 +78,7 @@ def _columns(heartbeats: Sequence[DeviceHeartbeat]) -> list[list[Any]]:
         [h.p99_latency_ms for h in heartbeats],
         [h.activation_failures for h in heartbeats],
         [h.seen_at for h in heartbeats],
+        [h.environment for h in heartbeats],
     ]
 
 
@@ -88,12 +96,14 @@ class PKGDevicesDAO:
         *,
         target: str | None = None,
         seen_within: timedelta | None = None,
+        environment: str | None = None,
     ) -> list[dict[str, Any]]:
         """Device rows, filtered; ``seen_within`` keeps devices heard from recently."""
         with db_errors("reading device versions"):
             async with self._db.connection() as conn:
                 rows = await conn.fetch(
-                    "SELECT device_id, device_type, region, target, snapshot_id, version, "
+                    "SELECT environment, device_id, device_type, region, target, snapshot_id, "
+                    "version, "
                     "evaluations, errors, p99_latency_ms, activation_failures, last_seen "
                     "FROM pkg_device_versions "
                     "WHERE ($1::text IS NULL OR device_type = $1) "
@@ -101,12 +111,14 @@ class PKGDevicesDAO:
                     "AND ($3::bigint IS NULL OR snapshot_id = $3) "
                     "AND ($4::text IS NULL OR target = $4) "
                     "AND ($5::interval IS NULL OR last_seen >= now() - $5::interval) "
-                    "ORDER BY device_id",
+                    "AND ($6::text IS NULL OR environment = $6) "
+                    "ORDER BY device_id, environment",
                     device_type,
                     region,
                     snapshot_id,
                     target,
                     seen_within,
+                    environment,
                 )
         return [dict(r) for r in rows]
 
@@ -124,6 +136,7 @@ class PKGDevicesDAO:
         p99_latency_ms: float | None = None,
         activation_failures: int | None = None,
         seen_at: datetime | None = None,
+        environment: str | None = None,
     ) -> None:
         """Record one device's heartbeat: what it runs (positional, as callers pass it),
         then its metrics (keywords). ``update_device_heartbeats`` records many at once."""
@@ -141,6 +154,7 @@ class PKGDevicesDAO:
                     p99_latency_ms=p99_latency_ms,
                     activation_failures=activation_failures,
                     seen_at=seen_at,
+                    environment=environment,
                 )
             ]
         )

@@ -64,7 +64,9 @@ class TemporalFact:
 class DeviceHeartbeat:
     """One device's report: what it runs, where, and how it fares.
 
-    ``target`` defaults to ``device_type``; ``seen_at`` to the database's now().
+    ``target`` defaults to ``device_type``; ``seen_at`` to the database's now();
+    ``environment`` to the environment of the snapshot it runs (``unknown`` when
+    it names no stored snapshot). Devices are keyed by (environment, device id).
     Metrics left None keep the device's previous values. ``snapshot_id`` may
     be omitted when ``version`` names a stored snapshot.
     """
@@ -80,6 +82,7 @@ class DeviceHeartbeat:
     p99_latency_ms: float | None = None
     activation_failures: int | None = None
     seen_at: datetime | None = None
+    environment: str | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ def to_row(beat: Heartbeat) -> DeviceHeartbeat:
         p99_latency_ms=beat.p99_ms,
         activation_failures=beat.activation_failures,
         seen_at=dt.datetime.fromtimestamp(beat.ts, dt.UTC),
+        environment=beat.env,
     )
 
 
@@ -103,12 +104,13 @@ def shadow_rows(beat: Heartbeat) -> list[ShadowDiffRow]:
 
 
 def newest_per_device(beats: Sequence[Heartbeat]) -> list[Heartbeat]:
-    """One beat per device: its newest in this batch (a batch may hold several)."""
-    newest: dict[str, Heartbeat] = {}
+    """One beat per device of each environment: its newest in this batch (a batch may
+    hold several). Two environments may use the same device names."""
+    newest: dict[tuple[str, str], Heartbeat] = {}
     for beat in beats:
-        seen = newest.get(beat.device_id)
+        seen = newest.get((beat.env, beat.device_id))
         if seen is None or beat.ts >= seen.ts:
-            newest[beat.device_id] = beat
+            newest[(beat.env, beat.device_id)] = beat
     return list(newest.values())
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "ensure_ca_bundle",
     "get_crd",
     "get_object",
+    "list_objects",
     "patch_status",
     "post_event",
     "read_configmap_binary",
@@ -128,6 +129,17 @@ async def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] |
         if exc.status == 404:
             return None
         raise
+
+
+def _list_objects(plural: str) -> list[dict[str, Any]]:
+    api = kubernetes.client.CustomObjectsApi(_api_client())
+    result = cast(dict[str, Any], api.list_cluster_custom_object(GROUP, VERSION, plural))
+    return cast(list[dict[str, Any]], result.get("items") or [])
+
+
+async def list_objects(plural: str) -> list[dict[str, Any]]:
+    """Every one of the operator's custom objects of ``plural``, in all namespaces."""
+    return await asyncio.to_thread(_list_objects, plural)
 
 
 def _get_crd(name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import threading
 import urllib.error
@@ -92,6 +93,10 @@ def fleet_factory(
         fleet.stop()
 
 
+#: spec.coverage.heartbeatTTLSeconds of the deployments here.
+HEARTBEAT_TTL = 5
+
+
 def deployment_doc(
     name: str,
     snapshot: str,
@@ -120,7 +125,7 @@ def deployment_doc(
                 "progressDeadlineSeconds": 90,
                 "coverage": {
                     "minPercent": 100,
-                    "heartbeatTTLSeconds": 5,
+                    "heartbeatTTLSeconds": HEARTBEAT_TTL,
                     "minDevices": min_devices,
                 },
             },
@@ -208,6 +213,75 @@ async def fetch(cluster: Cluster, query: str, *args: Any) -> list[asyncpg.Record
         await conn.close()
 
 
+class Twins:
+    """Staging devices named like the fleet's, kept live, and one prod device kept silent for
+    four heartbeat TTLs (stale: neither live nor forgotten), in PostgreSQL."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        ids: list[str],
+        target: str,
+        version: str,
+        *,
+        silent: str,
+        silent_version: str,
+    ) -> None:
+        self.cluster, self.ids, self.target, self.version = cluster, ids, target, version
+        self.silent, self.silent_version = silent, silent_version
+
+    async def refresh(self) -> None:
+        await fetch(
+            self.cluster,
+            "INSERT INTO pkg_device_versions (environment, device_id, device_type, region, target,"
+            " version, last_seen) VALUES ('prod', $1, 'router', $2, $3, $4, now() - $5::interval)"
+            " ON CONFLICT (environment, device_id) DO UPDATE SET last_seen = EXCLUDED.last_seen",
+            self.silent,
+            EU,
+            self.target,
+            self.silent_version,
+            datetime.timedelta(seconds=4 * HEARTBEAT_TTL),
+        )
+        await fetch(
+            self.cluster,
+            "INSERT INTO pkg_device_versions (environment, device_id, device_type, region, target,"
+            " version, last_seen) SELECT 'staging', d, 'router', $2, $3, $4, now() "
+            "FROM unnest($1::text[]) AS d ON CONFLICT (environment, device_id) "
+            "DO UPDATE SET last_seen = now()",
+            self.ids,
+            EU,
+            self.target,
+            self.version,
+        )
+
+    async def _read(self, namespace: str, uid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        await self.refresh()
+        [row] = await fetch(
+            self.cluster, "SELECT * FROM pkg_deployment_coverage WHERE deployment_uid = $1", uid
+        )
+        coverage = pdep(self.cluster, namespace, "canary")["status"]["coverage"]
+        view = {
+            "targeted": row["devices_total"],
+            "onCanary": row["devices_on_snapshot"],
+            "expectedCanary": row["devices_expected_on_snapshot"],
+            "onIntended": row["devices_on_intended"],
+            "stale": row["devices_stale"],
+        }
+        return view, {k: coverage.get(k) for k in view}
+
+    async def view_and_status(
+        self, namespace: str, uid: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The view's figures and the status's, read until a tick no longer falls between."""
+        view, status = await self._read(namespace, uid)
+        for _ in range(20):
+            if view == status:
+                break
+            await asyncio.sleep(0.5)
+            view, status = await self._read(namespace, uid)
+        return view, status
+
+
 async def test_a_canary_goes_10_50_100_through_a_timed_pause_and_a_manual_gate(
     cluster: Cluster,
     namespace: str,
@@ -242,6 +316,9 @@ async def test_a_canary_goes_10_50_100_through_a_timed_pause_and_a_manual_gate(
         ),
     )
     uid = pdep(cluster, namespace, "canary")["metadata"]["uid"]
+    # Beside the fleet, in PostgreSQL: a device of the same place silent for 4 TTLs (stale),
+    # and staging devices with the same names, target and region, all on v2.
+    twins = Twins(cluster, eu, target, v2, silent=f"{target}:silent", silent_version=v1)
 
     for weight in (10, 50):
         want = expected_versions(eu, uid, weight, v1, v2)
@@ -253,7 +330,9 @@ async def test_a_canary_goes_10_50_100_through_a_timed_pause_and_a_manual_gate(
             "onStable": len(eu) - on_canary,
             "onIntended": len(eu),
             "expectedCanary": on_canary,
+            "stale": 1,
         }
+        await twins.refresh()
         wait_for(
             lambda w=weight, f=figures: (
                 (s := pdep(cluster, namespace, "canary")["status"])
@@ -262,6 +341,10 @@ async def test_a_canary_goes_10_50_100_through_a_timed_pause_and_a_manual_gate(
             ),
             what=f"the status to count {figures} at {weight}%",
         )
+        # pkg_deployment_coverage tells the same story as the status, mid-canary.
+        view, status = await twins.view_and_status(namespace, uid)
+        assert view == status, f"at {weight}%: the view says {view}, the status {status}"
+        assert (view["targeted"], view["stale"]) == (len(eu), 1)
         assert fleet.converged(dict.fromkeys(us, v1)), "the other region never moves"
 
     paused = status_is(cluster, namespace, "canary", summary="Paused")
@@ -615,6 +698,23 @@ async def test_a_snapshot_changed_in_postgres_is_refused_by_sidecars_and_shown_i
     for error in errors:
         assert "changed in PostgreSQL after it was stored" in error["error"], error
         assert v2 in error["error"]
+    # The refusals are a condition too, and its turning False a Warning event.
+    refused = condition(pdep(cluster, namespace, "tampered"), "ActivationsHealthy")
+    assert (refused["status"], refused["reason"]) == ("False", "ActivationsRefused"), refused
+    assert f"{len(eu)} of {len(eu)} live devices refuse to activate" in refused["message"]
+    assert "changed in PostgreSQL after it was stored" in refused["message"]
+
+    def warned() -> list[dict[str, Any]] | None:
+        selector = "involvedObject.name=tampered,type=Warning,reason=ActivationsRefused"
+        items: list[dict[str, Any]] = json.loads(
+            cluster.kubectl(
+                "get", "events", "-n", namespace, "--field-selector", selector, "-ojson"
+            )
+        )["items"]
+        return items or None
+
+    [event] = await asyncio.to_thread(wait_for, warned, what="the ActivationsRefused event")
+    assert "refuse to activate" in event["message"]
     # Nothing was activated: every device still runs and answers with v1.
     assert fleet.converged(dict.fromkeys(eu, v1))
     health = await asyncio.to_thread(_get_json, f"{fleet.sidecars[eu[0]].url}/healthz")

@@ -216,15 +216,16 @@ class TestCoverage:
             ]
         )
         coverage = {c["region"]: c for c in await client.get_deployment_coverage(target="router")}
-        assert (coverage["eu"]["devices_on_snapshot"], coverage["eu"]["devices_total"]) == (2, 3)
+        # Only live devices count (r3 last beat two hours ago), of exactly the region.
+        assert (coverage["eu"]["devices_on_snapshot"], coverage["eu"]["devices_total"]) == (1, 2)
         assert coverage["eu"]["snapshot_version"] == "rules@1.1.0"
-        # A global deployment spans every region.
+        # A sidecar follows its own region's level: a 'global' deployment covers region global.
         assert (coverage["global"]["devices_on_snapshot"], coverage["global"]["devices_total"]) == (
-            2,
-            4,
+            0,
+            0,
         )
-        recent = await client.get_deployment_coverage("router", "eu", ttl=timedelta(minutes=10))
-        assert [(c["devices_on_snapshot"], c["devices_total"]) for c in recent] == [(1, 2)]
+        recent = await client.get_deployment_coverage("router", "eu", ttl=timedelta(hours=3))
+        assert [(c["devices_on_snapshot"], c["devices_total"]) for c in recent] == [(2, 3)]
         seen = await client.get_device_versions(target="router", seen_within=timedelta(minutes=10))
         assert sorted(d["device_id"] for d in seen) == ["r1", "r2", "r4"]
 

@@ -31,9 +31,11 @@ __all__ = [
     "REPAIRS",
     "PostEvent",
     "found_levels",
+    "kopf_event",
     "level_of",
     "publish",
     "record_repair",
+    "snapshot_body",
     "state_of",
     "wanted_env_levels",
 ]
@@ -57,6 +59,9 @@ PostEvent = Callable[[Any, str, str, str], None]
 
 def _kopf_event(body: Any, type_: str, reason: str, message: str) -> None:
     kopf.event(body, type=type_, reason=reason, message=message)
+
+
+kopf_event = _kopf_event
 
 
 def _dao(ctx: OperatorContext) -> PKGLevelsDAO:
@@ -177,6 +182,9 @@ async def _snapshot_body(ctx: OperatorContext, version: str) -> Mapping[str, Any
         "kind": "PolicySnapshot",
         "metadata": obj.get("metadata") or {},
     }
+
+
+snapshot_body = _snapshot_body
 
 
 async def record_repair(

@@ -41,6 +41,7 @@ from evaluator_sidecar.store.temporal_facts import FACTS_CHANNEL
 from pkg_operator.context import OperatorContext
 from pkg_operator.levels.facts import reconcile_facts
 from pkg_operator.levels.reconcile import reconcile_environments
+from pkg_operator.levels.unowned import remove_unowned
 
 __all__ = ["LevelReconciler", "start"]
 
@@ -100,11 +101,13 @@ class LevelReconciler:
         repairs = await reconcile_environments(
             self.ctx, ENVS, trigger=trigger, post_event=self._post_event
         )
-        if repairs:
+        removed = await remove_unowned(self.ctx, trigger=trigger, post_event=self._post_event)
+        if repairs or removed:
             log.info(
-                "level pass (%s) rewrote %d level(s) in %.3fs",
+                "level pass (%s) rewrote %d level(s) and removed %d unowned one(s) in %.3fs",
                 trigger,
                 len(repairs),
+                len(removed),
                 time.monotonic() - started,
             )
 

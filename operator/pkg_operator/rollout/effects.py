@@ -99,6 +99,7 @@ async def apply(
             actor=action.actor,
             idempotency_key=action.key,
             details=_step_details(action),
+            heartbeat_ttl_seconds=_heartbeat_ttl(body),
         )
     elif isinstance(action, RecordPromotion):
         snapshot_id = await _snapshot_id(ctx, action.to_version)
@@ -128,6 +129,12 @@ async def apply(
         )
     elif isinstance(action, EmitEvent):
         kopf.event(body, type=action.type, reason=action.reason, message=action.message)
+
+
+def _heartbeat_ttl(body: kopf.Body) -> int | None:
+    """spec.coverage.heartbeatTTLSeconds, for pkg_deployment_coverage to count as we do."""
+    ttl = ((body.get("spec") or {}).get("coverage") or {}).get("heartbeatTTLSeconds")
+    return ttl if isinstance(ttl, int) and ttl > 0 else None
 
 
 def _step_details(action: RecordStep) -> dict[str, Any]:

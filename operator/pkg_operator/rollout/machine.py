@@ -43,9 +43,11 @@ def reconcile(
         return render.invalid(status, state, obs, moment, str(exc))
     t = Tick(rollout, state, obs, moment)
     _run(t)
-    actions = t.out.actions(t.now)
+    actions = t.out.actions(t.now)  # first: a publication also becomes status.lastPublish
+    new_status = render.status(t.st, t.spec, t.obs, t.now, status)
+    actions += render.activation_events(status, new_status)
     return Decision(
-        status=render.status(t.st, t.spec, t.obs, t.now, status),
+        status=new_status,
         actions=actions,
         requeue_after=judge.requeue_after(t.spec, t.st, t.obs, t.now),
     )

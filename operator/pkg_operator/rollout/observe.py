@@ -28,6 +28,7 @@ from pkg_operator.conditions import is_true, parse_time
 from pkg_operator.context import OperatorContext
 from pkg_operator.rollout import coverage
 from pkg_operator.rollout.model import CoverageObs, HealthObs, Observations, SnapshotInfo
+from pkg_operator.rollout.spec import DEFAULT_HEARTBEAT_TTL_SECONDS
 
 __all__ = ["Observed", "observe", "snapshot_info"]
 
@@ -148,10 +149,11 @@ async def _devices(
     canary = status.get("canary") or {}
     weight = float(status.get("weight") or 0.0)
     cover_spec = spec.get("coverage") or {}
-    ttl = float(cover_spec.get("heartbeatTTLSeconds") or 30)
+    ttl = float(cover_spec.get("heartbeatTTLSeconds") or DEFAULT_HEARTBEAT_TTL_SECONDS)
     step_started = status.get("stepStartedAt")
+    # Devices of this environment only: another may use the same target, region and names.
     rows = await ctx.db.get_device_versions(
-        target=target, seen_within=dt.timedelta(seconds=ttl * 10)
+        target=target, seen_within=dt.timedelta(seconds=ttl * 10), environment=spec["env"]
     )
     errors, stale, prepared = await _live_reports(ctx, spec["env"], target, region)
     prepare = status.get("prepare") or {}

@@ -11,6 +11,10 @@ from the resulting state how it reads for people and for ``kubectl wait``:
 - Degraded: True when the operator itself rolled back or gave up (the reason
   names the breached limit or the deadline); a person's abort is not Degraded.
 - Paused: True while an indefinite pause waits for promote or resume.
+- ActivationsHealthy: False while live devices of the target refuse to activate
+  what they were told to run (a snapshot that fails its verification), with how
+  many and why; True when none does; Unknown with no live device. Turning False
+  posts a Warning event ``ActivationsRefused`` (:func:`activation_events`).
 
 It also renders the complete status dict, with ``seq`` bumped when anything
 in it changed. Pure. See docs/rollout-state-machine.md.
@@ -24,7 +28,14 @@ from typing import Any
 
 from pkg_operator.conditions import ConditionStatus, set_condition
 from pkg_operator.health import HEALTH_TYPES, rollout_health
-from pkg_operator.rollout.model import CoverageObs, Decision, HealthObs, Observations
+from pkg_operator.rollout.model import (
+    Action,
+    CoverageObs,
+    Decision,
+    EmitEvent,
+    HealthObs,
+    Observations,
+)
 from pkg_operator.rollout.spec import Coverage, RolloutSpec
 from pkg_operator.rollout.state import (
     State,
@@ -35,7 +46,10 @@ from pkg_operator.rollout.state import (
 )
 
 __all__ = [
+    "ACTIVATIONS",
     "CONDITION_TYPES",
+    "activation_events",
+    "activations",
     "coverage",
     "coverage_text",
     "health",
@@ -45,6 +59,9 @@ __all__ = [
 ]
 
 CONDITION_TYPES = ("Progressing", "Available", "Degraded", "Paused")
+
+#: The condition that says whether live devices refuse their activations.
+ACTIVATIONS = "ActivationsHealthy"
 
 _Cond = tuple[ConditionStatus, str, str]
 
@@ -127,6 +144,58 @@ def health(obs: HealthObs) -> dict[str, Any]:
         if obs.shadow_samples
         else None,
     }
+
+
+#: How many distinct refusal texts the ActivationsHealthy message names, and how long each.
+_MAX_WHYS = 3
+_WHY_CHARS = 200
+
+
+def activations(health_obs: HealthObs, coverage_obs: CoverageObs) -> _Cond:
+    """The ActivationsHealthy condition: how many live devices refuse to activate, and why."""
+    refusing = health_obs.activation_errors
+    if not refusing:
+        if coverage_obs.targeted == 0:
+            return ("Unknown", "NoLiveDevices", "no live device reports its activations")
+        return (
+            "True",
+            "NoRefusals",
+            f"none of {coverage_obs.targeted} live devices refuses an activation",
+        )
+    whys: dict[str, list[str]] = {}
+    for device, error in refusing:
+        whys.setdefault(error[:_WHY_CHARS], []).append(device)
+    ranked = sorted(whys.items(), key=lambda item: (-len(item[1]), item[0]))
+    shown = "; ".join(
+        f"{len(devices)} x {why} (e.g. {devices[0]})" for why, devices in ranked[:_MAX_WHYS]
+    )
+    more = f"; and {len(ranked) - _MAX_WHYS} other reason(s)" if len(ranked) > _MAX_WHYS else ""
+    total = max(coverage_obs.targeted, len(refusing))
+    return (
+        "False",
+        "ActivationsRefused",
+        f"{len(refusing)} of {total} live devices refuse to activate: {shown}{more}. "
+        "They keep running what they ran; status.health.activationErrors lists them",
+    )
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for item in status.get("conditions") or []:
+        if item.get("type") == type_:
+            found: Mapping[str, Any] = item
+            return found
+    return None
+
+
+def activation_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Action, ...]:
+    """A Warning event when ActivationsHealthy turns False (once per transition)."""
+    after = _condition(new, ACTIVATIONS)
+    if after is None or after.get("status") != "False":
+        return ()
+    before = _condition(old, ACTIVATIONS)
+    if before is not None and before.get("status") == "False":
+        return ()
+    return (EmitEvent("Warning", "ActivationsRefused", str(after.get("message") or "")),)
 
 
 def _step_text(state: State, spec: RolloutSpec) -> str:
@@ -279,6 +348,10 @@ def status(
         conditions = set_condition(
             conditions, type_, cond_status, reason, text, obs.generation, now
         )
+    cond_status, reason, text = activations(obs.health, obs.coverage)
+    conditions = set_condition(
+        conditions, ACTIVATIONS, cond_status, reason, text, obs.generation, now
+    )
     attempt = state.attempt
     count = len(spec.steps)
     running_unstarted = attempt is not None and attempt.running and state.step_started_at is None

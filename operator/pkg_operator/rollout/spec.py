@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_ANALYSIS_SECONDS",
+    "DEFAULT_HEARTBEAT_TTL_SECONDS",
     "Coverage",
     "Limits",
     "RolloutSpec",
@@ -94,10 +95,15 @@ class Step:
         return f"analysis {self.limits.duration_seconds or 0}s"
 
 
+#: spec.coverage.heartbeatTTLSeconds when unset: how recent a device's heartbeat must be for
+#: it to count as live. The view pkg_deployment_coverage (migration 0006) uses the same.
+DEFAULT_HEARTBEAT_TTL_SECONDS = 30
+
+
 @dataclass(frozen=True)
 class Coverage:
     min_percent: float = 100.0
-    heartbeat_ttl_seconds: int = 30
+    heartbeat_ttl_seconds: int = DEFAULT_HEARTBEAT_TTL_SECONDS
     min_devices: int = 1
 
 
@@ -251,7 +257,7 @@ def parse_spec(spec: Mapping[str, Any]) -> RolloutSpec:
     min_devices = _integer(cov, "minDevices", "spec.coverage", 0)
     coverage = Coverage(
         min_percent=100.0 if min_percent is None else min_percent,
-        heartbeat_ttl_seconds=30 if ttl is None else ttl,
+        heartbeat_ttl_seconds=DEFAULT_HEARTBEAT_TTL_SECONDS if ttl is None else ttl,
         min_devices=1 if min_devices is None else min_devices,
     )
     return RolloutSpec(
