@@ -20,7 +20,9 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '60s';
 
 CREATE TABLE pkg_device_counters (
-    device_id text PRIMARY KEY,
+    -- Keyed like pkg_device_versions (0006): one device name may live in two environments.
+    environment text NOT NULL,
+    device_id text NOT NULL,
     process_id text NOT NULL,
     process_started timestamptz NOT NULL,
     -- Totals of the current process, as its latest heartbeat reported them.
@@ -36,11 +38,13 @@ CREATE TABLE pkg_device_counters (
     carried_shadow_samples bigint NOT NULL DEFAULT 0,
     carried_shadow_diffs bigint NOT NULL DEFAULT 0,
     restarts bigint NOT NULL DEFAULT 0,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (environment, device_id)
 );
 
 CREATE VIEW pkg_device_totals AS
-SELECT device_id,
+SELECT environment,
+       device_id,
        process_id,
        restarts,
        requests + carried_requests AS requests,

@@ -755,6 +755,7 @@ CREATE SEQUENCE public.pkg_desired_epoch_seq
     CACHE 1;
 
 CREATE TABLE public.pkg_device_counters (
+    environment text NOT NULL,
     device_id text NOT NULL,
     process_id text NOT NULL,
     process_started timestamp with time zone NOT NULL,
@@ -778,7 +779,8 @@ CREATE TABLE public.pkg_device_counters (
 );
 
 CREATE VIEW public.pkg_device_totals AS
- SELECT pkg_device_counters.device_id,
+ SELECT pkg_device_counters.environment,
+    pkg_device_counters.device_id,
     pkg_device_counters.process_id,
     pkg_device_counters.restarts,
     (pkg_device_counters.requests + pkg_device_counters.carried_requests) AS requests,
@@ -1095,7 +1097,7 @@ ALTER TABLE ONLY public.pkg_deployments
     ADD CONSTRAINT pkg_deployments_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.pkg_device_counters
-    ADD CONSTRAINT pkg_device_counters_pkey PRIMARY KEY (device_id);
+    ADD CONSTRAINT pkg_device_counters_pkey PRIMARY KEY (environment, device_id);
 
 ALTER TABLE ONLY public.pkg_device_versions
     ADD CONSTRAINT pkg_device_versions_pkey PRIMARY KEY (environment, device_id);

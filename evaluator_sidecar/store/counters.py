@@ -35,6 +35,7 @@ COUNTER_NAMES = ("requests", "errors", "activation_failures", "shadow_samples", 
 class DeviceCounters:
     """One heartbeat's cumulative counters of one sidecar process."""
 
+    environment: str
     device_id: str
     process_id: str
     process_started: datetime
@@ -73,18 +74,18 @@ class ShadowDiffRow:
 
 
 _UPSERT = """
-INSERT INTO pkg_device_counters AS c (device_id, process_id, process_started, requests, errors,
-                                      activation_failures, shadow_samples, shadow_diffs,
-                                      updated_at)
-SELECT DISTINCT ON (h.device_id)
-       h.device_id, h.process_id, h.process_started, h.requests, h.errors,
+INSERT INTO pkg_device_counters AS c (environment, device_id, process_id, process_started,
+                                      requests, errors, activation_failures, shadow_samples,
+                                      shadow_diffs, updated_at)
+SELECT DISTINCT ON (h.environment, h.device_id)
+       h.environment, h.device_id, h.process_id, h.process_started, h.requests, h.errors,
        h.activation_failures, h.shadow_samples, h.shadow_diffs, now()
-  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[],
-              $6::bigint[], $7::bigint[], $8::bigint[])
-       AS h(device_id, process_id, process_started, requests, errors, activation_failures,
-            shadow_samples, shadow_diffs)
- ORDER BY h.device_id, h.process_started DESC, h.requests DESC
-ON CONFLICT (device_id) DO UPDATE SET
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[],
+              $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+       AS h(environment, device_id, process_id, process_started, requests, errors,
+            activation_failures, shadow_samples, shadow_diffs)
+ ORDER BY h.environment, h.device_id, h.process_started DESC, h.requests DESC
+ON CONFLICT (environment, device_id) DO UPDATE SET
        process_id = EXCLUDED.process_id,
        process_started = EXCLUDED.process_started,
        requests = CASE WHEN c.process_id = EXCLUDED.process_id
@@ -128,8 +129,8 @@ INSERT INTO pkg_step_baselines (deployment_uid, step_started_at, device_id, requ
 SELECT $1, $2, t.device_id, t.requests, t.errors, t.activation_failures, t.shadow_samples,
        t.shadow_diffs
   FROM pkg_device_totals t
-  JOIN pkg_device_versions v ON v.device_id = t.device_id
- WHERE v.target = $3 AND v.region = $4
+  JOIN pkg_device_versions v ON v.environment = t.environment AND v.device_id = t.device_id
+ WHERE v.target = $3 AND v.region = $4 AND v.environment = $5
 ON CONFLICT DO NOTHING
 """
 
@@ -141,10 +142,10 @@ SELECT t.device_id,
        b.activation_failures AS b_activation_failures,
        b.shadow_samples AS b_shadow_samples, b.shadow_diffs AS b_shadow_diffs
   FROM pkg_device_totals t
-  JOIN pkg_device_versions v ON v.device_id = t.device_id
+  JOIN pkg_device_versions v ON v.environment = t.environment AND v.device_id = t.device_id
   LEFT JOIN pkg_step_baselines b
          ON b.device_id = t.device_id AND b.deployment_uid = $1 AND b.step_started_at = $2
- WHERE v.target = $3 AND v.region = $4
+ WHERE v.target = $3 AND v.region = $4 AND v.environment = $5
  ORDER BY t.device_id
 """
 
@@ -170,6 +171,7 @@ class PKGCountersDAO:
         if not rows:
             return 0
         columns = [
+            [r.environment for r in rows],
             [r.device_id for r in rows],
             [r.process_id for r in rows],
             [r.process_started for r in rows],
@@ -181,9 +183,14 @@ class PKGCountersDAO:
         return int(status.rsplit(" ", 1)[-1])
 
     async def capture_step_baseline(
-        self, deployment_uid: str, step_started_at: datetime, target: str, region: str
+        self,
+        deployment_uid: str,
+        step_started_at: datetime,
+        target: str,
+        region: str,
+        environment: str,
     ) -> bool:
-        """Copy the totals of the target's devices as the step's baseline, once per step.
+        """Copy the totals of the place's devices as the step's baseline, once per step.
 
         True when this call captured it, False when it had been captured before.
         """
@@ -192,17 +199,25 @@ class PKGCountersDAO:
                 status: str = await conn.execute(_MARK, deployment_uid, step_started_at, target)
                 if status.endswith(" 0"):
                     return False
-                await conn.execute(_CAPTURE, deployment_uid, step_started_at, target, region)
+                await conn.execute(
+                    _CAPTURE, deployment_uid, step_started_at, target, region, environment
+                )
         return True
 
     async def step_counters(
-        self, deployment_uid: str, step_started_at: datetime, target: str, region: str
+        self,
+        deployment_uid: str,
+        step_started_at: datetime,
+        target: str,
+        region: str,
+        environment: str,
     ) -> list[StepCounters]:
-        """Every device of the target and region with counters: its totals and baseline."""
+        """Every device of the environment, target and region with counters: its totals and
+        baseline (the baseline table needs no environment: a deployment has one)."""
         with db_errors(f"reading the step counters of deployment {deployment_uid}"):
             async with self._db.connection() as conn:
                 rows = await conn.fetch(
-                    _STEP_COUNTERS, deployment_uid, step_started_at, target, region
+                    _STEP_COUNTERS, deployment_uid, step_started_at, target, region, environment
                 )
         return [
             StepCounters(

@@ -62,6 +62,7 @@ def to_counters(beat: Heartbeat) -> DeviceCounters | None:
     if totals is None or beat.process_id is None or beat.process_started is None:
         return None
     return DeviceCounters(
+        environment=beat.env,
         device_id=beat.device_id,
         process_id=beat.process_id,
         process_started=dt.datetime.fromtimestamp(beat.process_started, dt.UTC),

@@ -16,18 +16,21 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def _c(device: str, process: str, started: datetime, **counts: int) -> DeviceCounters:
-    return DeviceCounters(device, process, started, **counts)
+    return DeviceCounters("prod", device, process, started, **counts)
 
 
 async def _totals(client: PKGClient, device: str) -> dict[str, int]:
-    rows = await client.step_counters("no-such-uid", T0, "router", "global")
+    rows = await client.step_counters("no-such-uid", T0, "router", "global", "prod")
     by_device = {r.device_id: r.totals for r in rows}
     return by_device[device]
 
 
 async def _seen(client: PKGClient, *devices: str) -> None:
     await client.update_device_heartbeats(
-        [DeviceHeartbeat(d, "router", target="router", region="global") for d in devices]
+        [
+            DeviceHeartbeat(d, "router", target="router", region="global", environment="prod")
+            for d in devices
+        ]
     )
 
 
@@ -68,12 +71,15 @@ class TestStepBaselines:
     ) -> None:
         await _seen(client, "b1")
         await client.update_device_counters([_c("b1", "p", T0, requests=100, errors=10)])
-        assert await client.capture_step_baseline("dep", T0, "router", "global") is True
+        assert await client.capture_step_baseline("dep", T0, "router", "global", "prod") is True
         await client.update_device_counters([_c("b1", "p", T0, requests=150, errors=30)])
-        assert await client.capture_step_baseline("dep", T0, "router", "global") is False
+        assert await client.capture_step_baseline("dep", T0, "router", "global", "prod") is False
         await _seen(client, "b2")
         await client.update_device_counters([_c("b2", "q", T0, requests=8, errors=2)])
-        rows = {r.device_id: r for r in await client.step_counters("dep", T0, "router", "global")}
+        rows = {
+            r.device_id: r
+            for r in await client.step_counters("dep", T0, "router", "global", "prod")
+        }
         assert rows["b1"].baseline is not None
         assert rows["b1"].baseline["errors"] == 10
         assert rows["b1"].totals["errors"] == 30
@@ -83,11 +89,15 @@ class TestStepBaselines:
         self, client: PKGClient
     ) -> None:
         await client.update_device_heartbeats(
-            [DeviceHeartbeat("door1", "door", target="edge:door", region="global")]
+            [
+                DeviceHeartbeat(
+                    "door1", "door", target="edge:door", region="global", environment="prod"
+                )
+            ]
         )
         await client.update_device_counters([_c("door1", "p", T0, requests=1)])
-        await client.capture_step_baseline("dep2", T0, "router", "global")
-        rows = await client.step_counters("dep2", T0, "router", "global")
+        await client.capture_step_baseline("dep2", T0, "router", "global", "prod")
+        rows = await client.step_counters("dep2", T0, "router", "global", "prod")
         assert "door1" not in {r.device_id for r in rows}
 
 

@@ -158,7 +158,9 @@ async def _devices(
     errors, stale, prepared = await _live_reports(ctx, spec["env"], target, region)
     prepare = status.get("prepare") or {}
     started = parse_time(step_started) if step_started else None
-    counters = await _step_counters(ctx, uid, started, target, region)
+    counters = await _step_counters(
+        ctx, uid, started, env=spec["env"], target=target, region=region
+    )
     reports = [
         coverage.DeviceReport(
             device_id=row["device_id"],
@@ -196,15 +198,22 @@ async def _devices(
 
 
 async def _step_counters(
-    ctx: OperatorContext, uid: str, started: dt.datetime | None, target: str, region: str
+    ctx: OperatorContext,
+    uid: str,
+    started: dt.datetime | None,
+    *,
+    env: str,
+    target: str,
+    region: str,
 ) -> dict[str, StepCounters]:
     """device id -> its cumulative counters and baseline for the current step."""
     if started is None:
         return {}
     # Normally captured by the tick that started the step, before it published; this
     # covers an operator that stopped in between (a no-op once captured).
-    await ctx.db.capture_step_baseline(uid, started, target, region)
-    return {c.device_id: c for c in await ctx.db.step_counters(uid, started, target, region)}
+    await ctx.db.capture_step_baseline(uid, started, target, region, env)
+    rows = await ctx.db.step_counters(uid, started, target, region, env)
+    return {c.device_id: c for c in rows}
 
 
 async def _live_reports(
