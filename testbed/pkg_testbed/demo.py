@@ -76,7 +76,7 @@ from pkg_testbed.demo_world import (
     wait_for,
 )
 from pkg_testbed.procs import TestbedError
-from pkg_testbed.product import ROOT, OperatorProcess, venv_command
+from pkg_testbed.product import ROOT, OperatorProcess, venv_command, wait_established
 from pkg_testbed.stack import Stack
 
 __all__ = [
@@ -379,10 +379,10 @@ class _Scenario:
             "apply", "--server-side", "-f", str(CRDS_FILE)
         ).splitlines():
             self.out.say(text)
-        for crd in CRDS:
-            self.cluster.kubectl(
-                "wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}"
-            )
+        try:
+            wait_established(self.world.kubectl_bin, self.world.kubeconfig, list(CRDS))
+        except TestbedError as exc:
+            raise DemoError(str(exc)) from exc
         self.out.ok("CRDs established")
         self.out.command("kubectl apply -f -   # ClusterKopfPeering pkg-operator")
         self.out.say(self.cluster.kubectl("apply", "-f", "-", stdin=PEERING).strip())

@@ -13,13 +13,21 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
 from pkg_testbed.procs import ServerProcess, TestbedError, free_port, wait_until
 
-__all__ = ["ROOT", "OperatorProcess", "SidecarProcess", "kubectl", "venv_command"]
+__all__ = [
+    "ROOT",
+    "OperatorProcess",
+    "SidecarProcess",
+    "kubectl",
+    "venv_command",
+    "wait_established",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +62,42 @@ def kubectl(
     if check and result.returncode != 0:
         raise TestbedError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result
+
+
+_ESTABLISHED = '{.status.conditions[?(@.type=="Established")].status}'
+
+
+def wait_established(
+    kubectl_bin: Path, kubeconfig: Path, crds: tuple[str, ...] | list[str], timeout: float = 60
+) -> None:
+    """Wait until every CRD in ``crds`` is Established.
+
+    Polls instead of ``kubectl wait --for=condition=Established``: on a loaded machine that
+    command can read a CRD the API server has stored but not yet given any status, and
+    fails at once with ``.status.conditions accessor error`` instead of waiting.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(crds)
+    while pending:
+        result = kubectl(
+            kubectl_bin,
+            kubeconfig,
+            "get",
+            "crd",
+            pending[0],
+            "-o",
+            f"jsonpath={_ESTABLISHED}",
+            check=False,
+        )
+        if result.returncode == 0 and result.stdout.strip() == "True":
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise TestbedError(
+                f"CRD {pending[0]} not Established after {timeout:g} s: "
+                f"{(result.stderr or result.stdout).strip() or 'no status yet'}"
+            )
+        time.sleep(0.2)
 
 
 def _get_json(url: str) -> object:

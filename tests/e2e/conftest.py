@@ -18,7 +18,7 @@ from e2e_helpers import Cluster
 
 from pkg_testbed.kube import KubeControlPlane
 from pkg_testbed.postgres import PostgresServer
-from pkg_testbed.product import ROOT, OperatorProcess
+from pkg_testbed.product import ROOT, OperatorProcess, wait_established
 from pkg_testbed.redis import RedisServer
 
 _names = itertools.count(1)
@@ -35,12 +35,15 @@ def cluster(
     # Its own Redis database: keys left by the integration tests (db 0) never leak in.
     result = Cluster(kube, database_url, redis_server.url(1), testbed_dir / "e2e")
     result.kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "crds.yaml"))
-    for crd in (
-        "policysnapshots.pkg.seedcore.io",
-        "policydeployments.pkg.seedcore.io",
-        "clusterkopfpeerings.kopf.dev",
-    ):
-        result.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
+    wait_established(
+        kube.kubectl_bin,
+        kube.kubeconfig,
+        [
+            "policysnapshots.pkg.seedcore.io",
+            "policydeployments.pkg.seedcore.io",
+            "clusterkopfpeerings.kopf.dev",
+        ],
+    )
     result.kubectl(
         "apply",
         "-f",
