@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from evaluator_sidecar.store.errors import DatabaseUnavailableError
-from pkg_operator import heartbeats, integrity
+from pkg_operator import heartbeats, integrity, metrics
 from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
 from pkg_operator.kopf_config import configure_kopf
@@ -47,6 +47,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings, ours)
         memo.ctx = await open_context(ours)
+        if ours.operator_metrics_port > 0:
+            served = await metrics.serve(ours.operator_metrics_host, ours.operator_metrics_port)
+            memo.ctx.tasks.append(served)
         memo.ctx.tasks.append(heartbeats.start_folder(memo.ctx))
         if ours.integrity_check_seconds > 0:
             # Started on every replica; one holds the lease and reports (integrity.py).
@@ -74,9 +77,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        await snapshot.changed(
-            _ctx(memo), body=body, meta=meta, spec=spec, status=status, patch=patch
-        )
+        with metrics.reconciling("PolicySnapshot"):
+            await snapshot.changed(
+                _ctx(memo), body=body, meta=meta, spec=spec, status=status, patch=patch
+            )
 
     @kopf.on.delete(*SNAPSHOTS, registry=registry)
     async def snapshot_deleted(
@@ -142,8 +146,14 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         snapshots, deployments = kwargs["snapshots_index"], kwargs["deployments_index"]
         _levels(memo).renew()
         try:
-            await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
+            with metrics.reconciling("PolicyDeployment"):
+                await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
         except DatabaseUnavailableError as exc:
             raise kopf.TemporaryError(f"PostgreSQL is unavailable: {exc}", delay=interval) from exc
+
+    # Optional: no finalizer, it only drops the deleted deployment's gauges.
+    @kopf.on.delete(*DEPLOYMENTS, registry=registry, optional=True, id="deployment_gauges")
+    def deployment_deleted(*, namespace: str | None, name: str, **_: Any) -> None:
+        metrics.forget_rollout(namespace or "", name)
 
     return registry

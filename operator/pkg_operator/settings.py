@@ -20,6 +20,8 @@ The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL`
 | ``PKG_INTEGRITY_CHECK_SECONDS`` | ``300`` | how often the integrity checks run (0: never) |
 | ``PKG_TRUSTED_KEYS`` | (none) | ``namespace/name`` of the ConfigMap or Secret of trusted keys |
 | ``PKG_LEVEL_RESYNC_SECONDS`` | ``10`` | how often Redis's levels are checked against PostgreSQL |
+| ``PKG_OPERATOR_METRICS_PORT`` | ``9090`` | port of Prometheus's ``/metrics`` (0: off) |
+| ``PKG_OPERATOR_METRICS_HOST`` | ``0.0.0.0`` | address of ``/metrics`` |
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class OperatorSettings(CommonSettings):
         return namespace, name
 
     level_resync_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # pkg_operator.metrics; Prometheus scrapes it from outside the pod.
+    operator_metrics_host: str = "0.0.0.0"
+    operator_metrics_port: int = Field(default=9090, ge=0, le=65535)
 
     @property
     def namespace_list(self) -> list[str]:
