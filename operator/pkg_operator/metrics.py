@@ -51,7 +51,10 @@ __all__ = [
     "REPAIRS",
     "ROLLBACKS",
     "ROLLOUT_COVERAGE",
+    "ROLLOUT_ERROR_RATIO",
+    "ROLLOUT_P99",
     "ROLLOUT_STEP",
+    "ROLLOUT_STEPS",
     "ROLLOUT_WEIGHT",
     "backend_error",
     "count_refusals",
@@ -92,6 +95,16 @@ ROLLOUT_WEIGHT = Gauge(
 ROLLOUT_COVERAGE = Gauge(
     "pkg_operator_rollout_coverage_ratio",
     "Share of a PolicyDeployment's targeted devices running the version intended for them",
+    ["namespace", "name"],
+)
+ROLLOUT_ERROR_RATIO = Gauge(
+    "pkg_operator_rollout_error_ratio",
+    "Errors per evaluation of a PolicyDeployment's canary devices in the analysis window",
+    ["namespace", "name"],
+)
+ROLLOUT_P99 = Gauge(
+    "pkg_operator_rollout_p99_seconds",
+    "Highest p99 evaluation latency reported by a PolicyDeployment's canary devices",
     ["namespace", "name"],
 )
 PROMOTIONS = Counter(
@@ -149,6 +162,16 @@ INTEGRITY_CHECKS = Counter(
 )
 
 
+_ROLLOUT_GAUGES = (
+    ROLLOUT_STEP,
+    ROLLOUT_STEPS,
+    ROLLOUT_WEIGHT,
+    ROLLOUT_COVERAGE,
+    ROLLOUT_ERROR_RATIO,
+    ROLLOUT_P99,
+)
+
+
 def backend_error(exc: BaseException, where: str) -> None:
     """Count ``exc`` as a Redis or PostgreSQL error when it is one (others are not counted)."""
     if isinstance(exc, redis.exceptions.RedisError):
@@ -181,6 +204,9 @@ def record_rollout(namespace: str, name: str, new: Mapping[str, Any]) -> None:
     ROLLOUT_WEIGHT.labels(**labels).set(float(new.get("weight") or 0))
     coverage = new.get("coverage") or {}
     ROLLOUT_COVERAGE.labels(**labels).set(float(coverage.get("percent") or 0) / 100)
+    health = new.get("health") or {}
+    ROLLOUT_ERROR_RATIO.labels(**labels).set(float(health.get("errorRate") or 0))
+    ROLLOUT_P99.labels(**labels).set(float(health.get("p99Ms") or 0) / 1000)
 
 
 def count_refusals(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
@@ -193,7 +219,7 @@ def count_refusals(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
 
 def forget_rollout(namespace: str, name: str) -> None:
     """Drop a deleted deployment's gauges, so that their label sets stay bounded."""
-    for gauge in (ROLLOUT_STEP, ROLLOUT_STEPS, ROLLOUT_WEIGHT, ROLLOUT_COVERAGE):
+    for gauge in _ROLLOUT_GAUGES:
         with suppress(KeyError):  # never set by this replica
             gauge.remove(namespace, name)
 

@@ -158,6 +158,8 @@ def test_the_operator_serves_its_metrics_over_http(
     assert value(paused, "pkg_operator_rollout_step", **labels) == 1  # the pause
     assert value(paused, "pkg_operator_rollout_steps", **labels) == 2
     assert value(paused, "pkg_operator_rollout_coverage_ratio", **labels) == 1.0
+    assert value(paused, "pkg_operator_rollout_error_ratio", **labels) == 0  # no traffic
+    assert ("pkg_operator_rollout_p99_seconds", frozenset(labels.items())) in paused
     assert (
         value(
             paused, "pkg_operator_actions_refused_total", kind="PolicySnapshot", action="rollback"
