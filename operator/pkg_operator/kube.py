@@ -237,6 +237,18 @@ class UserClient:
             raise KubeError(f"reading {plural} {namespace}/{name} failed: {exc.reason}") from exc
         return cast(dict[str, Any], result)
 
+    def list(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """The operator's custom objects of a kind in ``namespace`` (None: every namespace)."""
+        api = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            if namespace is None:
+                result: Any = api.list_cluster_custom_object(GROUP, VERSION, plural)
+            else:
+                result = api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        except ApiException as exc:
+            raise KubeError(f"listing {plural} failed: {exc.reason} ({exc.status})") from exc
+        return list(result.get("items") or [])
+
     def annotate(self, plural: str, namespace: str, name: str, key: str, value: str) -> None:
         """Set one annotation (a merge patch of metadata only)."""
         api = kubernetes.client.CustomObjectsApi(self.api)

@@ -124,6 +124,35 @@ def promote_and_refuse_on_snapshots(pkg: Plugin, cluster: Cluster, namespace: st
     assert pkg.run("abort", "psnap", "v1").returncode == 2  # snapshots take promote, rollback
 
 
+def check_status_and_listings(pkg: Plugin, namespace: str) -> None:
+    """A deployment paused at 50 %: the tree marks the pause as current; listings show it."""
+    shown = pkg.run("status", "canary")
+    assert shown.returncode == 0, shown.stderr
+    assert f"PolicyDeployment {namespace}/canary" in shown.stdout
+    assert "✔ 1. setWeight 50%" in shown.stdout
+    assert "► 2. pause (until promoted)  ◀ current" in shown.stdout
+    assert "Weight:   50%" in shown.stdout
+    assert "Coverage: 2/2" in shown.stdout
+    listed = pkg.run("get")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split()[:3] == ["NAMESPACE", "NAME", "STATUS"]
+    assert listed.stdout.splitlines()[1].split()[:5] == [
+        namespace,
+        "canary",
+        "Paused",
+        "2/2",
+        "50%",
+    ]
+    snapshots = pkg.run("get", "psnap", "-A", "-o", "json")
+    names = {
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in json.loads(snapshots.stdout)["items"]
+    }
+    assert {(namespace, "v1"), (namespace, "v2")} <= names
+    as_json = json.loads(pkg.run("get", "pdep", "canary", "-o", "json").stdout)
+    assert as_json["status"]["summary"] == "Paused"
+
+
 def test_kubectl_pkg_promotes_aborts_retries_and_watches_a_rollout_to_its_end(
     cluster: Cluster,
     namespace: str,
@@ -152,15 +181,7 @@ def test_kubectl_pkg_promotes_aborts_retries_and_watches_a_rollout_to_its_end(
     # A deployment paused at 50 %: the status tree marks the pause as current.
     cluster.apply(namespace, canary_doc(devices))
     wait_for(lambda: summary(cluster, namespace, "canary") == "Paused", timeout=90, what="Paused")
-    shown = pkg.run("status", "canary")
-    assert shown.returncode == 0, shown.stderr
-    assert f"PolicyDeployment {namespace}/canary" in shown.stdout
-    assert "✔ 1. setWeight 50%" in shown.stdout
-    assert "► 2. pause (until promoted)  ◀ current" in shown.stdout
-    assert "Weight:   50%" in shown.stdout
-    assert "Coverage: 2/2" in shown.stdout
-    as_json = json.loads(pkg.run("get", "pdep", "canary", "-o", "json").stdout)
-    assert as_json["status"]["summary"] == "Paused"
+    check_status_and_listings(pkg, namespace)
 
     early = pkg.run("retry", "pdep", "canary")
     assert early.returncode == 1, early.stdout + early.stderr

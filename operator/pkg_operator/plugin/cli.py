@@ -24,6 +24,7 @@ import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -63,10 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     _common(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     what = "[pdep|psnap] NAME (default pdep)"
-    for name, help_ in (("get", "show a status tree"), ("status", "the same as get")):
+    for name, help_ in (
+        ("get", "list deployments or snapshots, or show one's status tree"),
+        ("status", "the same as get"),
+    ):
         sub = commands.add_parser(name, help=help_)
         _common(sub)
-        sub.add_argument("target", nargs="+", metavar="ARG", help=what)
+        sub.add_argument("target", nargs="*", metavar="ARG", help="[pdep|psnap] [NAME]")
+        sub.add_argument(
+            "-A", "--all-namespaces", action="store_true", help="list every namespace's"
+        )
     watch = commands.add_parser("watch", help="follow a rollout until it ends")
     _common(watch)
     watch.add_argument("target", nargs="+", metavar="ARG", help="[pdep] NAME")
@@ -145,8 +152,27 @@ class Plugin:
             self.print("\n".join(view.lines(view.tree(obj))))
 
     def get(self) -> int:
+        parts: list[str] = self.args.target
+        if len(parts) <= 1 and (not parts or parts[0].lower() in view.KINDS):
+            return self.listing(view.resource(parts[0]) if parts else "policydeployments")
         plural, name = _target(self.args)
         self.show(self.fetch(plural, name))
+        return view.EXIT_OK
+
+    def listing(self, plural: str) -> int:
+        namespace = None if self.args.all_namespaces else self.namespace
+        objs = self.client.list(plural, namespace)
+        if self.output != "text":
+            self.print(_dump({"items": objs}, self.output))
+            return view.EXIT_OK
+        header, table = view.rows(objs)
+        if self.tty:
+            grid = Table(*header, box=None)
+            for row in table:
+                grid.add_row(*(Text(cell) for cell in row))
+            self.console.print(grid)
+        else:
+            self.print("\n".join(view.plain_table(header, table)))
         return view.EXIT_OK
 
     def act(self) -> int:

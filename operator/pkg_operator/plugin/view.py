@@ -29,9 +29,11 @@ __all__ = [
     "action_value",
     "ending",
     "lines",
+    "plain_table",
     "progress_line",
     "recorded",
     "resource",
+    "rows",
     "tree",
 ]
 
@@ -276,6 +278,57 @@ def progress_line(obj: Mapping[str, Any]) -> str:
         f"({coverage.get('percent', 0)}%) canary={_ref(status.get('canary'))} "
         f"stable={_ref(status.get('stable'))}"
     )
+
+
+def rows(objs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """A listing: the header and one row per PolicyDeployment or PolicySnapshot."""
+    if objs and objs[0].get("kind") == "PolicySnapshot":
+        header = ["NAMESPACE", "NAME", "VERSION", "ENV", "READY", "ACTIVE"]
+        table = []
+        for obj in objs:
+            meta, spec, status = (
+                obj.get("metadata") or {},
+                obj.get("spec") or {},
+                obj.get("status") or {},
+            )
+            table.append(
+                [
+                    str(meta.get("namespace")),
+                    str(meta.get("name")),
+                    str(spec.get("version")),
+                    str(spec.get("env")),
+                    str(_condition(status, "Ready").get("status", "-")),
+                    str(_condition(status, "Active").get("status", "-")),
+                ]
+            )
+        return header, table
+    header = ["NAMESPACE", "NAME", "STATUS", "STEP", "WEIGHT", "COVERAGE", "STABLE", "CANARY"]
+    table = []
+    for obj in objs:
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        coverage = status.get("coverage") or {}
+        table.append(
+            [
+                str(meta.get("namespace")),
+                str(meta.get("name")),
+                str(status.get("summary", "Pending")),
+                str(status.get("stepProgress", "-")),
+                f"{status.get('weight', 0)}%",
+                str(coverage.get("display", "-")),
+                _ref(status.get("stable")),
+                _ref(status.get("canary")),
+            ]
+        )
+    return header, table
+
+
+def plain_table(header: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
+    """Columns aligned with spaces, as ``kubectl get`` prints them."""
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    return [
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *table]
+    ]
 
 
 def ending(obj: Mapping[str, Any]) -> int | None:

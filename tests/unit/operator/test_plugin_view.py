@@ -123,3 +123,12 @@ def test_resource_names_and_the_annotation_value() -> None:
         view.resource("pod")
     value = json.loads(view.action_value("promote-full", "tok-1", "alice", "ok"))
     assert value == {"action": "promote-full", "token": "tok-1", "actor": "alice", "reason": "ok"}
+
+
+def test_a_listing_has_one_aligned_row_per_deployment() -> None:
+    header, table = view.rows([PAUSED])
+    assert header[:4] == ["NAMESPACE", "NAME", "STATUS", "STEP"]
+    assert table == [["ns", "router", "Paused", "3/3", "10%", "4/4", "rules@1.4.0", "rules@1.5.0"]]
+    text = view.plain_table(header, table)
+    assert text[0].startswith("NAMESPACE   NAME     STATUS   STEP")
+    assert text[1].startswith("ns          router   Paused   3/3 ")
