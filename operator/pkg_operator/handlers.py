@@ -5,12 +5,14 @@ operator's context from kopf's memo.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import kopf
 
 from evaluator_sidecar.store.errors import DatabaseUnavailableError
-from pkg_operator import heartbeats, integrity
+from pkg_operator import heartbeats, integrity, metrics
 from pkg_operator.api import DEPLOYMENTS, SNAPSHOTS
 from pkg_operator.context import OperatorContext, open_context
 from pkg_operator.inject import server as inject
@@ -52,7 +54,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         if ours.webhook_port and "webhook" not in memo:
             memo.webhook = await inject.start_webhook(ours)
         if ours.metrics_port and "metrics" not in memo:
-            memo.metrics = await inject.start_metrics(ours.metrics_host, ours.metrics_port)
+            # Before PostgreSQL and Redis too: their errors are among what it reports.
+            memo.metrics = await metrics.serve(ours.metrics_host, ours.metrics_port)
         memo.ctx = await open_context(ours)
         memo.ctx.tasks.append(heartbeats.start_folder(memo.ctx))
         if ours.integrity_check_seconds > 0:
@@ -68,7 +71,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         if "webhook" in memo:
             await memo.webhook.stop()
         if "metrics" in memo:
-            await memo.metrics.cleanup()
+            memo.metrics.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await memo.metrics
         if "ctx" in memo:
             await _ctx(memo).close()
 
@@ -85,9 +90,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        await snapshot.changed(
-            _ctx(memo), body=body, meta=meta, spec=spec, status=status, patch=patch
-        )
+        with metrics.reconciling("PolicySnapshot"):
+            await snapshot.changed(
+                _ctx(memo), body=body, meta=meta, spec=spec, status=status, patch=patch
+            )
 
     @kopf.on.delete(*SNAPSHOTS, registry=registry)
     async def snapshot_deleted(
@@ -153,8 +159,14 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         snapshots, deployments = kwargs["snapshots_index"], kwargs["deployments_index"]
         _levels(memo).renew()
         try:
-            await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
+            with metrics.reconciling("PolicyDeployment"):
+                await rollout.tick(memo.ctx, body, memo, snapshots, deployments)
         except DatabaseUnavailableError as exc:
             raise kopf.TemporaryError(f"PostgreSQL is unavailable: {exc}", delay=interval) from exc
+
+    # Optional: no finalizer, it only drops the deleted deployment's gauges.
+    @kopf.on.delete(*DEPLOYMENTS, registry=registry, optional=True, id="deployment_gauges")
+    def deployment_deleted(*, namespace: str | None, name: str, **_: Any) -> None:
+        metrics.forget_rollout(namespace or "", name)
 
     return registry

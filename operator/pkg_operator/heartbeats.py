@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 
 from redis.exceptions import ResponseError
@@ -33,6 +34,7 @@ from evaluator_sidecar.signals import Heartbeat, backoff_delay
 from evaluator_sidecar.store.counters import DeviceCounters, ShadowDiffRow
 from evaluator_sidecar.store.models import DeviceHeartbeat
 from pkg_operator.context import OperatorContext
+from pkg_operator.metrics import HEARTBEAT_BATCH, HEARTBEAT_LAG, backend_error
 
 __all__ = ["newest_per_device", "shadow_rows", "start_folder", "to_counters", "to_row"]
 
@@ -125,6 +127,8 @@ async def fold_once(ctx: OperatorContext, consumer: str, *, pending: bool = Fals
     )
     if not entries:
         return 0
+    HEARTBEAT_BATCH.observe(len(entries))
+    HEARTBEAT_LAG.set(max(0.0, time.time() - min(beat.ts for _, beat in entries)))
     beats = newest_per_device([beat for _, beat in entries])
     await ctx.db.update_device_heartbeats([to_row(beat) for beat in beats])
     counters = [c for c in map(to_counters, beats) if c is not None]
@@ -149,6 +153,7 @@ async def _fold_forever(ctx: OperatorContext) -> None:
         except asyncio.CancelledError:
             raise
         except ResponseError as exc:
+            backend_error(exc, where="heartbeats")
             if not _stream_lost(exc):
                 failures += 1
                 log.exception("reading heartbeats failed (attempt %d)", failures)
@@ -159,7 +164,8 @@ async def _fold_forever(ctx: OperatorContext) -> None:
             log.warning("the heartbeat stream or its group is gone (%s); recreating it", exc)
             await ctx.signals.ensure_heartbeat_group()
             recovering = False
-        except Exception:
+        except Exception as exc:
+            backend_error(exc, where="heartbeats")
             failures += 1
             delay = backoff_delay(failures, base=0.5, cap=30.0)
             log.exception(

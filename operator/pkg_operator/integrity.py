@@ -12,9 +12,8 @@ Every ``PKG_INTEGRITY_CHECK_SECONDS`` (0 disables it) one replica runs:
   PostgreSQL after the store shows here before any sidecar is told to load it.
 
 It reports each run as a log line (WARNING with every problem, INFO when clean),
-two metrics in prometheus_client's default registry (``pkg_integrity_problems``,
-``pkg_integrity_checks_total{result}``; the operator serves no metrics endpoint
-yet, so they are read in-process and by tests until it does), and Kubernetes
+two metrics (``pkg_integrity_problems``, ``pkg_integrity_checks_total{result}``,
+owned by :mod:`pkg_operator.metrics`), and Kubernetes
 events: a Warning ``IntegrityCheckFailed`` on each PolicySnapshot a problem
 concerns, and one summarising the run on the ``policysnapshots`` CRD (the one
 object every installation has, standalone or not) when anything is wrong.
@@ -35,14 +34,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from evaluator_sidecar.store.audit_chain import AuditChainReport
 from evaluator_sidecar.store.errors import ChecksumMismatchError
 from evaluator_sidecar.store.lease import AdvisoryLease
 from pkg_operator import kube
 from pkg_operator.api import GROUP, SNAPSHOTS
 from pkg_operator.context import OperatorContext
+from pkg_operator.metrics import INTEGRITY_CHECKS as CHECKS
+from pkg_operator.metrics import INTEGRITY_PROBLEMS as PROBLEMS
 
 __all__ = [
     "CHECKS",
@@ -61,15 +60,6 @@ LEASE = "pkg_integrity"
 ANCHOR_CRD = f"{SNAPSHOTS[2]}.{GROUP}"
 #: At most this many findings in one event's message.
 _EVENT_FINDINGS = 5
-
-PROBLEMS = Gauge(
-    "pkg_integrity_problems", "Problems found by the operator's latest integrity check"
-)
-CHECKS = Counter(
-    "pkg_integrity_checks",
-    "Integrity checks run by this operator replica, by result (ok, problems, error)",
-    ["result"],
-)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ a deployment's status written by the rollout timer). It uses the official
 ``kubernetes`` client, configured from the same kubeconfig or in-cluster
 service account that kopf logs in with, in worker threads so that the event
 loop never blocks.
+
+:class:`UserClient` is the same client, synchronous, for the ``kubectl pkg`` plugin: it
+reads the caller's kubeconfig (``$KUBECONFIG``, a context chosen as kubectl does) and acts
+as the caller.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "Conflict",
     "KubeError",
     "SecretData",
+    "UserClient",
     "ensure_ca_bundle",
     "get_crd",
     "get_object",
@@ -314,3 +319,75 @@ async def ensure_ca_bundle(configuration: str, bundle: bytes) -> int | None:
     """Set ``caBundle`` of every webhook of a MutatingWebhookConfiguration to ``bundle``;
     how many changed, or None when the configuration does not exist."""
     return await asyncio.to_thread(_ensure_ca_bundle, configuration, bundle)
+
+
+class UserClient:
+    """The kubectl plugin's calls, as the user of a kubeconfig context (synchronous)."""
+
+    def __init__(self, context: str | None = None, kubeconfig: str | None = None) -> None:
+        try:
+            contexts, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig
+            )
+            chosen = active
+            if context is not None:
+                chosen = next((c for c in contexts if c.get("name") == context), None)
+                if chosen is None:
+                    names = ", ".join(c.get("name", "") for c in contexts)
+                    raise KubeError(f"no context {context!r} in the kubeconfig (it has: {names})")
+            self.api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context
+            )
+        except kubernetes.config.ConfigException as exc:
+            raise KubeError(
+                f"cannot read the kubeconfig ({exc}); set KUBECONFIG or use --kubeconfig"
+            ) from exc
+        self.context_user = str((chosen.get("context") or {}).get("user") or "")
+        self.namespace = str((chosen.get("context") or {}).get("namespace") or "default")
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of the operator's custom objects; None when it does not exist."""
+        api = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            result = api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(f"reading {plural} {namespace}/{name} failed: {exc.reason}") from exc
+        return cast(dict[str, Any], result)
+
+    def list(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """The operator's custom objects of a kind in ``namespace`` (None: every namespace)."""
+        api = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            if namespace is None:
+                result: Any = api.list_cluster_custom_object(GROUP, VERSION, plural)
+            else:
+                result = api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        except ApiException as exc:
+            raise KubeError(f"listing {plural} failed: {exc.reason} ({exc.status})") from exc
+        return list(result.get("items") or [])
+
+    def annotate(self, plural: str, namespace: str, name: str, key: str, value: str) -> None:
+        """Set one annotation (a merge patch of metadata only)."""
+        api = kubernetes.client.CustomObjectsApi(self.api)
+        body = {"metadata": {"annotations": {key: value}}}
+        try:
+            api.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, body)
+        except ApiException as exc:
+            raise KubeError(
+                f"annotating {plural} {namespace}/{name} failed: {exc.reason} ({exc.status}); "
+                "check that it exists and that you may patch it"
+            ) from exc
+
+    def whoami(self) -> str:
+        """The caller's user name as the API server sees it (SelfSubjectReview), else the
+        kubeconfig's user name."""
+        api = kubernetes.client.AuthenticationV1Api(self.api)
+        try:
+            review: Any = api.create_self_subject_review(kubernetes.client.V1SelfSubjectReview())
+            username = review.status.user_info.username
+        except (ApiException, AttributeError) as exc:
+            log.debug("SelfSubjectReview failed (%s); using the kubeconfig's user name", exc)
+            username = None
+        return str(username or self.context_user or "unknown")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from evaluator_sidecar.signals import DesiredState, SnapshotRef
 from pkg_operator.context import OperatorContext
 from pkg_operator.levels.effects import publish
+from pkg_operator.metrics import AUDIT_ROWS, PROMOTIONS, ROLLBACKS
 
 __all__ = [
     "Promotion",
@@ -57,9 +58,15 @@ async def promote(
     idempotency_key: str,
 ) -> Promotion:
     previous = await ctx.db.get_active_snapshot_summary(env)
-    promotion_id = await ctx.db.promote_snapshot(
-        snapshot_id, env=env, actor=actor, reason=reason, idempotency_key=idempotency_key
-    )
+    try:
+        promotion_id = await ctx.db.promote_snapshot(
+            snapshot_id, env=env, actor=actor, reason=reason, idempotency_key=idempotency_key
+        )
+    except Exception:
+        PROMOTIONS.labels(resource="snapshot", outcome="error").inc()
+        raise
+    PROMOTIONS.labels(resource="snapshot", outcome="ok").inc()
+    AUDIT_ROWS.labels(event="snapshot.promote").inc()
     current = await ctx.db.get_active_snapshot_summary(env)
     if current is None or current.id != snapshot_id:
         raise RuntimeError(f"promoting snapshot {snapshot_id} in {env} left {current} active")
@@ -97,9 +104,15 @@ async def roll_back(
     ctx: OperatorContext, *, env: str, actor: str, reason: str, idempotency_key: str
 ) -> Promotion:
     previous = await ctx.db.get_active_snapshot_summary(env)
-    promotion_id = await ctx.db.rollback_snapshot(
-        env=env, actor=actor, reason=reason, idempotency_key=idempotency_key
-    )
+    try:
+        promotion_id = await ctx.db.rollback_snapshot(
+            env=env, actor=actor, reason=reason, idempotency_key=idempotency_key
+        )
+    except Exception:
+        ROLLBACKS.labels(resource="snapshot", outcome="error").inc()
+        raise
+    ROLLBACKS.labels(resource="snapshot", outcome="ok").inc()
+    AUDIT_ROWS.labels(event="snapshot.rollback").inc()
     current = await ctx.db.get_active_snapshot_summary(env)
     assert current is not None, "a rollback always leaves a snapshot active"
     epoch = await publish_environment(ctx, env, f"rollback to {current.version}: {reason}")

@@ -127,7 +127,9 @@ class OperatorSettings(CommonSettings):
         '{"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}'
     )
     inject_wait_for_snapshot: bool = False
-    # Prometheus metrics of the operator (plain HTTP GET /metrics); 0 turns them off.
+    # Prometheus metrics of the operator (pkg_operator.metrics, plain HTTP GET /metrics);
+    # 0 turns them off. Off by default so that two operators on one host never collide;
+    # the chart turns it on (metrics.enabled, port 9090).
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=0, ge=0, le=65535)
 

@@ -110,6 +110,7 @@ class OperatorProcess:
 
     def __init__(self, workdir: Path, env: Mapping[str, str], *, name: str = "operator") -> None:
         self.liveness_port = free_port()
+        self.metrics_port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         full_env = {
@@ -117,6 +118,8 @@ class OperatorProcess:
             **env,
             "PKG_LIVENESS_HOST": "127.0.0.1",
             "PKG_LIVENESS_PORT": str(self.liveness_port),
+            "PKG_METRICS_HOST": "127.0.0.1",
+            "PKG_METRICS_PORT": str(self.metrics_port),
         }
         self.proc = ServerProcess(
             name, [venv_command("pkg-operator")], workdir / f"{name}.log", env=full_env

@@ -147,6 +147,7 @@ def operator(
         redis_url=redis_url,
         standalone=True,
         liveness_port=0,
+        metrics_port=0,
         migrate_on_start=False,
         rollout_interval_seconds=0.5,
     )
@@ -294,6 +295,7 @@ def checking_operator(
         redis_url=redis_url,
         standalone=True,
         liveness_port=0,
+        metrics_port=0,
         migrate_on_start=False,
         integrity_check_seconds=0.5,
     )

@@ -4,8 +4,8 @@ Routes: ``POST /inject/namespace`` and ``POST /inject/annotated`` (the two webho
 the configuration, see :mod:`pkg_operator.inject.review`), ``GET /healthz`` (the pod's
 readiness: it answers once a certificate is served). Every replica serves, whether or
 not it is the replica that reconciles (peering pauses resource handling only), so the
-webhook Service has as many endpoints as the operator has ready replicas. ``GET
-/metrics`` on ``PKG_METRICS_PORT`` (plain HTTP) exports prometheus_client's registry.
+webhook Service has as many endpoints as the operator has ready replicas. Its
+metrics are in :mod:`pkg_operator.metrics`.
 """
 
 from __future__ import annotations
@@ -18,21 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from pkg_operator.inject import review, tls
 from pkg_operator.inject.patch import InjectionConfig
+from pkg_operator.metrics import ADMISSIONS
 from pkg_operator.settings import OperatorSettings
 
-__all__ = ["ADMISSIONS", "Webhook", "injection_config", "start_metrics", "start_webhook"]
+__all__ = ["ADMISSIONS", "Webhook", "injection_config", "start_webhook"]
 
 log = logging.getLogger(__name__)
 
-ADMISSIONS = Counter(
-    "pkg_webhook_admissions",
-    "Pods reviewed by the injection webhook, by mode and result (injected, skipped, denied)",
-    ["mode", "result"],
-)
 #: A pod's JSON is at most ~1.5 MiB (etcd's limit); a review carries it once or twice.
 MAX_REVIEW_BYTES = 4 * 1024 * 1024
 
@@ -117,18 +112,3 @@ async def start_webhook(settings: OperatorSettings) -> Webhook:
     )
     task = asyncio.create_task(tls.keep_current(settings, serving), name="webhook-certificate")
     return Webhook(runner, serving, [task])
-
-
-async def start_metrics(host: str, port: int) -> web.AppRunner:
-    """``GET /metrics`` (Prometheus text format) on plain HTTP."""
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    log.info("metrics on http://%s:%d/metrics", host, port)
-    return runner

@@ -19,20 +19,14 @@ import ssl
 import tempfile
 from collections.abc import Callable
 
-from prometheus_client import Gauge
-
 from pkg_operator import kube
 from pkg_operator.inject import certs
+from pkg_operator.metrics import CERT_EXPIRY
 from pkg_operator.settings import OperatorSettings
 
 __all__ = ["CERT_EXPIRY", "ServingCert", "keep_current", "sync_once"]
 
 log = logging.getLogger(__name__)
-
-CERT_EXPIRY = Gauge(
-    "pkg_webhook_certificate_expiry_timestamp_seconds",
-    "When the webhook's serving certificate expires (Unix time)",
-)
 
 
 class ServingCert:

@@ -18,7 +18,6 @@ from dataclasses import replace
 from typing import Any
 
 import kopf
-from prometheus_client import Counter
 
 from evaluator_sidecar import signals as sig
 from evaluator_sidecar.store.levels import PKGLevelsDAO
@@ -26,6 +25,7 @@ from pkg_operator import kube
 from pkg_operator.api import GROUP, VERSION
 from pkg_operator.context import OperatorContext
 from pkg_operator.levels.decide import Level, Ref, Repair
+from pkg_operator.metrics import AUDIT_ROWS, REPAIRS
 
 __all__ = [
     "REPAIRS",
@@ -41,14 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Levels rewritten because Redis held none or another one (the operator has no
-#: metrics endpoint yet; the counter is ready for one).
-REPAIRS = Counter(
-    "pkg_operator_desired_repairs_total",
-    "Desired states in Redis rewritten from PostgreSQL because they were missing or different.",
-    ["kind", "reason"],
-)
 
 _REPAIR_ACTOR = "pkg-operator"
 
@@ -218,6 +210,7 @@ async def record_repair(
             "trigger": trigger,
         },
     )
+    AUDIT_ROWS.labels(event="desired.repaired").inc()
     await ctx.db.append_audit(
         "desired.repaired",
         actor=_REPAIR_ACTOR,

@@ -17,22 +17,15 @@ import logging
 import time
 from collections.abc import Sequence
 
-from prometheus_client import Counter
-
 from evaluator_sidecar import signals as sig
 from evaluator_sidecar.store.levels import PKGLevelsDAO
 from pkg_operator.context import OperatorContext
 from pkg_operator.levels.facts_decide import FactsRepair, decide_facts
+from pkg_operator.metrics import FACTS_WRITES
 
 __all__ = ["FACTS_WRITES", "reconcile_facts"]
 
 log = logging.getLogger(__name__)
-
-FACTS_WRITES = Counter(
-    "pkg_operator_facts_levels_written_total",
-    "Facts levels written to Redis: after a change in PostgreSQL, or repaired.",
-    ["reason"],
-)
 
 
 async def _found(ctx: OperatorContext, envs: Sequence[str]) -> dict[str, sig.FactsLevel | None]:

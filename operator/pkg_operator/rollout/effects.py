@@ -18,6 +18,7 @@ from evaluator_sidecar import signals as sig
 from pkg_operator.context import OperatorContext
 from pkg_operator.levels.effects import publish
 from pkg_operator.levels.reconcile import repair_rollout
+from pkg_operator.metrics import AUDIT_ROWS, PROMOTIONS, ROLLBACKS
 from pkg_operator.rollout.model import (
     Action,
     EmitEvent,
@@ -78,6 +79,7 @@ async def apply(
             log.info(
                 "step %s of %s names no stored snapshot; audit only", action.kind, meta["name"]
             )
+            AUDIT_ROWS.labels(event="deployment.step").inc()
             await ctx.db.append_audit(
                 f"deployment.{action.kind.lower().replace('-', '_')}",
                 actor=action.actor,
@@ -101,32 +103,15 @@ async def apply(
             details=_step_details(action),
             heartbeat_ttl_seconds=_heartbeat_ttl(body),
         )
+        AUDIT_ROWS.labels(event="deployment.step").inc()
     elif isinstance(action, RecordPromotion):
-        snapshot_id = await _snapshot_id(ctx, action.to_version)
-        if snapshot_id is None:
-            log.warning(
-                "%s of %s names no stored snapshot (%r); not recorded as a promotion",
-                action.action,
-                meta["name"],
-                action.to_version,
-            )
-            return
-        metrics = {
-            **action.metrics,
-            "target": target,
-            "region": region,
-            "deployment": f"{meta['namespace']}/{meta['name']}",
-            "from_version": action.from_version,
-        }
-        await ctx.db.create_promotion(
-            snapshot_id,
-            action.actor,
-            action.action,
-            action.reason,
-            metrics,
-            True,
-            idempotency_key=action.key,
-        )
+        counter = PROMOTIONS if action.action == "promote" else ROLLBACKS
+        try:
+            await _record_promotion(ctx, meta, action, target=target, region=region)
+        except Exception:
+            counter.labels(resource="deployment", outcome="error").inc()
+            raise
+        counter.labels(resource="deployment", outcome="ok").inc()
     elif isinstance(action, EmitEvent):
         kopf.event(body, type=action.type, reason=action.reason, message=action.message)
 
@@ -135,6 +120,37 @@ def _heartbeat_ttl(body: kopf.Body) -> int | None:
     """spec.coverage.heartbeatTTLSeconds, for pkg_deployment_coverage to count as we do."""
     ttl = ((body.get("spec") or {}).get("coverage") or {}).get("heartbeatTTLSeconds")
     return ttl if isinstance(ttl, int) and ttl > 0 else None
+
+
+async def _record_promotion(
+    ctx: OperatorContext, meta: Any, action: RecordPromotion, *, target: str, region: str
+) -> None:
+    snapshot_id = await _snapshot_id(ctx, action.to_version)
+    if snapshot_id is None:
+        log.warning(
+            "%s of %s names no stored snapshot (%r); not recorded as a promotion",
+            action.action,
+            meta["name"],
+            action.to_version,
+        )
+        return
+    metrics = {
+        **action.metrics,
+        "target": target,
+        "region": region,
+        "deployment": f"{meta['namespace']}/{meta['name']}",
+        "from_version": action.from_version,
+    }
+    await ctx.db.create_promotion(
+        snapshot_id,
+        action.actor,
+        action.action,
+        action.reason,
+        metrics,
+        True,
+        idempotency_key=action.key,
+    )
+    AUDIT_ROWS.labels(event=f"deployment.{action.action}").inc()
 
 
 def _step_details(action: RecordStep) -> dict[str, Any]:

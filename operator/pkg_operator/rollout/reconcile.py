@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from pkg_operator import kube
+from pkg_operator import kube, metrics
 from pkg_operator.context import OperatorContext
 from pkg_operator.rollout import effects, machine
 from pkg_operator.rollout.observe import observe
@@ -41,11 +41,13 @@ async def tick(
     for action in decision.actions:
         await effects.apply(ctx, body, action, **place)
 
+    meta = body["metadata"]
+    metrics.record_rollout(meta["namespace"], meta["name"], decision.status)
     if decision.status != dict(seen.status):
-        meta = body["metadata"]
         written = await kube.patch_status(
             "policydeployments", meta["namespace"], meta["name"], decision.status
         )
         if written is not None:
+            metrics.count_refusals(seen.status, decision.status)
             # Remembered, so the next tick reasons about it even if kopf's copy lags.
             memo.rollout_status = written.get("status") or decision.status

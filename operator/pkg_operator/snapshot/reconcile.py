@@ -22,6 +22,7 @@ from pkg_operator import promotions
 from pkg_operator.actions import ActionError, ActionRequest
 from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext
+from pkg_operator.metrics import ACTIONS_REFUSED, backend_error
 from pkg_operator.snapshot import decide, effects
 from pkg_operator.snapshot.status import Outcome, snapshot_status
 
@@ -80,6 +81,7 @@ async def changed(
             request = decide.pending_action(meta, status)
         except ActionError as exc:
             kopf.warn(body, reason="InvalidAction", message=str(exc))
+            ACTIONS_REFUSED.labels(kind="PolicySnapshot", action="invalid").inc()
             request = None
         if outcome.rejected is not None:
             pass  # reported below; no action applies to a snapshot that was not stored
@@ -88,10 +90,12 @@ async def changed(
         elif spec.get("autoPromote") and decide.auto_promotable(outcome):
             outcome, last_action = await _auto_promote(ctx, body, outcome)
     except DatabaseUnavailableError as exc:
+        backend_error(exc, where="PolicySnapshot")
         message = f"PostgreSQL is unavailable ({exc}); retrying every {RETRY_DELAY:.0f}s"
         _not_synced(patch, status, generation, "DatabaseUnavailable", message)
         raise kopf.TemporaryError(message, delay=RETRY_DELAY) from exc
     except RedisError as exc:
+        backend_error(exc, where="PolicySnapshot")
         message = f"Redis is unavailable ({exc}); retrying every {RETRY_DELAY:.0f}s"
         _not_synced(patch, status, generation, "RedisUnavailable", message)
         raise kopf.TemporaryError(message, delay=RETRY_DELAY) from exc
@@ -165,6 +169,7 @@ async def _act(
     refused = decide.refusal(outcome, request)
     if refused is not None:
         kopf.warn(body, reason=refused.reason, message=refused.message)
+        ACTIONS_REFUSED.labels(kind="PolicySnapshot", action=request.action).inc()
         return outcome, decide.action_record(
             request.action, request.token, request.actor, refused.outcome, _now()
         )
@@ -187,6 +192,7 @@ async def _act(
         )
     except PKGError as exc:
         kopf.warn(body, reason="RollbackRefused", message=str(exc))
+        ACTIONS_REFUSED.labels(kind="PolicySnapshot", action="rollback").inc()
         return outcome, decide.action_record(
             "rollback", request.token, request.actor, f"refused: {exc}", _now()
         )

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import generate_latest
+from prometheus_client import REGISTRY, generate_latest
 from pydantic.fields import FieldInfo
 
+import pkg_operator.metrics  # noqa: F401  (registers the operator's metrics in REGISTRY)
 from evaluator_sidecar.policy.engines.wasm import limits
 from evaluator_sidecar.settings import CommonSettings
 from evaluator_sidecar.sidecar.http import ROUTES
@@ -195,5 +196,17 @@ def exported_metrics() -> set[str]:
 def test_readme_lists_every_metric_the_sidecar_exports() -> None:
     names = exported_metrics()
     assert "pkg_hotswap_count_total" in names  # the exposition names, as scrapers see them
+    for name in names:
+        assert re.search(rf"`{name}[`{{]", readme()), f"README does not list metric {name}"
+
+
+def test_readme_lists_every_metric_the_operator_exports() -> None:
+    text = generate_latest(REGISTRY).decode()
+    names = {
+        name
+        for name in re.findall(r"^# TYPE (\S+) ", text, flags=re.MULTILINE)
+        if name.startswith(("pkg_operator_", "pkg_integrity_")) and not name.endswith("_created")
+    }
+    assert "pkg_operator_reconciles_total" in names
     for name in names:
         assert re.search(rf"`{name}[`{{]", readme()), f"README does not list metric {name}"
