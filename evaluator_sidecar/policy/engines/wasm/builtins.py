@@ -13,7 +13,10 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
 * hashes: ``crypto.md5``, ``crypto.sha1``, ``crypto.sha256``,
   ``crypto.hmac.md5``, ``crypto.hmac.sha1``, ``crypto.hmac.sha256``,
   ``crypto.hmac.sha512``, ``crypto.hmac.equal``;
-* ``semver.is_valid``, ``semver.compare``, ``numbers.range_step``, ``trace``.
+* ``semver.is_valid``, ``semver.compare``, ``numbers.range_step``, ``trace``;
+* ported from OPA's Go (:mod:`hostmore`): ``units.parse``, ``units.parse_bytes``,
+  ``object.subset``, ``strings.any_suffix_match``, ``indexof_n``,
+  ``net.cidr_is_valid``, ``net.cidr_merge``, ``net.cidr_contains_matches``.
 
 A builtin that rejects its operands makes the call undefined
 (:class:`BuiltinUndefined`); one that would exceed the evaluation's resources
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evaluator_sidecar.policy.engines.wasm import gotime, hostlib
+from evaluator_sidecar.policy.engines.wasm import gotime, hostlib, hostmore
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
 __all__ = [
@@ -146,6 +149,14 @@ _TABLE: tuple[Builtin, ...] = (
         lambda args, ctx: hostlib.range_step(*args, max_items=ctx.max_items),
     ),
     Builtin("trace", 1, _trace),
+    Builtin("units.parse", 1, _one(hostmore.units_parse)),
+    Builtin("units.parse_bytes", 1, _one(hostmore.units_parse_bytes)),
+    Builtin("object.subset", 2, _two(hostmore.object_subset)),
+    Builtin("strings.any_suffix_match", 2, _two(hostmore.any_suffix_match)),
+    Builtin("indexof_n", 2, _two(hostmore.indexof_n)),
+    Builtin("net.cidr_is_valid", 1, _one(hostmore.cidr_is_valid)),
+    Builtin("net.cidr_merge", 1, _one(hostmore.cidr_merge)),
+    Builtin("net.cidr_contains_matches", 2, _two(hostmore.cidr_contains_matches)),
 )
 
 

@@ -34,7 +34,11 @@ from evaluator_sidecar.policy.engines.wasm.instance import (
     describe_module,
 )
 from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
-from evaluator_sidecar.policy.engines.wasm.result import json_slow, result_from_json
+from evaluator_sidecar.policy.engines.wasm.result import (
+    decode_result_set,
+    json_slow,
+    result_from_json,
+)
 from evaluator_sidecar.policy.engines.wasm.runtime import get_runtime, import_problem
 from evaluator_sidecar.policy.errors import Problem, SnapshotLoadError
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum, sha256_hex
@@ -220,6 +224,18 @@ class OpaWasm:
         except TypeError:
             payload = json_slow(task_facts)
         return result_from_json(backend.run(payload, public=True), backend.entrypoint)
+
+    def query(self, input_value: Any = None, *, has_input: bool = True) -> list[Any]:
+        """OPA's result set for the entrypoint (``[{"result": value}]``, or ``[]`` if undefined).
+
+        ``has_input=False`` leaves ``input`` undefined. Used by tools that compare
+        with OPA (the conformance runner), not by the sidecar's task evaluation.
+        """
+        backend = self._backend
+        if isinstance(backend, NoopBackend):
+            return []
+        payload = orjson.dumps(input_value) if has_input else b""
+        return decode_result_set(backend.run(payload, value_format=True))
 
     # -- introspection ---------------------------------------------------------------------
     @property
