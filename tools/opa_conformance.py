@@ -35,6 +35,7 @@ import decimal
 import functools
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -51,6 +52,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER_PACKAGE = "conformance_wrapper_q"
 ENTRYPOINT = f"{WRAPPER_PACKAGE}/results"
+#: OPA's harness has no deadline; a loaded shared machine must not fail a case on time.
+LIMITS_DEADLINE_MS = 5_000
 CACHE_ROOT = (
     Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")))
     / "pkg-operator"
@@ -379,7 +382,7 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
     case: Case, wasm: bytes | None, build_error: str, exceptions: dict[str, str]
 ) -> Outcome:
     """Load, evaluate and compare one case (the module is already built)."""
-    from evaluator_sidecar.policy.engines.wasm import OpaWasm  # noqa: PLC0415 - per worker
+    from evaluator_sidecar.policy.engines.wasm import OpaWasm, WasmLimits  # noqa: PLC0415
     from evaluator_sidecar.policy.errors import EvaluationError, SnapshotLoadError  # noqa: PLC0415
 
     def out(status: str, reason: str = "", builtins: tuple[str, ...] = ()) -> Outcome:
@@ -408,6 +411,7 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
                 data=to_plain(case.body.get("data") or {}),
                 entrypoint=ENTRYPOINT,
                 cache_dir=None,
+                limits=WasmLimits(deadline_ms=LIMITS_DEADLINE_MS),
             )
         except SnapshotLoadError as exc:
             missing = _missing_builtins(exc)
@@ -528,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every outcome to this file")
     parser.add_argument("--verbose-skips", action="store_true", help="list every skip")
     args = parser.parse_args(argv)
+    # Aborts (conflicts) and instance rebuilds are expected outcomes here, not news.
+    logging.getLogger("evaluator_sidecar").setLevel(logging.CRITICAL)
     opa = find_opa()
     version = opa_version(opa)
     source = opa_source(version)

@@ -9,7 +9,10 @@ OPA's sorted order). Inputs are curated edge cases plus seeded random ones.
 
 from __future__ import annotations
 
+import base64
 import decimal
+import hashlib
+import hmac
 import json
 import random
 import subprocess
@@ -20,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from evaluator_sidecar.policy.engines.wasm import OpaWasm
+from evaluator_sidecar.policy.engines.wasm import OpaWasm, WasmLimits
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -70,7 +73,47 @@ def _subset(rng: random.Random) -> list[Any]:
     return [sup, _value(rng)]
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _token(rng: random.Random, secret: str = "s3cret") -> str:
+    header = {"alg": rng.choice(["HS256", "HS256", "none"]), "typ": "JWT"}
+    if rng.random() < 0.2:
+        header["crit"] = ["x"]
+        header["x"] = 1
+    claims: dict[str, Any] = {"sub": rng.choice(["a", "b"]), "n": rng.choice([1, 2.5, "x"])}
+    for claim in ("exp", "nbf"):
+        if rng.random() < 0.5:
+            claims[claim] = rng.choice([1000, 4000000000, 2e9])
+    if rng.random() < 0.5:
+        claims["aud"] = rng.choice(["svc", ["svc", "x"], ["y"]])
+    if rng.random() < 0.3:
+        claims["iss"] = rng.choice(["me", "them"])
+    signing = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    key = secret if rng.random() < 0.8 else "wrong"
+    sig = hmac.new(key.encode(), signing.encode(), hashlib.sha256).digest()
+    if rng.random() < 0.1:
+        return signing + ".%%%"
+    return f"{signing}.{_b64(sig)}"
+
+
+def _constraints(rng: random.Random) -> dict[str, Any]:
+    c: dict[str, Any] = {"secret": "s3cret", "time": rng.choice([0, 1500 * 10**9, 3e18])}
+    for name, values in (("aud", ["svc", "y"]), ("iss", ["me"]), ("alg", ["HS256", "RS256"])):
+        if rng.random() < 0.3:
+            c[name] = rng.choice(values)
+    return c
+
+
 GENERATORS: dict[str, tuple[int, Gen, list[list[Any]]]] = {
+    "io.jwt.decode": (1, lambda r: [_token(r)], [["a.b"], ["a.b.c"], [1]]),
+    "io.jwt.verify_hs256": (2, lambda r: [_token(r), r.choice(["s3cret", "wrong"])], [["a", 1]]),
+    "io.jwt.decode_verify": (
+        2,
+        lambda r: [_token(r), _constraints(r)],
+        [["a.b.c", {"secret": "x"}], ["x.y.z", {"cert": "x", "secret": "y"}]],
+    ),
     "units.parse": (1, _units, [["1.5Mi"], ["10m"], ["1e400"], ['"1K"'], ["1 K"], [5]]),
     "units.parse_bytes": (1, _units, [["1.1KB"], ["0.3kb"], ["1e3"], ["12 gb"], ["ki"], [1]]),
     "object.subset": (
@@ -146,7 +189,13 @@ def built(opa_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
         member = tar.extractfile("/policy.wasm")
         assert member is not None
         wasm = member.read()
-    return rego, OpaWasm.load_from_bytes(wasm, entrypoint="diff/out", cache_dir=None)
+    return rego, OpaWasm.load_from_bytes(
+        # One evaluation makes hundreds of host calls: a batch, not a request.
+        wasm,
+        entrypoint="diff/out",
+        cache_dir=None,
+        limits=WasmLimits(deadline_ms=10_000),
+    )
 
 
 @pytest.mark.parametrize("seed", [1, 2])

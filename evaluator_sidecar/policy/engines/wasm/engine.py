@@ -23,7 +23,7 @@ import orjson
 from evaluator_sidecar.policy.engines.base import EngineResult
 from evaluator_sidecar.policy.engines.wasm import abi
 from evaluator_sidecar.policy.engines.wasm.backend import WasmBackend
-from evaluator_sidecar.policy.engines.wasm.builtins import missing_builtins
+from evaluator_sidecar.policy.engines.wasm.builtins import excluded_reasons, missing_builtins
 from evaluator_sidecar.policy.engines.wasm.cache import compiled_module
 from evaluator_sidecar.policy.engines.wasm.fallback import (
     NoopBackend,
@@ -173,13 +173,15 @@ class OpaWasm:
         problems = abi.check_abi_version(*instance.abi_version)
         missing = missing_builtins(instance.required_builtins)
         if missing:
+            excluded = excluded_reasons(missing)
+            why = f" (left out on purpose: {'; '.join(excluded)})" if excluded else ""
             problems.append(
                 Problem(
                     "builtins",
                     "the policy needs builtin(s) this engine does not provide: "
                     f"{', '.join(missing)}; rewrite the policy without them (see "
-                    "evaluator_sidecar.policy.engines.wasm.builtins for the "
-                    "provided set) or use the native engine",
+                    "docs/wasm-engine.md, Builtins, for the provided set) or use the "
+                    f"native engine{why}",
                 )
             )
         chosen = abi.choose_entrypoint(instance.entrypoints, entrypoint)
