@@ -42,13 +42,13 @@ from evaluator_sidecar.policy.engines.wasm import gotime, hostjwt, hostlib, host
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
 __all__ = [
+    "EXCLUDED",
     "PROVIDED",
     "Builtin",
     "BuiltinLimitError",
     "BuiltinUndefined",
     "CallContext",
     "call_builtin",
-    "EXCLUDED",
     "excluded_reasons",
     "missing_builtins",
 ]
