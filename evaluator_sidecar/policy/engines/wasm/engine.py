@@ -48,6 +48,18 @@ __all__ = ["OpaWasm", "result_from_json"]
 log = logging.getLogger(__name__)
 
 
+def _refused_builtins(missing: list[str]) -> Problem:
+    excluded = excluded_reasons(missing)
+    why = f" (left out on purpose: {'; '.join(excluded)})" if excluded else ""
+    return Problem(
+        "builtins",
+        "the policy needs builtin(s) this engine does not provide: "
+        f"{', '.join(missing)}; rewrite the policy without them (see "
+        "docs/wasm-engine.md, Builtins, for the provided set) or use the "
+        f"native engine{why}",
+    )
+
+
 class OpaWasm:
     """An OPA WebAssembly policy (engine ``wasm``); behaviour: docs/wasm-engine.md."""
 
@@ -173,17 +185,7 @@ class OpaWasm:
         problems = abi.check_abi_version(*instance.abi_version)
         missing = missing_builtins(instance.required_builtins)
         if missing:
-            excluded = excluded_reasons(missing)
-            why = f" (left out on purpose: {'; '.join(excluded)})" if excluded else ""
-            problems.append(
-                Problem(
-                    "builtins",
-                    "the policy needs builtin(s) this engine does not provide: "
-                    f"{', '.join(missing)}; rewrite the policy without them (see "
-                    "docs/wasm-engine.md, Builtins, for the provided set) or use the "
-                    f"native engine{why}",
-                )
-            )
+            problems.append(_refused_builtins(missing))
         chosen = abi.choose_entrypoint(instance.entrypoints, entrypoint)
         if isinstance(chosen, Problem):
             problems.append(chosen)
