@@ -17,6 +17,9 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
 * ported from OPA's Go (:mod:`hostmore`): ``units.parse``, ``units.parse_bytes``,
   ``object.subset``, ``strings.any_suffix_match``, ``indexof_n``,
   ``net.cidr_is_valid``, ``net.cidr_merge``, ``net.cidr_contains_matches``;
+* GraphQL (:mod:`hostgraphql`, on graphql-core): ``graphql.parse_query``,
+  ``graphql.parse_schema``, ``graphql.schema_is_valid``, ``graphql.is_valid``,
+  ``graphql.parse``, ``graphql.parse_and_verify``;
 * JWTs (:mod:`hostjwt`, on ``cryptography``): ``io.jwt.decode``, ``io.jwt.decode_verify``,
   ``io.jwt.verify_rs256``, ``io.jwt.verify_rs384``, ``io.jwt.verify_rs512``,
   ``io.jwt.verify_ps256``, ``io.jwt.verify_ps384``, ``io.jwt.verify_ps512``,
@@ -38,7 +41,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evaluator_sidecar.policy.engines.wasm import gotime, hostjwt, hostlib, hostmore
+from evaluator_sidecar.policy.engines.wasm import (
+    gotime,
+    hostgraphql,
+    hostjwt,
+    hostlib,
+    hostmore,
+)
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
 __all__ = [
@@ -165,6 +174,12 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("net.cidr_is_valid", 1, _one(hostmore.cidr_is_valid)),
     Builtin("net.cidr_merge", 1, _one(hostmore.cidr_merge)),
     Builtin("net.cidr_contains_matches", 2, _two(hostmore.cidr_contains_matches)),
+    Builtin("graphql.parse_query", 1, _one(hostgraphql.parse_query)),
+    Builtin("graphql.parse_schema", 1, _one(hostgraphql.parse_schema)),
+    Builtin("graphql.schema_is_valid", 1, _one(hostgraphql.schema_is_valid)),
+    Builtin("graphql.is_valid", 2, _two(hostgraphql.is_valid)),
+    Builtin("graphql.parse", 2, _two(hostgraphql.parse_with_schema)),
+    Builtin("graphql.parse_and_verify", 2, _two(hostgraphql.parse_and_verify)),
     Builtin("io.jwt.decode", 1, _one(hostjwt.decode)),
     Builtin(
         "io.jwt.decode_verify",
