@@ -134,6 +134,15 @@ GENERATORS: dict[str, tuple[int, Gen, list[list[Any]]]] = {
         ],
         [["abc", ""]],
     ),
+    "strings.split_n": (
+        3,
+        lambda r: [
+            r.choice(["a,b,,c", "", "☃x☃", ","]),
+            r.choice([",", "", "☃"]),
+            r.randint(-4, 4),
+        ],
+        [["a,b", ",", 1.5], ["a", 1, 1]],
+    ),
     "net.cidr_is_valid": (
         1,
         lambda r: [r.choice([_cidr(r), _ip(r), "10.0.0.0/33", "1.2.3.4/024", "::/0"])],

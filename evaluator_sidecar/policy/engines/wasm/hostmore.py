@@ -23,6 +23,7 @@ __all__ = [
     "cidr_merge",
     "indexof_n",
     "object_subset",
+    "split_n",
     "units_parse",
     "units_parse_bytes",
 ]
@@ -245,6 +246,29 @@ def any_suffix_match(search: Any, base: Any) -> bool:
     searches = _string_items(search, 1)
     suffixes = tuple(_string_items(base, 2))
     return any(s.endswith(suffixes) for s in searches) if suffixes else False
+
+
+def _go_split(text: str, sep: str, limit: int) -> list[str]:
+    """Go's ``strings.SplitN`` (``limit`` < 0: no limit); an empty separator splits runes."""
+    if limit == 0:
+        return []
+    if sep == "":
+        runes = list(text)
+        if 0 < limit < len(runes):
+            return [*runes[: limit - 1], "".join(runes[limit - 1 :])]
+        return runes
+    return text.split(sep, limit - 1) if limit > 0 else text.split(sep)
+
+
+def split_n(text: Any, delimiter: Any, n: Any) -> list[str]:
+    """``strings.split_n``: the first ``n`` parts, or the last ``-n`` when ``n`` is negative."""
+    s, d = _string(text, 1), _string(delimiter, 2)
+    if isinstance(n, bool) or not isinstance(n, int) or isinstance(n, float):
+        raise HostBuiltinError("operand 3 must be an integer")
+    if n >= 0:
+        return _go_split(s, d, n + 1)[:n]
+    parts = _go_split(s, d, -1)
+    return parts[max(len(parts) + n, 0) :]
 
 
 def indexof_n(base: Any, search: Any) -> list[int]:
