@@ -143,6 +143,17 @@ GENERATORS: dict[str, tuple[int, Gen, list[list[Any]]]] = {
         ],
         [["a,b", ",", 1.5], ["a", 1, 1]],
     ),
+    "uuid.parse": (
+        1,
+        lambda r: [
+            r.choice(["", "urn:uuid:", "{"])
+            + "-".join(
+                "".join(r.choice("0123456789abcdefF") for _ in range(n)) for n in (8, 4, 4, 4, 12)
+            )
+            + r.choice(["", "}"])
+        ],
+        [["c4b1e6ce-2e47-11ee-be56-0242ac120002"], ["000003e8-2e47-21ee-8a00-0242ac120002"], ["x"]],
+    ),
     "net.cidr_is_valid": (
         1,
         lambda r: [r.choice([_cidr(r), _ip(r), "10.0.0.0/33", "1.2.3.4/024", "::/0"])],

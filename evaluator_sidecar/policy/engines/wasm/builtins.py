@@ -16,6 +16,7 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
 * ``semver.is_valid``, ``semver.compare``, ``numbers.range_step``, ``trace``;
 * ported from OPA's Go (:mod:`hostmore`): ``units.parse``, ``units.parse_bytes``,
   ``object.subset``, ``strings.any_suffix_match``, ``indexof_n``, ``strings.split_n``,
+  ``uuid.parse``,
   ``net.cidr_is_valid``, ``net.cidr_merge``, ``net.cidr_contains_matches``;
 * GraphQL (:mod:`hostgraphql`, on graphql-core): ``graphql.parse_query``,
   ``graphql.parse_schema``, ``graphql.schema_is_valid``, ``graphql.is_valid``,
@@ -172,6 +173,7 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("strings.any_suffix_match", 2, _two(hostmore.any_suffix_match)),
     Builtin("indexof_n", 2, _two(hostmore.indexof_n)),
     Builtin("strings.split_n", 3, lambda args, _ctx: hostmore.split_n(*args)),
+    Builtin("uuid.parse", 1, _one(hostmore.uuid_parse)),
     Builtin("net.cidr_is_valid", 1, _one(hostmore.cidr_is_valid)),
     Builtin("net.cidr_merge", 1, _one(hostmore.cidr_merge)),
     Builtin("net.cidr_contains_matches", 2, _two(hostmore.cidr_contains_matches)),

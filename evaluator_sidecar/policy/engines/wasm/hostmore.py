@@ -26,6 +26,7 @@ __all__ = [
     "split_n",
     "units_parse",
     "units_parse_bytes",
+    "uuid_parse",
 ]
 
 
@@ -412,3 +413,79 @@ def cidr_contains_matches(cidrs: Any, addrs: Any) -> RegoSet:
             if _contains_cidr_or_ip(c1, c2):
                 out.append([i1, i2])
     return RegoSet(out)
+
+
+# -- uuid.parse (internal/uuid, github.com/google/uuid) -------------------------------------------
+_UUID_OFFSETS = (0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34)
+_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _uuid_bytes(text: str) -> bytes | None:
+    """google/uuid's ``Parse``: 36 chars, ``urn:uuid:`` + 36, 38 (first char dropped) or 32 hex."""
+    s = text.encode("utf-8", "surrogatepass")
+    if len(s) == 32:
+        pairs = [s[i : i + 2] for i in range(0, 32, 2)]
+    else:
+        if len(s) == 45:
+            if s[:9].lower() != b"urn:uuid:":
+                return None
+            s = s[9:]
+        elif len(s) == 38:
+            s = s[1:]
+        elif len(s) != 36:
+            return None
+        if s[8:9] != b"-" or s[13:14] != b"-" or s[18:19] != b"-" or s[23:24] != b"-":
+            return None
+        pairs = [s[x : x + 2] for x in _UUID_OFFSETS]
+    if not all(len(p) == 2 and p[0] in _HEXDIGITS and p[1] in _HEXDIGITS for p in pairs):
+        return None
+    return bytes(int(p, 16) for p in pairs)
+
+
+def _go_div(a: int, b: int) -> tuple[int, int]:
+    q = abs(a) // b * (1 if a >= 0 else -1)
+    return q, a - q * b
+
+
+def uuid_parse(value: Any) -> dict[str, Any]:
+    """``uuid.parse``: version and variant; time, node and clock fields for versions 1 and 2."""
+    u = _uuid_bytes(_string(value, 1))
+    if u is None:
+        raise HostBuiltinError("invalid UUID")
+    version = u[6] >> 4
+    b = u[8]
+    variant = (
+        "RFC4122"
+        if b & 0xC0 == 0x80
+        else "Microsoft"
+        if b & 0xE0 == 0xC0
+        else "Future"
+        if b & 0xE0 == 0xE0
+        else "Reserved"
+    )
+    out: dict[str, Any] = {"version": version, "variant": variant}
+    if version in (1, 2):
+        t = (
+            int.from_bytes(u[0:4], "big")
+            | int.from_bytes(u[4:6], "big") << 32
+            | (int.from_bytes(u[6:8], "big") & 0xFFF) << 48
+        )
+        sec, nsec = _go_div(t - 122192928000000000, 10_000_000)
+        # Go's int64 arithmetic wraps around; OPA returns the wrapped value.
+        out["time"] = ((sec * 1_000_000_000 + nsec * 100 + 2**63) % 2**64) - 2**63
+        out["nodeid"] = "-".join(f"{x:02x}" for x in u[10:16])
+        first = u[10]
+        out["macvariables"] = (
+            "local:multicast"
+            if first & 3 == 3
+            else "global:multicast"
+            if first & 1
+            else "local:unicast"
+            if first & 2
+            else "global:unicast"
+        )
+        out["clocksequence"] = int.from_bytes(u[8:10], "big") & 0x3FFF
+        if version == 2:
+            out["id"] = int.from_bytes(u[0:4], "big")
+            out["domain"] = {0: "Person", 1: "Group", 2: "Org"}.get(u[9], f"Domain{u[9]}")
+    return out
