@@ -95,6 +95,9 @@ class Host:
         self.value_parse: Any = None
         self.malloc: Any = None
         self.println_count = 0
+        #: A size the memory is known to have (it never shrinks): bounds checks within it
+        #: need no call to ask for the current size.
+        self.known_size = 0
 
     def memory_size(self, ctx: Any) -> int:
         if self.fast:
@@ -149,15 +152,21 @@ class Host:
         log.info("policy print: %s", text)
 
     # -- scalars straight from and to linear memory ------------------------------------
+    def _within(self, ctx: Any, end: int) -> bool:
+        if end <= self.known_size:
+            return True
+        self.known_size = self.memory_size(ctx)
+        return end <= self.known_size
+
     def _read_scalar(self, ctx: Any, addr: int) -> Any:
         base = self.base
-        if not addr > 0 or addr + 24 > self.memory_size(ctx):
+        if not addr > 0 or not self._within(ctx, addr + 24):
             raise _NotScalar
         kind = _u8.from_address(base + addr).value
         if kind in (_STRING, _STRING_INTERNED):
             n = _u32.from_address(base + addr + 4).value
             ptr = _u32.from_address(base + addr + 8).value
-            if ptr + n > self.memory_size(ctx):
+            if not self._within(ctx, ptr + n):
                 raise _NotScalar
             try:
                 return ctypes.string_at(base + ptr, n).decode("utf-8")
@@ -170,7 +179,7 @@ class Host:
             if repr_ == _REPR_REF:
                 ptr = _u32.from_address(base + addr + 8).value
                 n = _u32.from_address(base + addr + 12).value
-                if ptr + n > self.memory_size(ctx):
+                if not self._within(ctx, ptr + n):
                     raise _NotScalar
                 text = ctypes.string_at(base + ptr, n).decode("ascii", "replace")
                 return _number(text)
@@ -192,7 +201,7 @@ class Host:
 
     def _alloc(self, ctx: Any, n: int) -> int:
         addr = int(self.malloc(ctx, n))
-        if addr + n > self.memory_size(ctx):
+        if not self._within(ctx, addr + n):
             raise HostAbort("opa_malloc returned a block outside the policy's memory")
         return addr
 
