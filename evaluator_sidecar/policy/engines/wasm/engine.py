@@ -35,7 +35,9 @@ from evaluator_sidecar.policy.engines.wasm.instance import (
 )
 from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
 from evaluator_sidecar.policy.engines.wasm.result import (
+    ResultFormatError,
     decode_result_set,
+    json_result_set,
     json_slow,
     result_from_json,
 )
@@ -239,7 +241,12 @@ class OpaWasm:
         if isinstance(backend, NoopBackend):
             return []
         payload = orjson.dumps(input_value) if has_input else b""
-        return decode_result_set(backend.run(payload, value_format=True))
+        try:
+            return decode_result_set(backend.run(payload, value_format=True))
+        except ResultFormatError:
+            # Object keys that are themselves objects or sets have no JSON form; OPA's
+            # JSON output writes them as JSON text, so this result is read that way.
+            return json_result_set(backend.run(payload))
 
     # -- introspection ---------------------------------------------------------------------
     @property

@@ -28,7 +28,15 @@ from evaluator_sidecar.policy.engines.wasm.values import (
 )
 from evaluator_sidecar.policy.errors import EvaluationError
 
-__all__ = ["canonical", "decode_result_set", "json_slow", "opa_compare", "result_from_json"]
+__all__ = [
+    "ResultFormatError",
+    "canonical",
+    "decode_result_set",
+    "json_result_set",
+    "json_slow",
+    "opa_compare",
+    "result_from_json",
+]
 
 
 def result_from_json(raw: bytes, entrypoint: str) -> EngineResult:
@@ -75,12 +83,24 @@ def decode_result_set(raw: bytes) -> list[Any]:
     try:
         value = parse_rego(raw.decode("utf-8", "surrogatepass"))
     except (RegoValueError, UnicodeDecodeError) as exc:
-        raise EvaluationError(
-            f"the policy returned {raw[:80]!r}, not a result set: {exc}"
+        raise ResultFormatError(
+            f"the policy returned {raw[:80]!r}, not a result set this engine reads: {exc}"
         ) from None
     if isinstance(value, RegoSet):
         return [canonical(v) for v in sorted_set(value)]
     raise EvaluationError(f"the policy returned {raw[:80]!r}, not a result set")
+
+
+class ResultFormatError(EvaluationError):
+    """The value-format result has a value Python cannot hold (a composite object key)."""
+
+
+def json_result_set(raw: bytes) -> list[Any]:
+    """OPA's JSON result set (composite object keys written as JSON text), numbers exact."""
+    value = json.loads(raw, parse_float=decimal.Decimal)
+    if not isinstance(value, list):
+        raise EvaluationError(f"the policy returned {raw[:80]!r}, not a result set")
+    return value
 
 
 def canonical(value: Any) -> Any:
