@@ -123,9 +123,17 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:timestamp",)]
+    k: [
+        (tag, rx)
+        for tag, rx in v
+        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+    ]
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+# YAML 1.2 booleans only, as OPA reads its cases: `on`, `yes`, `off` stay strings.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
@@ -300,10 +308,17 @@ def to_plain(v: Any) -> Any:
     if isinstance(v, decimal.Decimal):
         return int(v) if v == v.to_integral_value() and abs(v) < 2**63 else float(v)
     if isinstance(v, dict):
-        return {k: to_plain(x) for k, x in v.items()}
+        return {_json_key(k): to_plain(x) for k, x in v.items()}
     if isinstance(v, list):
         return [to_plain(x) for x in v]
     return v
+
+
+def _json_key(k: Any) -> str:
+    """A YAML key as OPA's YAML-to-JSON conversion writes it (``1`` -> ``"1"``)."""
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    return k if isinstance(k, str) else str(to_plain(k))
 
 
 def _normalize_numbers(v: Any) -> Any:
