@@ -206,6 +206,9 @@ class Host:
         return addr
 
     def write_result(self, ctx: Any, value: Any) -> int:
+        # Integers still go through opa_value_parse: a hand-written opa_number_t read back
+        # correctly but broke the module's arithmetic on it (7200000000000 + 1 came out
+        # truncated to 32 bits); strings and booleans are safe as structs.
         if DIRECT_VALUES:
             cls = value.__class__
             base = self.base
@@ -221,11 +224,6 @@ class Host:
             if cls is bool:
                 addr = self._alloc(ctx, 2)
                 ctypes.memmove(base + addr, bytes((_BOOLEAN, int(value))), 2)
-                return addr
-            if cls is int and _I64[0] <= value <= _I64[1]:
-                addr = self._alloc(ctx, 24)
-                ctypes.memmove(base + addr, bytes((_NUMBER, _REPR_INT)) + bytes(6), 8)
-                _i64.from_address(base + addr + 8).value = value
                 return addr
         return self.write_value(ctx, value)
 
