@@ -33,7 +33,7 @@ from evaluator_sidecar.policy.engines.wasm.values import (
 
 __all__ = ["DIRECT_VALUES", "Host", "HostAbort"]
 
-#: Read scalar operands and write scalar results as OPA's C structs in linear memory,
+#: Read scalar operands, and write string and boolean results, as OPA's C structs in linear memory,
 #: instead of a round trip through opa_value_dump / opa_value_parse (two module calls
 #: and a text parse each). Off only to measure the difference (benchmarks/).
 DIRECT_VALUES = True
