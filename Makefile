@@ -76,6 +76,14 @@ bench-sidecar: $(STAMP) ## the sidecar's HTTP API under load on loopback (server
 policies: $(STAMP) ## rebuild policies/*.wasm from their .rego with the real `opa build -t wasm` (the test bed's opa)
 	$(PY) policies/build.py
 
+.PHONY: conformance
+conformance: testbed-bins ## OPA's own topdown test cases (4,427) in the WASM engine: pass/fail/skip counts by family (builds cached)
+	$(PY) tools/opa_conformance.py $(CONFORMANCE_ARGS)
+
+.PHONY: bench-builtins
+bench-builtins: testbed-bins ## µs per host builtin call in the WASM engine: direct scalars vs the module's dump/parse, and OPA Go (~2 min)
+	$(PY) benchmarks/bench_host_builtins.py $(BENCH_ARGS)
+
 .PHONY: bench-wasm
 bench-wasm: $(STAMP) ## the WASM engine beside its public-API baseline and OPA's own evaluator (~1 min)
 	$(PY) -m benchmarks.bench_wasm $(BENCH_ARGS)

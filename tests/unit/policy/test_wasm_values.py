@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from evaluator_sidecar.policy.engines.wasm.values import (
+    RegoBigNumber,
     RegoFloat,
     RegoSet,
     RegoValueError,
@@ -46,7 +47,11 @@ class TestParse:
         assert value.text == "1.50"
         assert parse_rego("1e3") == 1000.0
 
-    @pytest.mark.parametrize("bad", ["", "[1,", "{1: }", "nul", "[1] 2", '"open', "1e999"])
+    def test_numbers_beyond_a_double_keep_their_text_as_opa_does(self) -> None:
+        assert parse_rego("[2e308]") == [RegoBigNumber("2e308")]
+        assert dump_rego(parse_rego("-1e999")) == "-1e999"
+
+    @pytest.mark.parametrize("bad", ["", "[1,", "{1: }", "nul", "[1] 2", '"open', "1e"])
     def test_malformed_text_is_an_error(self, bad: str) -> None:
         with pytest.raises(RegoValueError):
             parse_rego(bad)

@@ -74,13 +74,15 @@ class WasmBackend:
         if self.instance is not None:
             self.instance.select_entrypoint(ident)
 
-    def run(self, payload: bytes, *, public: bool = False) -> bytes:
+    def run(self, payload: bytes, *, public: bool = False, value_format: bool = False) -> bytes:
         with self._lock:
             instance = self.instance
             if instance is None:
                 instance = self._rebuild_locked(None)
             try:
-                return instance.evaluate_public(payload) if public else instance.evaluate(payload)
+                if public:
+                    return instance.evaluate_public(payload, value_format)
+                return instance.evaluate(payload, value_format)
             except CallFailure as exc:
                 self.failures += 1
                 message = self._describe(exc)

@@ -13,7 +13,20 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
 * hashes: ``crypto.md5``, ``crypto.sha1``, ``crypto.sha256``,
   ``crypto.hmac.md5``, ``crypto.hmac.sha1``, ``crypto.hmac.sha256``,
   ``crypto.hmac.sha512``, ``crypto.hmac.equal``;
-* ``semver.is_valid``, ``semver.compare``, ``numbers.range_step``, ``trace``.
+* ``semver.is_valid``, ``semver.compare``, ``numbers.range_step``, ``trace``;
+* ported from OPA's Go (:mod:`hostmore`): ``units.parse``, ``units.parse_bytes``,
+  ``object.subset``, ``strings.any_suffix_match``, ``indexof_n``, ``strings.split_n``,
+  ``uuid.parse``,
+  ``net.cidr_is_valid``, ``net.cidr_merge``, ``net.cidr_contains_matches``;
+* GraphQL (:mod:`hostgraphql`, on graphql-core): ``graphql.parse_query``,
+  ``graphql.parse_schema``, ``graphql.schema_is_valid``, ``graphql.is_valid``,
+  ``graphql.parse``, ``graphql.parse_and_verify``;
+* JWTs (:mod:`hostjwt`, on ``cryptography``): ``io.jwt.decode``, ``io.jwt.decode_verify``,
+  ``io.jwt.verify_rs256``, ``io.jwt.verify_rs384``, ``io.jwt.verify_rs512``,
+  ``io.jwt.verify_ps256``, ``io.jwt.verify_ps384``, ``io.jwt.verify_ps512``,
+  ``io.jwt.verify_es256``, ``io.jwt.verify_es384``, ``io.jwt.verify_es512``,
+  ``io.jwt.verify_eddsa``, ``io.jwt.verify_hs256``, ``io.jwt.verify_hs384``,
+  ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``.
 
 A builtin that rejects its operands makes the call undefined
 (:class:`BuiltinUndefined`); one that would exceed the evaluation's resources
@@ -29,16 +42,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evaluator_sidecar.policy.engines.wasm import gotime, hostlib
+from evaluator_sidecar.policy.engines.wasm import (
+    gotime,
+    hostgraphql,
+    hostjwt,
+    hostlib,
+    hostmore,
+)
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
 __all__ = [
+    "EXCLUDED",
     "PROVIDED",
     "Builtin",
     "BuiltinLimitError",
     "BuiltinUndefined",
     "CallContext",
     "call_builtin",
+    "excluded_reasons",
     "missing_builtins",
 ]
 
@@ -146,6 +167,35 @@ _TABLE: tuple[Builtin, ...] = (
         lambda args, ctx: hostlib.range_step(*args, max_items=ctx.max_items),
     ),
     Builtin("trace", 1, _trace),
+    Builtin("units.parse", 1, _one(hostmore.units_parse)),
+    Builtin("units.parse_bytes", 1, _one(hostmore.units_parse_bytes)),
+    Builtin("object.subset", 2, _two(hostmore.object_subset)),
+    Builtin("strings.any_suffix_match", 2, _two(hostmore.any_suffix_match)),
+    Builtin("indexof_n", 2, _two(hostmore.indexof_n)),
+    Builtin("strings.split_n", 3, lambda args, _ctx: hostmore.split_n(*args)),
+    Builtin("uuid.parse", 1, _one(hostmore.uuid_parse)),
+    Builtin("net.cidr_is_valid", 1, _one(hostmore.cidr_is_valid)),
+    Builtin("net.cidr_merge", 1, _one(hostmore.cidr_merge)),
+    Builtin("net.cidr_contains_matches", 2, _two(hostmore.cidr_contains_matches)),
+    Builtin("graphql.parse_query", 1, _one(hostgraphql.parse_query)),
+    Builtin("graphql.parse_schema", 1, _one(hostgraphql.parse_schema)),
+    Builtin("graphql.schema_is_valid", 1, _one(hostgraphql.schema_is_valid)),
+    Builtin("graphql.is_valid", 2, _two(hostgraphql.is_valid)),
+    Builtin("graphql.parse", 2, _two(hostgraphql.parse_with_schema)),
+    Builtin("graphql.parse_and_verify", 2, _two(hostgraphql.parse_and_verify)),
+    Builtin("io.jwt.decode", 1, _one(hostjwt.decode)),
+    Builtin(
+        "io.jwt.decode_verify",
+        2,
+        lambda args, ctx: hostjwt.decode_verify(args[0], args[1], ctx.now_ns()),
+    ),
+    *(
+        Builtin(f"io.jwt.verify_{alg.lower()}", 2, _two(hostjwt.verify_asymmetric(alg)))
+        for alg in (*(f"{f}{n}" for f in ("RS", "PS", "ES") for n in (256, 384, 512)), "EdDSA")
+    ),
+    *(Builtin(f"io.jwt.verify_hs{n}", 2, _two(hostjwt.verify_hs(str(n)))) for n in (256, 384, 512)),
+    Builtin("io.jwt.encode_sign", 3, lambda args, _ctx: hostjwt.encode_sign(*args)),
+    Builtin("io.jwt.encode_sign_raw", 3, lambda args, _ctx: hostjwt.encode_sign_raw(*args)),
 )
 
 
@@ -157,6 +207,21 @@ def hostlib_string(value: Any) -> str:
 
 #: name -> builtin, for every builtin this engine provides.
 PROVIDED: dict[str, Builtin] = {b.name: b for b in _TABLE}
+
+
+#: Builtins left out on purpose, with why: a policy needing one is refused at load saying so.
+EXCLUDED: dict[str, str] = {
+    "http.send": "it reaches the network; an evaluation must depend only on its input and data",
+    "net.lookup_ip_addr": "it reaches the network (DNS); an evaluation must not",
+    "opa.runtime": "it exposes the host process's environment and configuration",
+    "rand.intn": "it makes the decision random; evaluations must be reproducible",
+    "time.now_ns_remote": "it reaches the network",
+}
+
+
+def excluded_reasons(names: list[str]) -> list[str]:
+    """``name (why)`` for each of ``names`` left out on purpose, in order."""
+    return [f"{n} ({EXCLUDED[n]})" for n in names if n in EXCLUDED]
 
 
 def missing_builtins(required: dict[str, int]) -> list[str]:

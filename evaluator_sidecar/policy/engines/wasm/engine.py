@@ -23,7 +23,7 @@ import orjson
 from evaluator_sidecar.policy.engines.base import EngineResult
 from evaluator_sidecar.policy.engines.wasm import abi
 from evaluator_sidecar.policy.engines.wasm.backend import WasmBackend
-from evaluator_sidecar.policy.engines.wasm.builtins import missing_builtins
+from evaluator_sidecar.policy.engines.wasm.builtins import excluded_reasons, missing_builtins
 from evaluator_sidecar.policy.engines.wasm.cache import compiled_module
 from evaluator_sidecar.policy.engines.wasm.fallback import (
     NoopBackend,
@@ -34,7 +34,13 @@ from evaluator_sidecar.policy.engines.wasm.instance import (
     describe_module,
 )
 from evaluator_sidecar.policy.engines.wasm.limits import PAGE_SIZE, WasmLimits
-from evaluator_sidecar.policy.engines.wasm.result import json_slow, result_from_json
+from evaluator_sidecar.policy.engines.wasm.result import (
+    ResultFormatError,
+    decode_result_set,
+    json_result_set,
+    json_slow,
+    result_from_json,
+)
 from evaluator_sidecar.policy.engines.wasm.runtime import get_runtime, import_problem
 from evaluator_sidecar.policy.errors import Problem, SnapshotLoadError
 from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum, sha256_hex
@@ -42,6 +48,18 @@ from evaluator_sidecar.policy.model import PKGSnapshotData, normalize_checksum, 
 __all__ = ["OpaWasm", "result_from_json"]
 
 log = logging.getLogger(__name__)
+
+
+def _refused_builtins(missing: list[str]) -> Problem:
+    excluded = excluded_reasons(missing)
+    why = f" (left out on purpose: {'; '.join(excluded)})" if excluded else ""
+    return Problem(
+        "builtins",
+        "the policy needs builtin(s) this engine does not provide: "
+        f"{', '.join(missing)}; rewrite the policy without them (see "
+        "docs/wasm-engine.md, Builtins, for the provided set) or use the "
+        f"native engine{why}",
+    )
 
 
 class OpaWasm:
@@ -169,15 +187,7 @@ class OpaWasm:
         problems = abi.check_abi_version(*instance.abi_version)
         missing = missing_builtins(instance.required_builtins)
         if missing:
-            problems.append(
-                Problem(
-                    "builtins",
-                    "the policy needs builtin(s) this engine does not provide: "
-                    f"{', '.join(missing)}; rewrite the policy without them (see "
-                    "evaluator_sidecar.policy.engines.wasm.builtins for the "
-                    "provided set) or use the native engine",
-                )
-            )
+            problems.append(_refused_builtins(missing))
         chosen = abi.choose_entrypoint(instance.entrypoints, entrypoint)
         if isinstance(chosen, Problem):
             problems.append(chosen)
@@ -220,6 +230,23 @@ class OpaWasm:
         except TypeError:
             payload = json_slow(task_facts)
         return result_from_json(backend.run(payload, public=True), backend.entrypoint)
+
+    def query(self, input_value: Any = None, *, has_input: bool = True) -> list[Any]:
+        """OPA's result set for the entrypoint (``[{"result": value}]``, or ``[]`` if undefined).
+
+        ``has_input=False`` leaves ``input`` undefined. Used by tools that compare
+        with OPA (the conformance runner), not by the sidecar's task evaluation.
+        """
+        backend = self._backend
+        if isinstance(backend, NoopBackend):
+            return []
+        payload = orjson.dumps(input_value) if has_input else b""
+        try:
+            return decode_result_set(backend.run(payload, value_format=True))
+        except ResultFormatError:
+            # Object keys that are themselves objects or sets have no JSON form; OPA's
+            # JSON output writes them as JSON text, so this result is read that way.
+            return json_result_set(backend.run(payload))
 
     # -- introspection ---------------------------------------------------------------------
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from evaluator_sidecar.policy.engines.wasm.gostrconv import GoFormatError, go_quote
-from evaluator_sidecar.policy.engines.wasm.values import RegoSet
+from evaluator_sidecar.policy.engines.wasm.values import RegoBigNumber, RegoSet
 
 __all__ = ["BigInt", "rego_text", "sprintf_operand"]
 
@@ -37,6 +37,9 @@ def sprintf_operand(value: Any) -> Any:
         return value
     if isinstance(value, str):
         return value
+    if isinstance(value, RegoBigNumber):
+        # OPA passes a number a double cannot hold as its text (sprintf("%v", [2e308]) is "2e308").
+        return value.text
     raise GoFormatError(f"no sprintf operand for {type(value).__name__}")
 
 
@@ -50,6 +53,8 @@ def rego_text(value: Any) -> str:
         return "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, RegoBigNumber):
+        return value.text
     if isinstance(value, float):
         text = getattr(value, "text", None)
         return text if isinstance(text, str) else _shortest_json_float(value)

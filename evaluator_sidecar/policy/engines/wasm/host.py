@@ -23,9 +23,36 @@ from evaluator_sidecar.policy.engines.wasm.builtins import (
     CallContext,
     call_builtin,
 )
-from evaluator_sidecar.policy.engines.wasm.values import RegoValueError, dump_rego, parse_rego
+from evaluator_sidecar.policy.engines.wasm.values import (
+    RegoBigNumber,
+    RegoFloat,
+    RegoValueError,
+    dump_rego,
+    parse_rego,
+)
 
-__all__ = ["Host", "HostAbort"]
+__all__ = ["DIRECT_VALUES", "Host", "HostAbort"]
+
+#: Read scalar operands, and write string and boolean results, as OPA's C structs in linear memory,
+#: instead of a round trip through opa_value_dump / opa_value_parse (two module calls
+#: and a text parse each). Off only to measure the difference (benchmarks/).
+DIRECT_VALUES = True
+
+# OPA's value tags and layouts (wasm/src/value.h, wasm32): every value starts with a
+# one-byte type; opa_string_t {type, free: u8, len: u32 @4, v: ptr @8};
+# opa_boolean_t {type, v: u8 @1}; opa_number_t {type, repr: u8 @1, union @8:
+# i: i64 | ref {s: ptr @8, len: u32 @12}}.
+_NULL, _BOOLEAN, _NUMBER, _STRING, _STRING_INTERNED, _BOOLEAN_INTERNED = 1, 2, 3, 4, 8, 9
+_REPR_INT, _REPR_REF = 1, 2
+_I64 = (-(1 << 63), (1 << 63) - 1)
+_u8 = ctypes.c_uint8
+_u32 = ctypes.c_uint32
+_i64 = ctypes.c_int64
+
+
+class _NotScalar(Exception):
+    """The value is not one the direct path reads (composite, or not UTF-8): take the slow one."""
+
 
 #: The instance module's logger, as before this class moved here: log filters name it.
 log = logging.getLogger("evaluator_sidecar.policy.engines.wasm.instance")
@@ -68,6 +95,9 @@ class Host:
         self.value_parse: Any = None
         self.malloc: Any = None
         self.println_count = 0
+        #: A size the memory is known to have (it never shrinks): bounds checks within it
+        #: need no call to ask for the current size.
+        self.known_size = 0
 
     def memory_size(self, ctx: Any) -> int:
         if self.fast:
@@ -121,6 +151,82 @@ class Host:
         self.println_count += 1
         log.info("policy print: %s", text)
 
+    # -- scalars straight from and to linear memory ------------------------------------
+    def _within(self, ctx: Any, end: int) -> bool:
+        if end <= self.known_size:
+            return True
+        self.known_size = self.memory_size(ctx)
+        return end <= self.known_size
+
+    def _read_scalar(self, ctx: Any, addr: int) -> Any:
+        base = self.base
+        if not addr > 0 or not self._within(ctx, addr + 24):
+            raise _NotScalar
+        kind = _u8.from_address(base + addr).value
+        if kind in (_STRING, _STRING_INTERNED):
+            n = _u32.from_address(base + addr + 4).value
+            ptr = _u32.from_address(base + addr + 8).value
+            if not self._within(ctx, ptr + n):
+                raise _NotScalar
+            try:
+                return ctypes.string_at(base + ptr, n).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _NotScalar from None
+        if kind == _NUMBER:
+            repr_ = _u8.from_address(base + addr + 1).value
+            if repr_ == _REPR_INT:
+                return _i64.from_address(base + addr + 8).value
+            if repr_ == _REPR_REF:
+                ptr = _u32.from_address(base + addr + 8).value
+                n = _u32.from_address(base + addr + 12).value
+                if not self._within(ctx, ptr + n):
+                    raise _NotScalar
+                text = ctypes.string_at(base + ptr, n).decode("ascii", "replace")
+                return _number(text)
+            raise _NotScalar
+        if kind in (_BOOLEAN, _BOOLEAN_INTERNED):
+            return bool(_u8.from_address(base + addr + 1).value)
+        if kind == _NULL:
+            return None
+        raise _NotScalar
+
+    def read_operand(self, ctx: Any, addr: int) -> Any:
+        if DIRECT_VALUES:
+            try:
+                return self._read_scalar(ctx, addr)
+            except _NotScalar:
+                pass  # a composite value (or odd bytes): the module's own dump below
+        dumped = self.read_cstring(ctx, self.value_dump(ctx, addr))
+        return parse_rego(dumped.decode("utf-8"))
+
+    def _alloc(self, ctx: Any, n: int) -> int:
+        addr = int(self.malloc(ctx, n))
+        if not self._within(ctx, addr + n):
+            raise HostAbort("opa_malloc returned a block outside the policy's memory")
+        return addr
+
+    def write_result(self, ctx: Any, value: Any) -> int:
+        # Integers still go through opa_value_parse: a hand-written opa_number_t read back
+        # correctly but broke the module's arithmetic on it (7200000000000 + 1 came out
+        # truncated to 32 bits); strings and booleans are safe as structs.
+        if DIRECT_VALUES:
+            cls = value.__class__
+            base = self.base
+            if cls is str:
+                data = value.encode("utf-8", "surrogatepass")
+                n = len(data)
+                addr = self._alloc(ctx, 12 + n)
+                ctypes.memmove(base + addr, bytes((_STRING, 0, 0, 0)), 4)
+                _u32.from_address(base + addr + 4).value = n
+                _u32.from_address(base + addr + 8).value = addr + 12
+                ctypes.memmove(base + addr + 12, data, n)
+                return addr
+            if cls is bool:
+                addr = self._alloc(ctx, 2)
+                ctypes.memmove(base + addr, bytes((_BOOLEAN, int(value))), 2)
+                return addr
+        return self.write_value(ctx, value)
+
     def opa_builtin(self, ctx: Any, ident: int, _reserved: int, *args: int) -> int:
         builtin = self.builtins.get(ident)
         if builtin is None:
@@ -128,12 +234,9 @@ class Host:
                 f"the policy called builtin id {ident}, which its builtins() map does not list"
             )
         try:
-            values = []
-            for addr in args:
-                dumped = self.read_cstring(ctx, self.value_dump(ctx, addr))
-                values.append(parse_rego(dumped.decode("utf-8")))
+            values = [self.read_operand(ctx, addr) for addr in args]
             result = call_builtin(builtin, values, self.ctx)
-            return self.write_value(ctx, result)
+            return self.write_result(ctx, result)
         except BuiltinUndefined as exc:
             log.debug("builtin %s is undefined for these operands: %s", builtin.name, exc)
             return 0
@@ -142,3 +245,13 @@ class Host:
             return 0
         except BuiltinLimitError as exc:
             raise HostAbort(str(exc)) from exc
+
+
+def _number(text: str) -> Any:
+    """A number's text as :func:`parse_rego` reads it."""
+    if any(c in text for c in ".eE"):
+        try:
+            return RegoFloat(text)
+        except RegoValueError:
+            return RegoBigNumber(text)
+    return int(text)

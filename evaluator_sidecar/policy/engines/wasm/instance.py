@@ -260,8 +260,11 @@ class OpaInstance:
                 f"{self.max_pages} pages",
             ) from None
 
-    def evaluate(self, input_json: bytes) -> bytes:
-        """Evaluate the selected entrypoint on ``input_json``; the raw JSON result set."""
+    def evaluate(self, input_json: bytes, value_format: bool = False) -> bytes:
+        """Evaluate the selected entrypoint on ``input_json``; the raw result set.
+
+        JSON by default; ``value_format`` asks for Rego text (sets stay sets).
+        """
         n = len(input_json)
         heap = self._heap
         end = heap + n
@@ -278,6 +281,7 @@ class OpaInstance:
             buf = caller.buf
             buf[0].i32 = 0
             buf[4].i32 = n
+            buf[6].i32 = 1 if value_format else 0
             buf[5].i32 = end
             self._set_deadline(ctx, self._deadline_ticks)
             self._rt.ticker.touch()
@@ -286,9 +290,9 @@ class OpaInstance:
                 return host.read_cstring(ctx, addr, self._known_size)
             except HostAbort as exc:
                 raise CallFailure("host", str(exc), exc) from None
-        return self.evaluate_public(input_json)
+        return self.evaluate_public(input_json, value_format)
 
-    def evaluate_public(self, input_json: bytes) -> bytes:
+    def evaluate_public(self, input_json: bytes, value_format: bool = False) -> bytes:
         """The same evaluation through wasmtime-py's public API only (the baseline)."""
         self._host.ctx.now = None
         n = len(input_json)
@@ -299,7 +303,9 @@ class OpaInstance:
         self._rt.ticker.touch()
         eval_func = self._exports["opa_eval"]
         public = PublicCaller(self._wt, self._store, eval_func, 7, 1)
-        addr = public(None, 0, self._entrypoint_id, self._data_addr, self._heap, n, end, 0)
+        addr = public(
+            None, 0, self._entrypoint_id, self._data_addr, self._heap, n, end, int(value_format)
+        )
         size = self._memory.data_len(self._store)
         if not 0 < addr < size:
             message = f"the policy returned an address outside its memory ({addr})"

@@ -23,7 +23,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["RegoFloat", "RegoSet", "RegoValueError", "dump_rego", "parse_rego"]
+__all__ = [
+    "RegoBigNumber",
+    "RegoFloat",
+    "RegoSet",
+    "RegoValueError",
+    "dump_rego",
+    "parse_rego",
+]
 
 
 class RegoValueError(ValueError):
@@ -41,6 +48,28 @@ class RegoFloat(float):
             raise RegoValueError(f"number {text!r} is out of the range of a double")
         value.text = text
         return value
+
+
+class RegoBigNumber:
+    """A number beyond a double's range (``2e308``): OPA keeps its text, and so does the engine.
+
+    Builtins that need a number refuse it (their call is undefined); ``sprintf``
+    formats it as its text, as OPA does.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RegoBigNumber) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"RegoBigNumber({self.text!r})"
 
 
 class RegoSet:
@@ -182,7 +211,7 @@ class _Parser:
         except ValueError as exc:
             raise self.fail(f"invalid string ({exc})") from None
 
-    def number(self) -> int | RegoFloat:
+    def number(self) -> int | RegoFloat | RegoBigNumber:
         start = self.pos
         text = self.text
         pos = start
@@ -192,6 +221,8 @@ class _Parser:
         self.pos = pos
         try:
             if any(c in raw for c in ".eE"):
+                if not math.isfinite(float(raw)):
+                    return RegoBigNumber(raw)
                 return RegoFloat(raw)
             return int(raw)
         except RegoValueError:
@@ -234,7 +265,7 @@ def _dump(value: Any, out: list[str]) -> None:
         out.append("false")
     elif isinstance(value, int):
         out.append(str(value))
-    elif isinstance(value, RegoFloat):
+    elif isinstance(value, (RegoFloat, RegoBigNumber)):
         out.append(value.text)
     elif isinstance(value, float):
         if not math.isfinite(value):
