@@ -25,6 +25,11 @@ The sidecar's variables:
 | ``PKG_SELF_TEST`` | ``true`` | run a snapshot's fixtures before activating it |
 | ``PKG_REDIS_BACKOFF_MAX_SECONDS`` | ``60`` | cap of the reconnect back-off (full jitter) |
 | ``PKG_TRUSTED_KEYS_DIR`` | (none) | folder of trusted public keys (a mounted ConfigMap) |
+| ``PKG_SNAPSHOT_FILE`` | (none) | standalone: serve this PolicySnapshot file, no PostgreSQL/Redis |
+| ``PKG_SNAPSHOT_POLL_SECONDS`` | ``1`` | standalone: how often the file is checked for a change |
+
+With ``PKG_SNAPSHOT_FILE`` set (or ``pkg serve FILE``), ``PKG_DATABASE_URL`` and
+``PKG_REDIS_URL`` are not needed: see :mod:`evaluator_sidecar.sidecar.standalone`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from evaluator_sidecar.settings import CommonSettings
 
@@ -61,6 +66,29 @@ class SidecarSettings(CommonSettings):
     self_test: bool = True
     trusted_keys_dir: Path | None = None
     redis_backoff_max_seconds: float = Field(default=60.0, gt=0, le=600)
+    snapshot_file: Path | None = None
+    snapshot_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # Required unless a snapshot file stands in for them (the rule below says so).
+    database_url: str = ""
+    redis_url: str = ""
+
+    @model_validator(mode="after")
+    def _a_source_of_snapshots(self) -> SidecarSettings:
+        if self.snapshot_file is None:
+            missing = [
+                name
+                for name, value in (
+                    ("PKG_DATABASE_URL", self.database_url),
+                    ("PKG_REDIS_URL", self.redis_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} not set: the sidecar needs PostgreSQL and Redis, "
+                    "or PKG_SNAPSHOT_FILE naming a PolicySnapshot file to serve on its own"
+                )
+        return self
 
     @property
     def heartbeat_ttl(self) -> int:
