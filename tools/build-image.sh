@@ -96,6 +96,15 @@ unshare --mount --pid --fork --mount-proc="$rootfs/proc" /bin/sh -ec '
         /opt/pkg/bin/pip install --quiet --only-binary=:all: --cache-dir /tmp/pip-cache \
             /tmp/wheels/pkg_operator-*.whl
         /opt/pkg/bin/pip uninstall --quiet --yes pip setuptools
+        # Size: kubernetes 37 ships an asyncio copy of its whole client (68 MB with byte
+        # code) that nothing here imports (kopf talks to the API with aiohttp, kube.py uses
+        # the synchronous client); perl came with usrmerge and runs nothing at run time;
+        # the stdlib parts below serve only interactive use or building venvs.
+        rm -rf /opt/pkg/lib/python3.11/site-packages/kubernetes/aio
+        DEBIAN_FRONTEND=noninteractive dpkg --purge --force-depends \
+            libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl \
+            perl libperl5.36 perl-modules-5.36 2>/dev/null
+        cd /usr/lib/python3.11 && rm -rf lib2to3 pydoc_data ensurepip idlelib tkinter turtledemo
         # Debian compiled its byte code at install time against files whose times change
         # below; compile it again as checked hashes (SOURCE_DATE_EPOCH is set), which
         # depend on the contents only.
