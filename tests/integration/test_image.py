@@ -11,10 +11,10 @@ machine (FIELD-NOTES.md), so this is the closest honest run of the image here.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -108,10 +108,18 @@ def image(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
     (layer,) = probe.manifest["layers"]
     assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
     # GNU tar as root keeps owners, modes and special files exactly as a runtime unpacks them.
-    with gzip.open(_blob(layout, layer["digest"])) as stream:
-        subprocess.run(
-            ["tar", "-x", "--numeric-owner", "-C", str(rootfs)], stdin=stream, check=True
-        )
+    subprocess.run(
+        [
+            "tar",
+            "-xz",
+            "--numeric-owner",
+            "-C",
+            str(rootfs),
+            "-f",
+            str(_blob(layout, layer["digest"])),
+        ],
+        check=True,
+    )
     (rootfs / "etc" / "pkg-policy").mkdir()
     return probe
 
@@ -249,8 +257,20 @@ def served(image: Image, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str]
         assert port is not None, "pkg serve did not listen in the image:\n" + "".join(lines)
         yield process, port
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM to the image's process (unshare --fork ignores it while it waits), as a
+    kubelet stops a container; then unshare returns with the child's exit status."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        os.kill(int(pid), signal.SIGTERM)
+    try:
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def test_the_sidecar_in_the_image_answers_from_a_mounted_snapshot_file(
