@@ -84,9 +84,10 @@ class SidecarSettings(CommonSettings):
                 if not value
             ]
             if missing:
+                verb = "is" if len(missing) == 1 else "are"
                 raise ValueError(
-                    f"{' and '.join(missing)} not set: the sidecar needs PostgreSQL and Redis, "
-                    "or PKG_SNAPSHOT_FILE naming a PolicySnapshot file to serve on its own"
+                    f"{' and '.join(missing)} {verb} not set (required, unless PKG_SNAPSHOT_FILE "
+                    "names a PolicySnapshot file to serve on its own, with no PostgreSQL or Redis)"
                 )
         return self
 
