@@ -39,6 +39,12 @@ test: testbed-bins ## run every test (unit, integration, end-to-end) on the real
 test-unit: $(STAMP) ## run the pure unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: image
+image: $(STAMP) ## build the OCI image with no container daemon: dist/pkg-operator-VERSION.oci.tar and its SBOM (as root)
+	@command -v mmdebstrap >/dev/null && command -v umoci >/dev/null || { \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap umoci; }
+	PY=$(abspath $(PY)) bash tools/build-image.sh
+
 .PHONY: lint
 lint: $(STAMP) ## ruff, mypy --strict, import-linter's layer contracts, squawk on the migrations
 	$(VENV)/bin/ruff check .

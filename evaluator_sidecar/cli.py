@@ -11,6 +11,7 @@
     pkg verify SNAPSHOT.yaml --trusted DIR      # check spec.signature against trusted public keys
     pkg replay SNAPSHOT.yaml --decisions FILE   # recorded decisions against a candidate
     pkg diff --candidate VERSION                # a shadow step's stored example diffs
+    pkg serve SNAPSHOT.yaml [--port 8080]       # the sidecar's HTTP API on the file (reloads it)
 
 ``pkg replay`` reads JSON lines (or one JSON array) of recorded decisions,
 ``{"input": TASK_FACTS, "output": DECISION}`` (the body ``/v1/evaluate`` answered),
@@ -22,8 +23,13 @@ steps stored in ``pkg_shadow_diffs``.
 
 SNAPSHOT.yaml is the file you would ``kubectl apply`` (several documents are
 fine; ``--name`` picks a PolicySnapshot when the file has more than one; ``-``
-reads stdin). A wasm snapshot whose module lives in a ConfigMap takes the
+reads stdin; not for ``serve``). A wasm snapshot whose module lives in a ConfigMap takes the
 module's bytes from ``--wasm-file PATH``. Nothing talks to a cluster.
+
+``pkg serve`` is the sidecar's standalone mode
+(:mod:`evaluator_sidecar.sidecar.standalone`): the ``pkg`` console script
+(:mod:`evaluator_sidecar.commands`) hands this module the function that runs it,
+since the offline CLI itself never imports the sidecar's runtime.
 
 ``pkg sign`` rewrites the YAML (comments are not kept). A trusted-keys folder
 holds one public key per file, named by its key id (``ID`` or ``ID.pub``): the
@@ -44,7 +50,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import yaml
@@ -375,6 +381,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=_cmd_verify)
 
+    _add_shadow_commands(commands, common)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the sidecar's HTTP API on the file, no PostgreSQL or Redis; reload on change",
+        description="Serve POST /v1/evaluate, /healthz, /readyz, /metrics ... (the sidecar's "
+        "HTTP API) from a PolicySnapshot file, checked, compiled and self-tested as the "
+        "sidecar does. A changed file is activated atomically; a bad one keeps the last good "
+        "snapshot serving and shows its error in /healthz. Other settings: PKG_ variables.",
+    )
+    serve.add_argument("snapshot", metavar="SNAPSHOT.yaml", help="PolicySnapshot YAML or JSON")
+    serve.add_argument("--name", help="which PolicySnapshot, when the file has several")
+    serve.add_argument("--host", help="address to listen on (default PKG_HTTP_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default PKG_HTTP_PORT, 8080; 0: any)")
+    serve.add_argument(
+        "--env", choices=["prod", "staging", "dev"], help="environment (default: the file's)"
+    )
+    serve.add_argument(
+        "--poll", type=float, metavar="SECONDS", help="how often to check the file (default 1)"
+    )
+    serve.set_defaults(run=None)
+    return parser
+
+
+def _add_shadow_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """``pkg replay`` and ``pkg diff``: a shadow step's measure, offline and as stored."""
     rep = commands.add_parser(
         "replay", help="evaluate recorded decisions with a candidate and report the diff"
     )
@@ -398,7 +433,6 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--limit", type=int, default=20, help="newest examples to print (20)")
     diff.add_argument("--dsn", help="PostgreSQL DSN (default: $PKG_DATABASE_URL)")
     diff.set_defaults(run=_cmd_diff)
-    return parser
 
 
 def main(
@@ -407,8 +441,12 @@ def main(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    serve: Callable[[argparse.Namespace], int] | None = None,
 ) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it)."""
+    """Run the CLI; returns the exit code (the console script exits with it).
+
+    ``serve`` runs ``pkg serve`` with its parsed options (the sidecar's standalone mode).
+    """
     stdin = stdin if stdin is not None else sys.stdin
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
@@ -417,6 +455,13 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage message
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "serve":
+        if serve is None:
+            stderr.write(
+                "pkg serve: run it through the `pkg` command (evaluator_sidecar.commands)\n"
+            )
+            return EXIT_USAGE
+        return serve(args)
     try:
         return int(args.run(args, stdin, stdout))
     except (_UserError, EvaluatorError) as exc:

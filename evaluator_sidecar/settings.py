@@ -84,6 +84,8 @@ class CommonSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
+        if not value:
+            return value  # required or not: the field's own constraint says (min_length)
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError(
                 "must start with postgresql:// (for example postgresql://pkg@db:5432/pkg)"
@@ -93,6 +95,8 @@ class CommonSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
+        if not value:
+            return value  # required or not: the field's own constraint says (min_length)
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(
                 "must start with redis://, rediss:// or unix:// (for example redis://redis:6379/0)"
@@ -119,7 +123,10 @@ S = TypeVar("S", bound=BaseSettings)
 def _explain(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # a rule over several variables: its message names them
+            parts.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         variable = PREFIX + field.upper()
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "missing":
@@ -134,9 +141,10 @@ def _explain(exc: ValidationError) -> str:
     )
 
 
-def load_settings(cls: type[S]) -> S:
-    """Read ``cls`` from the environment; raise :class:`SettingsError` naming each bad variable."""
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Read ``cls`` from the environment (``overrides``, e.g. from command-line options, win);
+    raise :class:`SettingsError` naming each bad variable."""
     try:
-        return cls()
+        return cls(**overrides)
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None

@@ -5,7 +5,9 @@ Configured only by ``PKG_`` environment variables (see
 paragraph naming it. The HTTP API starts first (``/healthz`` answers at
 once, ``/readyz`` and ``/v1/evaluate`` answer 503 until a snapshot is
 loaded), then the manager loads the desired snapshot and starts listening,
-resyncing and beating. SIGTERM or SIGINT stop it cleanly.
+resyncing and beating. SIGTERM or SIGINT stop it cleanly. With
+``PKG_SNAPSHOT_FILE`` it serves that file instead, with no PostgreSQL or Redis
+(:mod:`evaluator_sidecar.sidecar.standalone`, the same as ``pkg serve FILE``).
 """
 
 from __future__ import annotations
@@ -107,7 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The standard event loop: uvloop made no measurable difference to the server's CPU
     # per request (BENCHMARKS.md, "Sidecar HTTP API"), so it is not a dependency.
     try:
-        asyncio.run(run(settings))
+        if settings.snapshot_file is not None:
+            # Standalone: the snapshot file instead of PostgreSQL and Redis.
+            from evaluator_sidecar.sidecar.standalone import (  # noqa: PLC0415
+                run_standalone,
+                standalone_settings,
+            )
+
+            asyncio.run(run_standalone(standalone_settings(settings)))
+        else:
+            asyncio.run(run(settings))
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # e.g. the HTTP port is taken

@@ -43,7 +43,7 @@ __all__ = ["Activator", "Source"]
 
 logger = logging.getLogger(MANAGER_LOGGER)
 
-Source = Literal["startup", "redis", "resync", "reconnect", "manual", "disk_cache", "api"]
+Source = Literal["startup", "redis", "resync", "reconnect", "manual", "disk_cache", "api", "file"]
 
 
 class Activator:

@@ -399,6 +399,17 @@ class PKGManager:
         """
         await self._converger.activate_snapshot(snapshot, source=source)
 
+    def record_source_failure(self, exc: ActivationError, *, source: Source = "file") -> None:
+        """A snapshot could not even be read from its source (a file): keep the active one,
+        report ``exc`` in ``/healthz`` (``last_error``) and count it, as a failed activation."""
+        self._activator.record_failure(exc, source, 0.0)
+
+    async def confirm_active(self) -> None:
+        """The source still names the active snapshot (a file read again, unchanged)."""
+        active = self.get_active_evaluator()
+        if active is not None and not self._activator.failed:
+            await self._activator.confirm(active)
+
     # ---- lifecycle
 
     async def __aenter__(self) -> PKGManager:

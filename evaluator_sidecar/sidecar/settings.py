@@ -27,6 +27,11 @@ The sidecar's variables:
 | ``PKG_TRUSTED_KEYS_DIR`` | (none) | folder of trusted public keys (a mounted ConfigMap) |
 | ``PKG_MAX_STALENESS_SECONDS`` | ``0`` (off) | stale past this long without confirming its level |
 | ``PKG_STALENESS_POLICY`` | ``serve`` | when stale: ``serve``, or ``fail-closed`` (refuse) |
+| ``PKG_SNAPSHOT_FILE`` | (none) | standalone: serve this PolicySnapshot file, no PostgreSQL/Redis |
+| ``PKG_SNAPSHOT_POLL_SECONDS`` | ``1`` | standalone: how often the file is checked for a change |
+
+With ``PKG_SNAPSHOT_FILE`` set (or ``pkg serve FILE``), ``PKG_DATABASE_URL`` and
+``PKG_REDIS_URL`` are not needed: see :mod:`evaluator_sidecar.sidecar.standalone`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from evaluator_sidecar.settings import CommonSettings
 
@@ -65,6 +70,30 @@ class SidecarSettings(CommonSettings):
     redis_backoff_max_seconds: float = Field(default=60.0, gt=0, le=600)
     max_staleness_seconds: float = Field(default=0.0, ge=0)
     staleness_policy: Literal["serve", "fail-closed"] = "serve"
+    snapshot_file: Path | None = None
+    snapshot_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # Required unless a snapshot file stands in for them (the rule below says so).
+    database_url: str = ""
+    redis_url: str = ""
+
+    @model_validator(mode="after")
+    def _a_source_of_snapshots(self) -> SidecarSettings:
+        if self.snapshot_file is None:
+            missing = [
+                name
+                for name, value in (
+                    ("PKG_DATABASE_URL", self.database_url),
+                    ("PKG_REDIS_URL", self.redis_url),
+                )
+                if not value
+            ]
+            if missing:
+                verb = "is" if len(missing) == 1 else "are"
+                raise ValueError(
+                    f"{' and '.join(missing)} {verb} not set (required, unless PKG_SNAPSHOT_FILE "
+                    "names a PolicySnapshot file to serve on its own, with no PostgreSQL or Redis)"
+                )
+        return self
 
     @property
     def heartbeat_ttl(self) -> int:

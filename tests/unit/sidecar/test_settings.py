@@ -80,3 +80,37 @@ class TestErrors:
             load_settings(SidecarSettings)
         assert "\n" not in str(info.value)
         assert "Traceback" not in str(info.value)
+
+
+class TestStandalone:
+    """PKG_SNAPSHOT_FILE stands in for PostgreSQL and Redis (the standalone mode)."""
+
+    def test_a_snapshot_file_makes_the_database_and_redis_optional(
+        self, env: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        env.delenv("PKG_DATABASE_URL")
+        env.delenv("PKG_REDIS_URL")
+        env.setenv("PKG_SNAPSHOT_FILE", str(tmp_path / "snapshot.yaml"))
+        s = load_settings(SidecarSettings)
+        assert s.snapshot_file == tmp_path / "snapshot.yaml"
+        assert (s.database_url, s.redis_url) == ("", "")
+        assert s.snapshot_poll_seconds == 1
+
+    def test_without_a_file_both_urls_are_required_and_named(self, env: pytest.MonkeyPatch) -> None:
+        env.delenv("PKG_DATABASE_URL")
+        env.delenv("PKG_REDIS_URL")
+        with pytest.raises(SettingsError) as error:
+            load_settings(SidecarSettings)
+        message = str(error.value)
+        assert "PKG_DATABASE_URL and PKG_REDIS_URL are not set" in message
+        assert "PKG_SNAPSHOT_FILE" in message
+
+    def test_a_given_url_is_still_checked(self, env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        env.setenv("PKG_SNAPSHOT_FILE", str(tmp_path / "snapshot.yaml"))
+        env.setenv("PKG_REDIS_URL", "http://not-redis")
+        with pytest.raises(SettingsError, match="PKG_REDIS_URL"):
+            load_settings(SidecarSettings)
+
+    def test_command_line_overrides_win_over_the_environment(self, env: pytest.MonkeyPatch) -> None:
+        env.setenv("PKG_HTTP_PORT", "9001")
+        assert load_settings(SidecarSettings, http_port=9002).http_port == 9002
