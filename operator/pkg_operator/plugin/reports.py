@@ -21,11 +21,16 @@ from typing import Any
 from evaluator_sidecar.signals.cohorts import in_canary
 
 __all__ = [
+    "COVERAGE_HEADER",
+    "HISTORY_HEADER",
+    "NO_DATABASE_NOTE",
     "coverage_from_status",
     "coverage_rows",
+    "coverage_table",
     "diff_lines",
     "event_lines",
     "history_entries",
+    "history_table",
     "rule_diff",
     "shadow_line",
 ]
