@@ -16,6 +16,7 @@ exits 0 when the rollout succeeded and 4 when it ended otherwise (see
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -160,10 +161,19 @@ class Plugin:
 
     def __init__(self, args: argparse.Namespace, console: Console) -> None:
         self.args, self.console = args, console
-        self.client = UserClient(getattr(args, "context", None), getattr(args, "kubeconfig", None))
-        self.namespace: str = getattr(args, "namespace", None) or self.client.namespace
         self.output: str = getattr(args, "output", "text")
         self.tty = console.is_terminal
+
+    # Lazy: ``audit verify`` needs only the database, not a kubeconfig.
+    @functools.cached_property
+    def client(self) -> UserClient:
+        return UserClient(
+            getattr(self.args, "context", None), getattr(self.args, "kubeconfig", None)
+        )
+
+    @functools.cached_property
+    def namespace(self) -> str:
+        return getattr(self.args, "namespace", None) or self.client.namespace
 
     def print(self, text: str) -> None:
         print(text, flush=True)
