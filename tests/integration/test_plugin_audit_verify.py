@@ -21,14 +21,14 @@ pytestmark = pytest.mark.integration
 PLUGIN = str(Path(sys.executable).parent / "kubectl-pkg")
 
 
-def verify(*args: str) -> subprocess.CompletedProcess[str]:
+def verify(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PLUGIN, "audit", "verify", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/nonexistent"},
+        env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/nonexistent", **env},
     )
 
 
@@ -42,6 +42,8 @@ async def test_audit_verify_exits_0_on_an_intact_chain_and_1_naming_the_first_ed
     intact = verify("--database-url", migrated_dsn)
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert intact.stdout.strip() == "audit chain intact (3 rows)"
+    from_env = verify(PKG_DATABASE_URL=migrated_dsn)  # the same as --database-url
+    assert (from_env.returncode, from_env.stdout) == (0, intact.stdout)
 
     async with sql.transaction():  # what a superuser can do: the append-only triggers skip
         await sql.execute("SET LOCAL session_replication_role = replica")

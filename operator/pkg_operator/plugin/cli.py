@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 import time
 import uuid
@@ -39,6 +38,7 @@ from evaluator_sidecar.store.errors import PKGError
 from pkg_operator.api import ACTION_ANNOTATION
 from pkg_operator.kube import KubeError, UserClient
 from pkg_operator.plugin import database, reports, view
+from pkg_operator.settings import PluginSettings
 
 __all__ = ["main"]
 
@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _reports(commands: Any) -> None:
     database = {
-        "default": os.environ.get("PKG_DATABASE_URL"),
+        "default": PluginSettings().database_url or None,
         "help": "PostgreSQL URL (default: $PKG_DATABASE_URL)",
     }
     diff = commands.add_parser("diff", help="rules added, removed and changed between snapshots")
