@@ -204,6 +204,8 @@ def reports_after_the_rollout(
     ]  # fmt: skip
     assert {actor for what, actor in actions if not what.startswith("attempt")} == {me}
     assert any(e["reason"] == "looks wrong" for e in history)
+    attempts = [e for e in history if e["what"].startswith("attempt ")]
+    assert [e["result"] for e in attempts] == ["Aborted", "Succeeded"], attempts
     assert any(e["source"] == "pkg_audit_log" for e in history)
     snap = json.loads(pkg.run("history", "psnap", "v1", *db, "-o", "json").stdout)["entries"]
     promoted = [e for e in snap if e["source"] == "pkg_promotions"]

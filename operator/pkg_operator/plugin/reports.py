@@ -198,26 +198,37 @@ def _status_actions(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _attempts(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A deployment's ended attempts (``status.history``) and the current one (``attempt``)."""
+    status = obj.get("status") or {}
+    attempts = [a for a in status.get("history") or [] if isinstance(a, Mapping)]
+    current = status.get("attempt")
+    if isinstance(current, Mapping) and all(a.get("id") != current.get("id") for a in attempts):
+        attempts.append(current)
+    out = []
+    for attempt in attempts:
+        version = attempt.get("version") or _version(attempt.get("snapshot")) or "-"
+        out.append(
+            {
+                "at": str(attempt.get("startedAt") or ""),
+                "source": "status",
+                "what": f"attempt {attempt.get('id')} (generation {attempt.get('generation')})",
+                "actor": "",
+                "result": str(attempt.get("outcome") or "running"),
+                "reason": str(attempt.get("reason") or ""),
+                "detail": f"{version}, ended {attempt.get('finishedAt') or '-'}",
+            }
+        )
+    return out
+
+
 def history_entries(
     obj: Mapping[str, Any],
     promotions: Sequence[Mapping[str, Any]] = (),
     audit: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """The object's actions (status), promotions and audit rows (PostgreSQL), oldest first."""
-    entries = _status_actions(obj)
-    status = obj.get("status") or {}
-    if status.get("attempt"):
-        entries.append(
-            {
-                "at": str(status.get("attemptStartedAt") or status.get("startedAt") or ""),
-                "source": "status",
-                "what": f"attempt {status.get('attempt')}",
-                "actor": "",
-                "result": str(status.get("summary") or ""),
-                "reason": "",
-                "detail": str(status.get("message") or ""),
-            }
-        )
+    entries = _status_actions(obj) + _attempts(obj)
     for row in promotions:
         moved = f"{row.get('from_version') or '-'} -> {row.get('to_version') or '-'}"
         entries.append(

@@ -138,6 +138,37 @@ def test_history_merges_status_actions_promotions_and_audit_rows_oldest_first() 
     assert len(reports.history_table(entries)[0]) == len(reports.HISTORY_HEADER)
 
 
+def test_history_lists_a_deployments_ended_attempts_and_the_running_one() -> None:
+    pdep = {
+        "status": {
+            "history": [
+                {
+                    "id": 1,
+                    "generation": 1,
+                    "version": "v2",
+                    "outcome": "Aborted",
+                    "reason": "AbortRequested",
+                    "startedAt": "2026-01-01T00:00:00Z",
+                    "finishedAt": "2026-01-01T00:01:00Z",
+                }
+            ],
+            "attempt": {
+                "id": 2,
+                "generation": 1,
+                "snapshot": {"version": "v2"},
+                "startedAt": "2026-01-01T00:02:00Z",
+                "outcome": None,
+            },
+        }
+    }
+    entries = reports.history_entries(pdep)
+    assert [(e["what"], e["result"], e["reason"]) for e in entries] == [
+        ("attempt 1 (generation 1)", "Aborted", "AbortRequested"),
+        ("attempt 2 (generation 1)", "running", ""),
+    ]
+    assert entries[0]["detail"] == "v2, ended 2026-01-01T00:01:00Z"
+
+
 def test_the_status_tree_shows_the_last_events_and_the_shadow_diff_rate() -> None:
     obj = {
         "kind": "PolicyDeployment",
