@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import datetime as dt
 import functools
 import logging
@@ -379,6 +380,23 @@ class UserClient:
                 f"annotating {plural} {namespace}/{name} failed: {exc.reason} ({exc.status}); "
                 "check that it exists and that you may patch it"
             ) from exc
+
+    def events(
+        self, namespace: str, name: str, uid: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The Kubernetes events about one object (core/v1, as ``kubectl describe`` shows)."""
+        api = kubernetes.client.CoreV1Api(self.api)
+        selector = f"involvedObject.name={name}"
+        if uid:
+            selector += f",involvedObject.uid={uid}"
+        try:
+            result = api.list_namespaced_event(namespace, field_selector=selector)
+        except ApiException as exc:
+            raise KubeError(
+                f"listing the events of {namespace}/{name} failed: {exc.reason} ({exc.status}); "
+                "check that you may list events in the namespace"
+            ) from exc
+        return list(self.api.sanitize_for_serialization(result).get("items") or [])
 
     def whoami(self) -> str:
         """The caller's user name as the API server sees it (SelfSubjectReview), else the

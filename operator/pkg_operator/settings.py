@@ -46,6 +46,7 @@ import random
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from evaluator_sidecar.settings import CommonSettings, SettingsError
 from evaluator_sidecar.settings import load_settings as _load
@@ -55,6 +56,7 @@ __all__ = [
     "SECRET_NAME_PATTERN",
     "TARGET_PATTERN",
     "OperatorSettings",
+    "PluginSettings",
     "SettingsError",
     "load_settings",
 ]
@@ -67,6 +69,15 @@ TARGET_PATTERN = (
 REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 #: A Secret's name (DNS-1123 subdomain).
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
+
+
+class PluginSettings(BaseSettings):
+    """The ``kubectl pkg`` plugin's one variable: PKG_DATABASE_URL, optional (the plugin
+    reads PostgreSQL only for ``coverage``, ``history`` and ``audit verify``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PKG_", extra="ignore", frozen=True)
+
+    database_url: str = ""
 
 
 class OperatorSettings(CommonSettings):

@@ -153,11 +153,83 @@ def check_status_and_listings(pkg: Plugin, namespace: str) -> None:
     assert as_json["status"]["summary"] == "Paused"
 
 
+def diff_by_name_and_by_file(pkg: Plugin, cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """diff: two objects with the same rules differ in nothing; a file's edits are named."""
+    same = pkg.run("diff", "v1", "v2")
+    assert same.returncode == 0, same.stderr
+    assert same.stdout.strip().splitlines()[-1] == "0 added, 0 removed, 0 changed, 1 unchanged"
+    edited = cluster.get("psnap", "v2", namespace)
+    rules = edited["spec"]["rules"]
+    rules[0]["priority"] = 99
+    rules.append({**rules[0], "rule_id": "rule-002", "rule_name": "added_one"})
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(edited))
+    shown = pkg.run("diff", "v1", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "+ rule-002 (added_one)" in shown.stdout
+    assert "~ rule-001 (high_priority_vip)" in shown.stdout
+    assert "    priority: 10 -> 99" in shown.stdout
+    as_json = json.loads(pkg.run("diff", str(path), "v1", "-o", "json").stdout)
+    assert [r["rule_id"] for r in as_json["removed"]] == ["rule-002"]
+    assert as_json["changed"][0]["fields"] == {"priority": {"a": 99, "b": 10}}
+    missing = pkg.run("diff", "v1", "no-such-snapshot")
+    assert missing.returncode == 2
+    assert "not found" in missing.stderr
+
+
+def reports_after_the_rollout(
+    pkg: Plugin, cluster: Cluster, namespace: str, me: str, *, v2: str, tmp_path: Path
+) -> None:
+    """diff, coverage, history, audit verify and the status's events, after a rollout."""
+    diff_by_name_and_by_file(pkg, cluster, namespace, tmp_path)
+    db = ("--database-url", cluster.database_url)
+
+    devices = json.loads(pkg.run("coverage", "canary", *db, "-o", "json").stdout)["devices"]
+    assert sorted(d["device"] for d in devices) == [f"plug-{namespace}:0", f"plug-{namespace}:1"]
+    assert {d["version"] for d in devices} == {v2}
+    assert {d["region"] for d in devices} == {"eu-west"}
+    assert all(d["lastHeartbeat"] and d["cohort"] in ("canary", "stable") for d in devices)
+    table = pkg.run("coverage", "canary", *db)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:4] == ["DEVICE", "REGION", "VERSION", "COHORT"]
+    pkg.env.pop("PKG_DATABASE_URL", None)
+    from_status = json.loads(pkg.run("coverage", "canary", "-o", "json").stdout)
+    assert from_status["coverage"]["display"] == "2/2"
+    assert "needs the database" in from_status["note"]
+
+    history = json.loads(pkg.run("history", "canary", *db, "-o", "json").stdout)["entries"]
+    actions = [(e["what"], e["actor"]) for e in history if e["source"] == "status"]
+    assert [a for a, _ in actions if not a.startswith("attempt")] == [
+        "retry", "abort", "retry", "promote",
+    ]  # fmt: skip
+    assert {actor for what, actor in actions if not what.startswith("attempt")} == {me}
+    assert any(e["reason"] == "looks wrong" for e in history)
+    attempts = [e for e in history if e["what"].startswith("attempt ")]
+    assert [e["result"] for e in attempts] == ["Aborted", "Succeeded"], attempts
+    assert any(e["source"] == "pkg_audit_log" for e in history)
+    snap = json.loads(pkg.run("history", "psnap", "v1", *db, "-o", "json").stdout)["entries"]
+    promoted = [e for e in snap if e["source"] == "pkg_promotions"]
+    assert promoted, snap
+    assert promoted[0]["reason"] == "fixtures pass"
+    assert pkg.run("history", "psnap", "v1").returncode == 0  # the status's part only
+
+    verified = pkg.run("audit", "verify", *db)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("audit chain intact (")
+    refused = pkg.run("audit", "verify")
+    assert refused.returncode == 2
+    assert "PKG_DATABASE_URL" in refused.stderr
+
+    status = pkg.run("status", "canary").stdout
+    assert "Events" in status, status
+
+
 def test_kubectl_pkg_promotes_aborts_retries_and_watches_a_rollout_to_its_end(
     cluster: Cluster,
     namespace: str,
     start_operator: Callable[..., OperatorProcess],
     devices: str,
+    tmp_path: Path,
 ) -> None:
     start_operator()
     pkg = Plugin(cluster, namespace)
@@ -216,3 +288,5 @@ def test_kubectl_pkg_promotes_aborts_retries_and_watches_a_rollout_to_its_end(
     entries = cluster.get("pdep", "canary", namespace)["status"]["processedActions"]
     assert [e["action"] for e in entries] == ["retry", "abort", "retry", "promote"]
     assert {e["actor"] for e in entries} == {me}
+
+    reports_after_the_rollout(pkg, cluster, namespace, me, v2=v2, tmp_path=tmp_path)

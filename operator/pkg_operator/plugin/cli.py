@@ -1,4 +1,7 @@
-"""``kubectl-pkg``: ``kubectl pkg get|status|watch|promote|abort|retry|rollback``.
+"""``kubectl-pkg``: follow and steer rollouts (get, status, watch, the actions) and report.
+
+``diff``, ``coverage``, ``history`` and ``audit verify`` report; the last three read
+PostgreSQL (``--database-url`` or ``$PKG_DATABASE_URL``) through the store layer.
 
 kubectl runs any ``kubectl-*`` program on ``PATH`` as a plugin, so installing the project
 is enough. It reads the same kubeconfig as kubectl (``$KUBECONFIG``, ``--kubeconfig``,
@@ -13,11 +16,13 @@ exits 0 when the rollout succeeded and 4 when it ended otherwise (see
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -28,9 +33,12 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from evaluator_sidecar.policy.resource import load_documents, select_policy_snapshot
+from evaluator_sidecar.store.errors import PKGError
 from pkg_operator.api import ACTION_ANNOTATION
 from pkg_operator.kube import KubeError, UserClient
-from pkg_operator.plugin import view
+from pkg_operator.plugin import database, reports, view
+from pkg_operator.settings import PluginSettings
 
 __all__ = ["main"]
 
@@ -93,7 +101,31 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--reason", default="", help="why (kept in the audit trail)")
         sub.add_argument("--token", default=None, help="the request's token (default: fresh)")
         sub.add_argument("--timeout", type=float, default=60, help="seconds (default 60)")
+    _reports(commands)
     return parser
+
+
+def _reports(commands: Any) -> None:
+    database = {
+        "default": PluginSettings().database_url or None,
+        "help": "PostgreSQL URL (default: $PKG_DATABASE_URL)",
+    }
+    diff = commands.add_parser("diff", help="rules added, removed and changed between snapshots")
+    _common(diff)
+    diff.add_argument("a", metavar="SNAPSHOT_A", help="a PolicySnapshot name or a YAML file")
+    diff.add_argument("b", metavar="SNAPSHOT_B", help="a PolicySnapshot name or a YAML file")
+    coverage = commands.add_parser("coverage", help="each device of a deployment's target")
+    _common(coverage)
+    coverage.add_argument("target", nargs="+", metavar="ARG", help="[pdep] NAME")
+    coverage.add_argument("--database-url", **database)
+    history = commands.add_parser("history", help="attempts, actions and promotions")
+    _common(history)
+    history.add_argument("target", nargs="+", metavar="ARG", help="[pdep|psnap] NAME")
+    history.add_argument("--database-url", **database)
+    audit = commands.add_parser("audit", help="audit log checks")
+    _common(audit)
+    audit.add_argument("check", choices=["verify"], help="verify: recompute the hash chain")
+    audit.add_argument("--database-url", **database)
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str]:
@@ -129,10 +161,19 @@ class Plugin:
 
     def __init__(self, args: argparse.Namespace, console: Console) -> None:
         self.args, self.console = args, console
-        self.client = UserClient(getattr(args, "context", None), getattr(args, "kubeconfig", None))
-        self.namespace: str = getattr(args, "namespace", None) or self.client.namespace
         self.output: str = getattr(args, "output", "text")
         self.tty = console.is_terminal
+
+    # Lazy: ``audit verify`` needs only the database, not a kubeconfig.
+    @functools.cached_property
+    def client(self) -> UserClient:
+        return UserClient(
+            getattr(self.args, "context", None), getattr(self.args, "kubeconfig", None)
+        )
+
+    @functools.cached_property
+    def namespace(self) -> str:
+        return getattr(self.args, "namespace", None) or self.client.namespace
 
     def print(self, text: str) -> None:
         print(text, flush=True)
@@ -146,10 +187,13 @@ class Plugin:
     def show(self, obj: dict[str, Any]) -> None:
         if self.output != "text":
             self.print(_dump(obj, self.output))
-        elif self.tty:
-            self.console.print(_rich_tree(view.tree(obj)))
+            return
+        meta = obj.get("metadata") or {}
+        events = self.client.events(self.namespace, str(meta.get("name")), meta.get("uid"))
+        if self.tty:
+            self.console.print(_rich_tree(view.tree(obj, events)))
         else:
-            self.print("\n".join(view.lines(view.tree(obj))))
+            self.print("\n".join(view.lines(view.tree(obj, events))))
 
     def get(self) -> int:
         parts: list[str] = self.args.target
@@ -207,6 +251,125 @@ class Plugin:
             self.print(f"{plural}/{name}: {action} {verdict} (by {found.actor}): {found.outcome}")
         return view.EXIT_OK if found.accepted else view.EXIT_REFUSED
 
+    def table(self, header: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
+        if self.tty:
+            grid = Table(*header, box=None)
+            for row in cells:
+                grid.add_row(*(Text(cell) for cell in row))
+            self.console.print(grid)
+        else:
+            self.print("\n".join(view.plain_table(header, cells)))
+
+    def rules_of(self, ref: str) -> tuple[str, list[dict[str, Any]]]:
+        """A snapshot's rules: from a file when ``ref`` is a path, else the named object."""
+        path = Path(ref)
+        if path.is_file():
+            try:
+                doc = select_policy_snapshot(load_documents(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"{ref}: {exc}") from None
+            return str(path), list((doc.get("spec") or {}).get("rules") or [])
+        obj = self.fetch("policysnapshots", ref)
+        spec = obj.get("spec") or {}
+        return f"{ref} ({spec.get('version')})", list(spec.get("rules") or [])
+
+    def diff(self) -> int:
+        name_a, rules_a = self.rules_of(self.args.a)
+        name_b, rules_b = self.rules_of(self.args.b)
+        diff = reports.rule_diff(rules_a, rules_b)
+        if self.output != "text":
+            self.print(_dump({"a": name_a, "b": name_b, **diff}, self.output))
+        else:
+            self.print("\n".join(reports.diff_lines(diff, name_a, name_b)))
+        return view.EXIT_OK
+
+    def _database(self, why: str) -> str:
+        url: str | None = self.args.database_url
+        if not url:
+            raise UsageError(
+                f"{why} needs the database: set PKG_DATABASE_URL or pass --database-url"
+            )
+        return url
+
+    def coverage(self) -> int:
+        plural, name = _target(self.args)
+        if plural != "policydeployments":
+            raise UsageError("coverage is a PolicyDeployment's (pdep NAME)")
+        obj = self.fetch(plural, name)
+        if not self.args.database_url:
+            summary = reports.coverage_from_status(obj)
+            if self.output != "text":
+                self.print(_dump(summary, self.output))
+            else:
+                self.print("\n".join(view.lines(view.tree(obj))[:8]))
+                print(f"note: {reports.NO_DATABASE_NOTE}", file=sys.stderr)
+            return view.EXIT_OK
+        spec = obj.get("spec") or {}
+        devices = database.device_rows(
+            self.args.database_url,
+            str(spec.get("env")),
+            str(spec.get("target")),
+            str(spec.get("region") or "global"),
+        )
+        rows = reports.coverage_rows(obj, devices)
+        if self.output != "text":
+            self.print(_dump({"deployment": name, "devices": rows}, self.output))
+        else:
+            self.table(reports.COVERAGE_HEADER, reports.coverage_table(rows))
+        return view.EXIT_OK
+
+    def history(self) -> int:
+        plural, name = _target(self.args)
+        obj = self.fetch(plural, name)
+        promotions: list[dict[str, Any]] = []
+        audit: list[dict[str, Any]] = []
+        url = self.args.database_url
+        if url and plural == "policysnapshots":
+            stored = database.snapshot_id(url, str((obj.get("spec") or {}).get("version")))
+            if stored is not None:
+                promotions = database.promotions(url, stored)
+                audit = database.audit_rows(url, snapshot=stored)
+        elif url:
+            uid = str((obj.get("metadata") or {}).get("uid"))
+            audit = database.audit_rows(url, entity_type="deployment", entity_id=uid)
+        entries = reports.history_entries(obj, promotions, audit)
+        if self.output != "text":
+            self.print(_dump({"resource": f"{plural}/{name}", "entries": entries}, self.output))
+            return view.EXIT_OK
+        self.table(reports.HISTORY_HEADER, reports.history_table(entries))
+        if not url:
+            print(
+                "note: promotions and audit rows need the database: "
+                "set PKG_DATABASE_URL or pass --database-url",
+                file=sys.stderr,
+            )
+        return view.EXIT_OK
+
+    def audit(self) -> int:
+        report = database.verify_chain(self._database("audit verify"))
+        if self.output != "text":
+            broken = report.first_break
+            self.print(
+                _dump(
+                    {
+                        "ok": report.ok,
+                        "rowsChecked": report.rows_checked,
+                        "firstBreak": None
+                        if broken is None
+                        else {
+                            "row": broken.row_id,
+                            "problem": broken.problem,
+                            "expected": broken.expected,
+                            "stored": broken.stored,
+                        },
+                    },
+                    self.output,
+                )
+            )
+        else:
+            self.print(str(report))
+        return view.EXIT_OK if report.ok else view.EXIT_REFUSED
+
     def _wait(self, check: Callable[[], view.Recorded | None]) -> view.Recorded | None:
         deadline = time.monotonic() + self.args.timeout
         while True:
@@ -260,20 +423,31 @@ class Plugin:
                 time.sleep(self.args.interval)
 
 
+#: Each command -> the :class:`Plugin` method that runs it.
+COMMANDS = {
+    "get": "get",
+    "status": "get",
+    "watch": "watch",
+    "promote": "act",
+    "abort": "act",
+    "retry": "act",
+    "rollback": "act",
+    "diff": "diff",
+    "coverage": "coverage",
+    "history": "history",
+    "audit": "audit",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
     try:
         plugin = Plugin(args, console)
-        if args.command in ("get", "status"):
-            return plugin.get()
-        if args.command == "watch":
-            return plugin.watch()
-        return plugin.act()
-    except UsageError as exc:
-        print(f"kubectl pkg: {exc}", file=sys.stderr)
-        return view.EXIT_USAGE
-    except KubeError as exc:
+        run: Callable[[], int] = getattr(plugin, COMMANDS[args.command])
+        return run()
+    except (UsageError, KubeError, PKGError) as exc:
+        # Each says what to do (a name to check, a flag to pass, a permission to ask for).
         print(f"kubectl pkg: {exc}", file=sys.stderr)
         return view.EXIT_USAGE
     except KeyboardInterrupt:

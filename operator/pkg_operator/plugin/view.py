@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pkg_operator.plugin.reports import event_lines, shadow_line
+
 __all__ = [
     "ENDINGS",
     "EXIT_ENDED_BADLY",
@@ -204,6 +206,14 @@ def _actions(node: Node, entries: Sequence[Mapping[str, Any]], limit: int = 3) -
         )
 
 
+def _events(node: Node, events: Sequence[Mapping[str, Any]]) -> None:
+    shown = event_lines(events)
+    if shown:
+        branch = node.add("Events")
+        for line in shown:
+            branch.add(line)
+
+
 def _deployment(obj: Mapping[str, Any]) -> Node:
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -223,6 +233,9 @@ def _deployment(obj: Mapping[str, Any]) -> Node:
     health = status.get("health") or {}
     if health:
         root.add(f"Health:   {_health(health)}")
+    shadow = shadow_line(status)
+    if shadow is not None:
+        root.add(f"Shadow:   {shadow}")
     _steps(root, spec, status)
     _actions(root, status.get("processedActions") or [])
     return root
@@ -245,11 +258,11 @@ def _snapshot(obj: Mapping[str, Any]) -> Node:
     return root
 
 
-def tree(obj: Mapping[str, Any]) -> Node:
-    """The status of a PolicyDeployment or a PolicySnapshot as a tree."""
-    if obj.get("kind") == "PolicySnapshot":
-        return _snapshot(obj)
-    return _deployment(obj)
+def tree(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> Node:
+    """The status of a PolicyDeployment or a PolicySnapshot as a tree, with its last events."""
+    root = _snapshot(obj) if obj.get("kind") == "PolicySnapshot" else _deployment(obj)
+    _events(root, events)
+    return root
 
 
 def _walk(node: Node, prefix: str, last: bool, top: bool) -> Iterator[str]:
