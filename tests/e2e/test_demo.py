@@ -253,6 +253,7 @@ def test_the_audit_trail_holds_every_step_and_its_chain_verifies(played: Played)
         if r["action"] == "deployment.step"
     ]
     assert steps == [
+        ("shadow", 0),  # v2 proven on live requests before any device ran it
         ("setWeight", 10),
         ("pause", 10),
         ("setWeight", 50),
