@@ -837,7 +837,7 @@ def outcome_line(report: DemoReport) -> str:
     stable = (report.final_status.get("stable") or {}).get("version")
     return (
         f"{devices} sidecars; {report.v1} promoted by {report.actor}; {report.v2} canaried to "
-        f"{CANARY_GROUP} (10% -> 50% -> gate -> 100%, stable now {stable}); "
+        f"{CANARY_GROUP} (shadow -> 10% -> 50% -> gate -> 100%, stable now {stable}); "
         f"{len(report.audit)} audit rows, {report.chain}"
     )
 
@@ -890,7 +890,9 @@ def _play(s: _Scenario) -> None:
         s.answers("v1", dict.fromkeys((d.device_id for d in s.fleet.devices), s.v1))
     with phase("v2", f"PolicySnapshot {s.v2.version} applied and tested"):
         s.snapshot_ready(s.v2)
-    with phase("canary", f"PolicyDeployment: {s.v2.version} to {CANARY_GROUP}, 10% -> 50%"):
+    with phase(
+        "canary", f"PolicyDeployment: {s.v2.version} to {CANARY_GROUP}, shadow -> 10% -> 50%"
+    ):
         name, steps = s.canary()
     with phase("cohorts", "at the gate, canary and stable devices answer differently"):
         s.answers("gate", s.expected_at(s.report.deployment_uid, 50))
