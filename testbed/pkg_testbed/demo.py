@@ -9,14 +9,17 @@ The scenario, in phases:
 4. fleet: a dozen ``pkg-sidecar`` processes stand in for pods (routers in
    eu-west and us-east, door controllers in eu-west);
 5. v1: PolicySnapshot v1 is applied, stored and tested by the operator, and
-   promoted with the ``pkg.seedcore.io/action`` annotation; every sidecar swaps to it;
+   promoted as a person does it, with ``kubectl pkg promote psnap``; every sidecar
+   swaps to it;
 6. answers-v1: the same task facts go to every sidecar (``POST /v1/evaluate``);
 7. v2: PolicySnapshot v2 is applied and tested (not promoted);
-8. canary: a PolicyDeployment rolls v2 out to the eu-west routers, 10 % -> timed
-   pause -> 50 % -> manual gate, shown live (step, weight, coverage, versions);
+8. canary: a PolicyDeployment rolls v2 out to the eu-west routers: first a shadow
+   step (v2 answers beside v1 on live requests the demo sends, no device acts on it;
+   the diff rate shown live), then 10 % -> timed pause -> 50 % -> manual gate, shown
+   live (step, weight, coverage, versions);
 9. cohorts: at the gate, canary and stable devices answer the same facts
    differently, each as its cohort says;
-10. promote: the demo opens the gate with a promote annotation; 100 %, Succeeded;
+10. promote: the demo opens the gate with ``kubectl pkg promote pdep``; 100 %, Succeeded;
 11. answers-v2: the eu-west routers answer under v2, every other device under v1;
 12. audit: promotions and audit rows read from PostgreSQL; the audit chain verified.
 
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import json
 import os
 import shutil
@@ -42,7 +44,6 @@ import tempfile
 import time
 import traceback
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ from pkg_testbed.demo_world import (
     DeviceSpec,
     Fleet,
     InterruptGuard,
+    LiveTraffic,
     processes_using,
     wait_for,
 )
@@ -98,7 +100,6 @@ V1_FILE = SAMPLES / "demo-policysnapshot-v1.yaml"
 V2_FILE = SAMPLES / "demo-policysnapshot-v2.yaml"
 DEPLOYMENT_FILE = SAMPLES / "demo-policydeployment.yaml"
 CRDS_FILE = ROOT / "manifests" / "crds.yaml"
-ACTION_ANNOTATION = "pkg.seedcore.io/action"
 PEERING = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: pkg-operator}\n"
 CRDS = (
     "policysnapshots.pkg.seedcore.io",
@@ -183,7 +184,9 @@ class DemoReport:
     """What the scenario observed, for the summary and for the end-to-end test's assertions."""
 
     namespace: str
-    actor: str
+    #: Who the operator recorded for the person's actions (kubectl pkg sends the caller's
+    #: user name as the API server knows it).
+    actor: str = ""
     v1: str = ""
     v2: str = ""
     deployment: str = ""
@@ -192,6 +195,9 @@ class DemoReport:
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     answers: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     gate_cohort: dict[str, str] = field(default_factory=dict)
+    #: The shadow step as it ended: its spec, and the last figures seen during it
+    #: (samples, diffs, diffRate) with every distinct (samples, diffs) shown live.
+    shadow: dict[str, Any] = field(default_factory=dict)
     trace: list[dict[str, Any]] = field(default_factory=list)
     final_status: dict[str, Any] = field(default_factory=dict)
     promotions: list[dict[str, Any]] = field(default_factory=list)
@@ -219,14 +225,6 @@ class Phases:
 
     def total(self) -> float:
         return time.monotonic() - self.started
-
-
-def default_actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "someone"
-    return f"{user}@make-demo"
 
 
 def _rel(path: Path) -> str:
@@ -261,7 +259,6 @@ class _Scenario:
         out: Narrator,
         phases: Phases,
         guard: InterruptGuard,
-        actor: str,
         cleanup: contextlib.ExitStack,
     ) -> None:
         self.world, self.out, self.phases, self.guard = world, out, phases, guard
@@ -270,9 +267,7 @@ class _Scenario:
         self.v1 = Policy.load(V1_FILE, "v1")
         self.v2 = Policy.load(V2_FILE, "v2")
         self.labels = {self.v1.version: "1", self.v2.version: "2"}
-        self.report = DemoReport(
-            namespace=world.namespace, actor=actor, v1=self.v1.version, v2=self.v2.version
-        )
+        self.report = DemoReport(namespace=world.namespace, v1=self.v1.version, v2=self.v2.version)
         self.operator: OperatorProcess | None = None
         self.fleet = Fleet(world, fleet_devices(), guard=guard)
         self.watch_started = time.monotonic()
@@ -288,17 +283,36 @@ class _Scenario:
     def wait(self, check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
         return wait_for(check, timeout=timeout, what=what, logs=self.logs)
 
-    def annotate(self, plural: str, name: str, action: str, reason: str) -> str:
-        token = f"demo-{uuid.uuid4().hex[:10]}"
-        value = {"action": action, "token": token, "actor": self.report.actor, "reason": reason}
-        self.out.command(
-            f"kubectl annotate {plural} {name} --overwrite "
-            f"{ACTION_ANNOTATION}='{json.dumps(value)}'"
+    def kubectl_pkg(self, *args: str, reason: str) -> None:
+        """A person's action, as a person types it: ``kubectl pkg ...`` (the plugin writes
+        the action annotation with a fresh token and the caller's identity, waits for the
+        operator's outcome and prints it; non-zero exit when refused or unanswered)."""
+        words = ["pkg", "-n", self.world.namespace, *args, "--reason", reason]
+        self.out.command(f"kubectl {' '.join(words[:-1])} {json.dumps(reason)}")
+        bindir = Path(venv_command("kubectl-pkg")).parent
+        path = os.pathsep.join(
+            [str(bindir), str(self.world.kubectl_bin.parent), os.environ.get("PATH", "")]
         )
-        self.cluster.annotate(plural, name, ACTION_ANNOTATION, value)
-        if plural == "psnap":
-            self.mark()
-        return token
+        env = {**os.environ, "PATH": path, "KUBECONFIG": str(self.world.kubeconfig)}
+        try:
+            result = subprocess.run(
+                [str(self.world.kubectl_bin), *words],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=WAIT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DemoError(f"kubectl pkg {' '.join(args)} did not finish: {exc}") from exc
+        for text in result.stdout.splitlines():
+            self.out.say(text)
+        if result.returncode != 0:
+            raise DemoError(
+                f"kubectl pkg {' '.join(args)} exited {result.returncode}: "
+                f"{(result.stdout + result.stderr).strip()}",
+                self.logs(),
+            )
 
     def groups(self, versions: Mapping[str, str | None]) -> list[DeviceGroup]:
         return [
@@ -485,19 +499,17 @@ class _Scenario:
         return obj
 
     def promote_snapshot(self, policy: Policy) -> None:
-        token = self.annotate(
-            "psnap", policy.name, "promote", f"{policy.version}: first version of the hotel rules"
+        self.mark()
+        self.kubectl_pkg(
+            "promote",
+            "psnap",
+            policy.name,
+            reason=f"{policy.version}: first version of the hotel rules",
         )
-
-        def done() -> dict[str, Any] | None:
-            obj = self.cluster.get("policysnapshots", policy.name)
-            last = ((obj or {}).get("status") or {}).get("lastAction") or {}
-            return obj if last.get("token") == token else None
-
-        obj: dict[str, Any] = self.wait(
-            done, f"the operator to act on the promote of {policy.name}"
-        )
-        last = obj["status"]["lastAction"]
+        # kubectl pkg returned once the operator recorded the outcome: it is the last action.
+        obj = self.cluster.get("policysnapshots", policy.name) or {}
+        last = (obj.get("status") or {}).get("lastAction") or {}
+        self.report.actor = str(last.get("actor") or "")
         active = _condition(obj, "Active")
         self.out.say(
             f"lastAction: {last.get('action')} by {last.get('actor')}: {last.get('outcome')}"
@@ -588,7 +600,9 @@ class _Scenario:
         self.mark()
         obj = self.wait(lambda: self.cluster.get("policydeployments", name), f"pdep/{name}")
         uid = self.report.deployment_uid = str(obj["metadata"]["uid"])
+        self.shadow(name, steps)
         eu = len(self.fleet.in_group(CANARY_GROUP))
+        after_pause = 1 + next(i for i, step in enumerate(steps) if "pause" in step)
         for weight, then in ((10, "timed pause"), (50, "manual gate")):
             expected = self.expected_at(uid, weight)
             cohort = sum(1 for p in expected.values() if p is self.v2)
@@ -604,7 +618,7 @@ class _Scenario:
             )
             if weight == 10:
                 self.watch(
-                    lambda obs: int(obs.status.get("currentStepIndex") or 0) >= 2,
+                    lambda obs: int(obs.status.get("currentStepIndex") or 0) >= after_pause,
                     f"the timed pause of pdep/{name} to end by itself",
                     deployment=name,
                     steps=steps,
@@ -620,11 +634,66 @@ class _Scenario:
         self.report.gate_cohort = {d: p.version for d, p in self.expected_at(uid, 50).items()}
         return name, steps
 
+    def shadow(self, name: str, steps: list[Any]) -> None:
+        """The shadow step: live requests to the targeted devices while v2 answers beside
+        v1 (every device stays on v1: the strip shows it); the diff rate shown as it grows,
+        and the step passed."""
+        index = next((i for i, step in enumerate(steps) if "shadow" in step), None)
+        if index is None:
+            raise DemoError(f"{_rel(DEPLOYMENT_FILE)} must start with a shadow step")
+        spec = dict(steps[index]["shadow"])
+        self.report.shadow = {"spec": spec, "seen": []}
+        self.out.say(
+            f"shadow: for {spec['durationSeconds']}s and at least {spec['minSamples']} samples, "
+            f"{CANARY_GROUP} answers under v1 and evaluates v2 beside it on "
+            f"{float(spec['sampleRate']):.0%} of its requests, off the response path"
+        )
+        self.out.say(
+            "diff rate = sampled requests v2 decides otherwise (subtasks, DAG or matched rules) "
+            f"/ samples; above maxDiffRate {float(spec['maxDiffRate']):.0%} the rollout stops"
+        )
+        self.out.say(
+            "v2 changes 2 of the 4 kinds of request the demo sends (VIP guests, sensor x6) on "
+            "purpose: about half the decisions should differ"
+        )
+        targeted = [d.device_id for d in self.fleet.in_group(CANARY_GROUP)]
+        seen: list[tuple[int, int]] = self.report.shadow["seen"]
+
+        def passed(obs: Observation) -> bool:
+            health = obs.status.get("health") or {}
+            if int(obs.status.get("currentStepIndex") or 0) == index:
+                figures = (
+                    int(health.get("shadowSamples") or 0),
+                    int(health.get("shadowDiffs") or 0),
+                )
+                if figures[0] and (not seen or seen[-1] != figures):
+                    seen.append(figures)
+            if obs.status.get("summary") in ("Failed", "RolledBack", "Aborted"):
+                raise DemoError(f"pdep/{name} ended in its shadow step: {obs.status}", self.logs())
+            return int(obs.status.get("currentStepIndex") or 0) > index
+
+        traffic = LiveTraffic(self.fleet, targeted, [case.facts for case in CASES]).start()
+        try:
+            self.watch(
+                passed, f"the shadow step of pdep/{name} to pass", deployment=name, steps=steps
+            )
+        finally:
+            sent = traffic.stop()
+        if not seen:
+            raise DemoError(f"pdep/{name} left its shadow step without showing a sample")
+        samples, diffs = seen[-1]
+        self.report.shadow.update(samples=samples, diffs=diffs, diffRate=diffs / samples, sent=sent)
+        self.out.ok(
+            f"shadow step passed: v2 decided otherwise on {diffs} of {samples} sampled requests "
+            f"({diffs / samples:.1%} <= {float(spec['maxDiffRate']):.0%}); {sent} requests "
+            "answered, every one under v1"
+        )
+
     def open_gate(self, name: str, steps: list[Any]) -> None:
         self.out.say(
             "The demo opens the gate itself, as a person would once the canary looks right:"
         )
-        self.annotate("pdep", name, "promote", "canary answers checked at 50%")
+        self.kubectl_pkg("promote", "pdep", name, reason="canary answers checked at 50%")
         everyone = {
             d.device_id: (self.v2 if d.group == CANARY_GROUP else self.v1)
             for d in self.fleet.devices
@@ -768,7 +837,7 @@ def outcome_line(report: DemoReport) -> str:
     stable = (report.final_status.get("stable") or {}).get("version")
     return (
         f"{devices} sidecars; {report.v1} promoted by {report.actor}; {report.v2} canaried to "
-        f"{CANARY_GROUP} (10% -> 50% -> gate -> 100%, stable now {stable}); "
+        f"{CANARY_GROUP} (shadow -> 10% -> 50% -> gate -> 100%, stable now {stable}); "
         f"{len(report.audit)} audit rows, {report.chain}"
     )
 
@@ -779,7 +848,6 @@ def run_scenario(
     phases: Phases,
     *,
     guard: InterruptGuard | None = None,
-    actor: str | None = None,
 ) -> DemoReport:
     """The demo on a running test bed; raises DemoError at the first step that goes wrong.
 
@@ -792,7 +860,6 @@ def run_scenario(
             out=out,
             phases=phases,
             guard=guard,
-            actor=actor or default_actor(),
             cleanup=cleanup,
         )
         try:
@@ -823,7 +890,9 @@ def _play(s: _Scenario) -> None:
         s.answers("v1", dict.fromkeys((d.device_id for d in s.fleet.devices), s.v1))
     with phase("v2", f"PolicySnapshot {s.v2.version} applied and tested"):
         s.snapshot_ready(s.v2)
-    with phase("canary", f"PolicyDeployment: {s.v2.version} to {CANARY_GROUP}, 10% -> 50%"):
+    with phase(
+        "canary", f"PolicyDeployment: {s.v2.version} to {CANARY_GROUP}, shadow -> 10% -> 50%"
+    ):
         name, steps = s.canary()
     with phase("cohorts", "at the gate, canary and stable devices answer differently"):
         s.answers("gate", s.expected_at(s.report.deployment_uid, 50))

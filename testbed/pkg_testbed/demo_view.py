@@ -129,6 +129,9 @@ def step_text(steps: Sequence[Mapping[str, Any]], index: int) -> str:
     if "pause" in step:
         seconds = (step.get("pause") or {}).get("durationSeconds")
         return f"pause {seconds}s" if seconds is not None else "pause (gate)"
+    if "shadow" in step:
+        rate = (step.get("shadow") or {}).get("sampleRate", 0.1)
+        return f"shadow {float(rate):.0%}"
     if "analysis" in step:
         return "analysis"
     return "step"
@@ -180,6 +183,26 @@ class RolloutView:
             f"on canary {cov.get('onCanary', 0)} (expect {cov.get('expectedCanary', 0)})"
         )
 
+    def in_shadow(self) -> bool:
+        index = self.status.get("currentStepIndex")
+        return (
+            self.summary not in ("Succeeded",)
+            and isinstance(index, int)
+            and index < len(self.steps)
+            and "shadow" in self.steps[index]
+        )
+
+    def diff_text(self) -> str:
+        """During a shadow step: sampled decisions, those the candidate decided otherwise,
+        and their ratio (the DIFF column); empty otherwise."""
+        if not self.in_shadow():
+            return ""
+        health = self.status.get("health") or {}
+        samples = int(health.get("shadowSamples") or 0)
+        diffs = int(health.get("shadowDiffs") or 0)
+        rate = f"{diffs / samples:.1%}" if samples else "-"
+        return f"diff {rate} ({diffs}/{samples} samples)"
+
     def versions_text(self) -> str:
         stable = (self.status.get("stable") or {}).get("version") or "-"
         canary = (self.status.get("canary") or {}).get("version") or "-"
@@ -223,10 +246,12 @@ def fleet_line(groups: Sequence[DeviceGroup], labels: Mapping[str, str], elapsed
 def rollout_block(view: RolloutView, style: Style, legend: str = "") -> list[str]:
     """The rollout as a few lines for a terminal, redrawn in place."""
     elapsed = style.dim(f"+{view.elapsed:.1f}s")
+    diff = view.diff_text()
     return [
         f"  {style.bold(view.name)}  {_summary_color(view.summary, style)}  {view.step}"
         f"  weight {view.weight:5.1f}% {bar(view.weight, 10)}  {elapsed}",
-        f"  {view.coverage_text()}   {view.versions_text()}",
+        f"  {view.coverage_text()}   {view.versions_text()}"
+        + (f"   {style.yellow(diff)}" if diff else ""),
         *fleet_block(view.groups, view.labels, style, legend),
     ]
 
@@ -236,9 +261,11 @@ def rollout_line(view: RolloutView) -> str:
     devices = " | ".join(
         f"{group.name} {device_strip(group.versions, view.labels)}" for group in view.groups
     )
+    diff = view.diff_text()
     return (
         f"  [+{view.elapsed:5.1f}s] {view.summary:<11} {view.step:<24} "
         f"weight {view.weight:3.0f}%  {view.coverage_text()}  | {devices}"
+        + (f"  | {diff}" if diff else "")
     )
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "DeviceSpec",
     "Fleet",
     "InterruptGuard",
+    "LiveTraffic",
     "processes_using",
     "wait_for",
 ]
@@ -304,6 +306,46 @@ class Fleet:
             return
         with ThreadPoolExecutor(max_workers=min(8, len(procs))) as pool:
             list(pool.map(lambda p: p.stop(), procs))
+
+
+class LiveTraffic:
+    """Applications' requests in the background: each case in turn on each device, until
+    stopped (a shadow step samples this live traffic).
+
+    The first failed request stops it; ``stop`` raises it (a DemoError naming the device).
+    """
+
+    def __init__(
+        self, fleet: Fleet, device_ids: Sequence[str], cases: Sequence[Mapping[str, Any]]
+    ) -> None:
+        self.fleet, self.device_ids, self.cases = fleet, list(device_ids), list(cases)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._error: DemoError | None = None
+        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for facts in self.cases:
+                    for device_id in self.device_ids:
+                        self.fleet.evaluate(device_id, facts)
+                        self.sent += 1
+                self._stop.wait(0.05)  # a steady trickle, not a load test
+        except DemoError as exc:
+            self._error = exc
+
+    def start(self) -> LiveTraffic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop sending; how many requests were answered (raises the first failure)."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        if self._error is not None:
+            raise self._error
+        return self.sent
 
 
 def processes_using(folder: Path) -> list[tuple[int, str]]:

@@ -42,7 +42,9 @@ from pkg_testbed.product import ROOT, venv_command
 
 pytestmark = pytest.mark.e2e
 
-ACTOR = "e2e-demo"
+#: The test bed's kubeconfig user: the person's actions go through ``kubectl pkg``, which
+#: sends the caller's user name as the API server knows it.
+ACTOR = "admin"
 PHASES = [
     "cluster",
     "migrate",
@@ -87,7 +89,7 @@ def played(cluster: Cluster) -> Played:
     out = Narrator(stream, tty=False)
     phases = Phases(out)
     try:
-        report = run_scenario(world_for(cluster, namespace), out, phases, actor=ACTOR)
+        report = run_scenario(world_for(cluster, namespace), out, phases)
     except DemoError as exc:
         logs = "\n".join(f"--- {name} ---\n{tail}" for name, tail in exc.logs)
         pytest.fail(
@@ -199,6 +201,36 @@ def test_the_rollout_went_10_50_gate_100_and_succeeded(played: Played) -> None:
     assert [(a["actor"], a["accepted"]) for a in gate] == [(ACTOR, True)]
 
 
+def test_the_shadow_step_sampled_live_traffic_showed_its_diff_rate_and_passed(
+    played: Played,
+) -> None:
+    shadow = played.report.shadow
+    spec = shadow["spec"]
+    assert spec["sampleRate"] == 1.0
+    assert shadow["sent"] > 0, "the demo sent live requests during the step"
+    assert shadow["samples"] >= spec["minSamples"]
+    # v2 changes 2 of the 4 cases the traffic cycles through: about half differ, and
+    # the rate stayed within maxDiffRate, so the rollout went on.
+    assert 0.3 <= shadow["diffRate"] <= spec["maxDiffRate"]
+    assert shadow["diffRate"] == shadow["diffs"] / shadow["samples"]
+    seen = shadow["seen"]
+    assert len(seen) >= 2, "the diff rate was shown while the step ran, not only at its end"
+    assert [s for s, _ in seen] == sorted(s for s, _ in seen)
+    live = [line for line in played.output.splitlines() if "step 1/6 shadow 100%" in line]
+    assert live
+    assert all("weight   0%" in line and "| diff " in line for line in live)
+    samples, diffs = seen[-1]
+    assert any(f"({diffs}/{samples} samples)" in line for line in live)
+    assert (
+        f"shadow step passed: v2 decided otherwise on {diffs} of {samples} sampled requests"
+        in played.output
+    )
+    # The rollout passed the step before any device moved: weight 10 came after it.
+    trace = played.report.trace
+    first_weight = next(i for i, e in enumerate(trace) if (e["weight"] or 0) > 0)
+    assert all(e["stepIndex"] in (None, 0) for e in trace[:first_weight])
+
+
 def test_after_the_rollout_only_the_eu_west_routers_answer_under_v2(played: Played) -> None:
     report = played.report
     for device, answers in report.answers["v2"].items():
@@ -221,6 +253,7 @@ def test_the_audit_trail_holds_every_step_and_its_chain_verifies(played: Played)
         if r["action"] == "deployment.step"
     ]
     assert steps == [
+        ("shadow", 0),  # v2 proven on live requests before any device ran it
         ("setWeight", 10),
         ("pause", 10),
         ("setWeight", 50),
@@ -277,13 +310,18 @@ def test_its_output_is_plain_lines_with_the_live_rollout_and_the_answers(
 ) -> None:
     output = played.output
     assert "\x1b[" not in output, "no ANSI escapes when the output is not a terminal"
-    assert "pkg.seedcore.io/action=" in output
+    namespace = played.report.namespace
+    # A person's actions run as a person types them, and print kubectl pkg's outcome.
+    assert f"$ kubectl pkg -n {namespace} promote psnap hotel-rules-v1 --reason" in output
+    assert "policysnapshots/hotel-rules-v1: promote accepted (by admin)" in output
+    assert "pkg.seedcore.io/action" not in output
     live = [line for line in output.splitlines() if line.lstrip().startswith("[+")]
     assert any("Paused" in line and "weight  50%" in line for line in live)
     assert any("router/eu-west 22222222" in line for line in live)
     assert "page_duty_manager" in output
     assert "audit chain intact" in output
-    assert "kubectl annotate pdep hotel-rules-eu-west" in output
+    assert f"$ kubectl pkg -n {namespace} promote pdep hotel-rules-eu-west --reason" in output
+    assert "policydeployments/hotel-rules-eu-west: promote accepted (by admin)" in output
 
 
 def test_nothing_the_scenario_started_outlives_it(played: Played, cluster: Cluster) -> None:
