@@ -71,7 +71,7 @@ stack: testbed-bins ## start PostgreSQL, Redis, etcd and kube-apiserver and prin
 	$(TESTBED) up
 
 .PHONY: demo
-demo: testbed-bins ## the whole path on a fresh local stack: operator, sidecars, canary, audit (~30 s)
+demo: testbed-bins ## the whole path on a fresh local stack: operator, sidecars, shadow step, canary, audit (~40 s)
 	$(TESTBED) demo
 
 .PHONY: bench-sidecar
