@@ -63,12 +63,16 @@ def test_the_unit_tests_fire_every_alert_and_a_healthy_installation_fires_none(
 
 
 def test_a_broken_rule_file_is_refused(promtool_bin: Path, tmp_path: Path) -> None:
-    """The check can fail: a rule with a typo in its PromQL."""
+    """The check can fail: a rule whose PromQL lost its right-hand side."""
     broken = tmp_path / "broken.yaml"
-    broken.write_text(RULES.read_text().replace("absent(up", "absent(up +", 1))
+    rules = RULES.read_text()
+    assert "max(pkg_integrity_problems) > 0" in rules
+    broken.write_text(
+        rules.replace("max(pkg_integrity_problems) > 0", "max(pkg_integrity_problems) >")
+    )
     checked = run(promtool_bin, "check", "rules", broken)
     assert checked.returncode != 0
-    assert "PKGOperatorDown" in checked.stdout + checked.stderr or "parse" in checked.stderr
+    assert 'PKGIntegrityProblems": could not parse expression' in checked.stdout + checked.stderr
 
 
 def render(helm_bin: Path, *sets: str) -> list[dict[str, Any]]:
