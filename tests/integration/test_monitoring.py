@@ -2,7 +2,7 @@
 
 ``promtool check rules`` and ``promtool test rules`` (the test bed's promtool, built from
 its Go module) run on deploy/monitoring/; the unit-test file must fire every alert at
-least once and, in its healthy case, none. ``helm template`` with the monitoring flags
+least once and, in its healthy case, none; every dashboard query must parse too. ``helm template`` with the monitoring flags
 renders the dashboard ConfigMap and the PrometheusRule with exactly those sources.
 """
 
@@ -73,6 +73,32 @@ def test_a_broken_rule_file_is_refused(promtool_bin: Path, tmp_path: Path) -> No
     checked = run(promtool_bin, "check", "rules", broken)
     assert checked.returncode != 0
     assert 'PKGIntegrityProblems": could not parse expression' in checked.stdout + checked.stderr
+
+
+def test_every_dashboard_query_is_valid_promql(promtool_bin: Path, tmp_path: Path) -> None:
+    """Each panel's query, with Grafana's variables filled in, checked as a recording rule."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    filled = [
+        e.replace("$__rate_interval", "5m").replace("$namespace", ".*").replace("$deployment", ".*")
+        for e in exprs
+    ]
+    assert not [e for e in filled if "$" in e], "a Grafana variable the test does not fill"
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"pkg:dashboard:{i}", "expr": e} for i, e in enumerate(filled)
+                ],
+            }
+        ]
+    }
+    as_rules = tmp_path / "dashboard-queries.yaml"
+    as_rules.write_text(yaml.safe_dump(rules))
+    checked = run(promtool_bin, "check", "rules", as_rules)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in checked.stdout
 
 
 def render(helm_bin: Path, *sets: str) -> list[dict[str, Any]]:
