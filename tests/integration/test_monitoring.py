@@ -2,8 +2,9 @@
 
 ``promtool check rules`` and ``promtool test rules`` (the test bed's promtool, built from
 its Go module) run on deploy/monitoring/; the unit-test file must fire every alert at
-least once and, in its healthy case, none; every dashboard query must parse too. ``helm template`` with the monitoring flags
-renders the dashboard ConfigMap and the PrometheusRule with exactly those sources.
+least once and, in its healthy case, none; every dashboard query must parse too.
+``helm template`` with the monitoring flags renders the dashboard ConfigMap and the
+PrometheusRule with exactly those sources.
 """
 
 from __future__ import annotations
