@@ -165,7 +165,8 @@ build_promtool() {  # only cmd/promtool of the prometheus module, without the cl
   gobin=$(mktemp -d)
   # remove_all_sd leaves out the cloud service discoveries, which rule checks never use:
   # 247 of promtool's 1364 packages, but the largest (the generated Azure, AWS and GCE
-  # SDKs) that make an untagged cold build take over 14 minutes on two busy CPUs.
+  # SDKs) that kept an untagged cold build going past 14 minutes on two busy CPUs; with the
+  # tag a cold compile took under 8 minutes there (4.6 CPU-minutes).
   GOBIN="$gobin" go install -trimpath -tags remove_all_sd \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" \
     "github.com/prometheus/prometheus/cmd/promtool@$v"
