@@ -12,7 +12,8 @@ Every ``PKG_INTEGRITY_CHECK_SECONDS`` (0 disables it) one replica runs:
   PostgreSQL after the store shows here before any sidecar is told to load it.
 
 It reports each run as a log line (WARNING with every problem, INFO when clean),
-two metrics (``pkg_integrity_problems``, ``pkg_integrity_checks_total{result}``,
+three metrics (``pkg_integrity_problems``, ``pkg_integrity_audit_chain_broken``,
+``pkg_integrity_checks_total{result}``,
 owned by :mod:`pkg_operator.metrics`), and Kubernetes
 events: a Warning ``IntegrityCheckFailed`` on each PolicySnapshot a problem
 concerns, and one summarising the run on the ``policysnapshots`` CRD (the one
@@ -40,6 +41,7 @@ from evaluator_sidecar.store.lease import AdvisoryLease
 from pkg_operator import kube
 from pkg_operator.api import GROUP, SNAPSHOTS
 from pkg_operator.context import OperatorContext
+from pkg_operator.metrics import INTEGRITY_AUDIT_CHAIN_BROKEN as CHAIN_BROKEN
 from pkg_operator.metrics import INTEGRITY_CHECKS as CHECKS
 from pkg_operator.metrics import INTEGRITY_PROBLEMS as PROBLEMS
 
@@ -138,6 +140,7 @@ async def check_once(ctx: OperatorContext) -> IntegrityResult:
     refused, checked = await _refused_snapshots(ctx)
     result = summarize(integrity["issues"], chain, refused, snapshots_checked=checked)
     PROBLEMS.set(len(result.findings))
+    CHAIN_BROKEN.set(0 if chain.ok else 1)
     CHECKS.labels(result="ok" if result.ok else "problems").inc()
     if result.ok:
         log.info(result.summary(), extra={"event": "integrity_check_passed"})

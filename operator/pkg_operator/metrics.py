@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -44,6 +45,7 @@ __all__ = [
     "FACTS_WRITES",
     "HEARTBEAT_BATCH",
     "HEARTBEAT_LAG",
+    "INTEGRITY_AUDIT_CHAIN_BROKEN",
     "INTEGRITY_CHECKS",
     "INTEGRITY_PROBLEMS",
     "POSTGRES_ERRORS",
@@ -54,8 +56,10 @@ __all__ = [
     "REPAIRS",
     "ROLLBACKS",
     "ROLLOUT_COVERAGE",
+    "ROLLOUT_DEADLINE",
     "ROLLOUT_ERROR_RATIO",
     "ROLLOUT_P99",
+    "ROLLOUT_SHADOW_DIFF_RATIO",
     "ROLLOUT_STEP",
     "ROLLOUT_STEPS",
     "ROLLOUT_WEIGHT",
@@ -100,6 +104,12 @@ ROLLOUT_COVERAGE = Gauge(
     "Share of a PolicyDeployment's targeted devices running the version intended for them",
     ["namespace", "name"],
 )
+ROLLOUT_DEADLINE = Gauge(
+    "pkg_operator_rollout_deadline_timestamp_seconds",
+    "When a PolicyDeployment's running attempt is due to finish its current step (Unix time; "
+    "0 when no attempt runs or the step is an indefinite pause)",
+    ["namespace", "name"],
+)
 ROLLOUT_ERROR_RATIO = Gauge(
     "pkg_operator_rollout_error_ratio",
     "Errors per evaluation of a PolicyDeployment's canary devices in the analysis window",
@@ -108,6 +118,12 @@ ROLLOUT_ERROR_RATIO = Gauge(
 ROLLOUT_P99 = Gauge(
     "pkg_operator_rollout_p99_seconds",
     "Highest p99 evaluation latency reported by a PolicyDeployment's canary devices",
+    ["namespace", "name"],
+)
+ROLLOUT_SHADOW_DIFF_RATIO = Gauge(
+    "pkg_operator_rollout_shadow_diff_ratio",
+    "Share of sampled requests on which a PolicyDeployment's shadow step saw the new snapshot "
+    "decide differently (only while a shadow step has samples)",
     ["namespace", "name"],
 )
 PROMOTIONS = Counter(
@@ -158,6 +174,10 @@ REPAIRS = Counter(
 INTEGRITY_PROBLEMS = Gauge(
     "pkg_integrity_problems", "Problems found by the operator's latest integrity check"
 )
+INTEGRITY_AUDIT_CHAIN_BROKEN = Gauge(
+    "pkg_integrity_audit_chain_broken",
+    "1 when the operator's latest integrity check found the audit log's hash chain broken, else 0",
+)
 INTEGRITY_CHECKS = Counter(
     "pkg_integrity_checks",
     "Integrity checks run by this operator replica, by result (ok, problems, error)",
@@ -184,8 +204,10 @@ _ROLLOUT_GAUGES = (
     ROLLOUT_STEPS,
     ROLLOUT_WEIGHT,
     ROLLOUT_COVERAGE,
+    ROLLOUT_DEADLINE,
     ROLLOUT_ERROR_RATIO,
     ROLLOUT_P99,
+    ROLLOUT_SHADOW_DIFF_RATIO,
 )
 
 
@@ -213,9 +235,12 @@ def reconciling(kind: str) -> Iterator[None]:
         RECONCILES.labels(kind=kind, outcome=outcome).inc()
 
 
-def record_rollout(namespace: str, name: str, new: Mapping[str, Any]) -> None:
-    """The rollout gauges from a deployment's status."""
+def record_rollout(
+    namespace: str, name: str, new: Mapping[str, Any], deadline: datetime | None = None
+) -> None:
+    """The rollout gauges from a deployment's status and its running step's deadline."""
     labels = {"namespace": namespace, "name": name}
+    ROLLOUT_DEADLINE.labels(**labels).set(deadline.timestamp() if deadline else 0.0)
     ROLLOUT_STEP.labels(**labels).set(float(new.get("currentStepIndex") or 0))
     ROLLOUT_STEPS.labels(**labels).set(float(new.get("stepCount") or 0))
     ROLLOUT_WEIGHT.labels(**labels).set(float(new.get("weight") or 0))
@@ -224,6 +249,12 @@ def record_rollout(namespace: str, name: str, new: Mapping[str, Any]) -> None:
     health = new.get("health") or {}
     ROLLOUT_ERROR_RATIO.labels(**labels).set(float(health.get("errorRate") or 0))
     ROLLOUT_P99.labels(**labels).set(float(health.get("p99Ms") or 0) / 1000)
+    diff_rate = health.get("shadowDiffRate")
+    if diff_rate is None:
+        with suppress(KeyError):  # no shadow samples (now): no figure rather than a false 0
+            ROLLOUT_SHADOW_DIFF_RATIO.remove(namespace, name)
+    else:
+        ROLLOUT_SHADOW_DIFF_RATIO.labels(**labels).set(float(diff_rate))
 
 
 def count_refusals(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:

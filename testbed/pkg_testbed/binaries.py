@@ -30,6 +30,7 @@ __all__ = [
     "cache_dir",
     "ensure",
     "pinned_versions",
+    "prometheus_release",
 ]
 
 TESTBED_DIR = Path(__file__).resolve().parent.parent
@@ -54,6 +55,18 @@ def pinned_versions() -> dict[str, str]:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("PKG_TESTBED_CACHE", Path.home() / ".cache" / "pkg-operator"))
+
+
+def prometheus_release(module_version: str) -> str:
+    """Prometheus's release for its Go module version: v0.316.0 is 3.16.0, v0.305.1 is 3.5.1.
+
+    promtool prints the release; versions.env pins the module version ``go install`` needs.
+    """
+    match = re.fullmatch(r"v0\.(\d)(\d\d)\.(\d+)", module_version)
+    if match is None:
+        return module_version.lstrip("v")
+    major, minor, patch = match.groups()
+    return f"{major}.{int(minor)}.{patch}"
 
 
 def _minor(version: str) -> tuple[int, int] | None:
@@ -98,7 +111,10 @@ class Tool:
         project uses (CEL transition rules, GA since 1.29); kubectl must be within
         the supported skew of one minor version of the API server.
         """
-        want, got = _minor(self.pinned()), _minor(found)
+        pinned = self.pinned()
+        if self.name == "promtool":  # rule files are checked with promtool 3.x's syntax
+            pinned = prometheus_release(pinned)
+        want, got = _minor(pinned), _minor(found)
         if want is None or got is None or want[0] != got[0]:
             return False
         if self.name == "kube-apiserver":
@@ -108,7 +124,7 @@ class Tool:
             return kube is not None and abs(got[1] - kube[1]) <= 1
         if self.name == "etcd":
             return got[1] >= 5
-        return True  # opa v1.x, helm v3.x: same major is enough
+        return True  # opa v1.x, helm v3.x, promtool 3.x: same major is enough
 
 
 TOOLS: dict[str, Tool] = {
@@ -127,6 +143,8 @@ TOOLS: dict[str, Tool] = {
         # Our own small program over cli-utils' kstatus (testbed/kstatus/main.go): only
         # ever the cached build, never a binary of that name on PATH.
         Tool("kstatus", "KSTATUS_VERSION", ("--version",)),
+        # Checks and unit-tests deploy/monitoring's alert rules; built from cmd/promtool only.
+        Tool("promtool", "PROMETHEUS_VERSION", ("--version",)),
     )
 }
 

@@ -67,3 +67,8 @@ def opa_bin() -> Path:
 @pytest.fixture(scope="session")
 def helm_bin() -> Path:
     return ensure("helm")
+
+
+@pytest.fixture(scope="session")
+def promtool_bin() -> Path:
+    return ensure("promtool")

@@ -160,6 +160,8 @@ def test_the_operator_serves_its_metrics_over_http(
     assert value(paused, "pkg_operator_rollout_coverage_ratio", **labels) == 1.0
     assert value(paused, "pkg_operator_rollout_error_ratio", **labels) == 0  # no traffic
     assert ("pkg_operator_rollout_p99_seconds", frozenset(labels.items())) in paused
+    # An indefinite pause waits for a person: nothing is due, so no deadline to miss.
+    assert value(paused, "pkg_operator_rollout_deadline_timestamp_seconds", **labels) == 0
     assert (
         value(
             paused, "pkg_operator_actions_refused_total", kind="PolicySnapshot", action="rollback"
@@ -194,9 +196,16 @@ def test_the_operator_serves_its_metrics_over_http(
     assert value(done, "pkg_operator_audit_rows_written_total", event="deployment.promote") >= 1
     assert value(done, "pkg_operator_redis_errors_total", where="heartbeats") == 0
     assert value(done, "process_resident_memory_bytes") > 0
+    assert value(done, "pkg_operator_rollout_deadline_timestamp_seconds", **labels) == 0
 
     cluster.kubectl("delete", "pdep", "gauged", "-n", namespace)
     wait_for(
-        lambda: ("pkg_operator_rollout_step", frozenset(labels.items())) not in scrape(port),
+        lambda: (
+            not {
+                ("pkg_operator_rollout_step", frozenset(labels.items())),
+                ("pkg_operator_rollout_deadline_timestamp_seconds", frozenset(labels.items())),
+            }
+            & scrape(port).keys()
+        ),
         what="the deleted deployment's gauges dropped",
     )

@@ -166,6 +166,8 @@ def test_the_service_monitor_selects_the_metrics_service(helm_bin: Path) -> None
     wanted = monitor["spec"]["selector"]["matchLabels"]
     assert wanted.items() <= metrics["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == metrics["spec"]["ports"][0]["name"]
+    # The job label the PKGOperatorDown alert selects (deploy/monitoring/pkg-alerts.rules.yaml).
+    assert metrics["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "pkg-operator"
     deployment = next(d for d in objects if d["kind"] == "Deployment")
     env = {
         e["name"]: e.get("value")

@@ -326,6 +326,7 @@ async def test_the_integrity_timer_reports_a_tampered_audit_row_and_snapshot_row
         what="a clean integrity run",
     )
     assert _sample("pkg_integrity_problems") == 0
+    assert _sample("pkg_integrity_audit_chain_broken") == 0
     # Someone with write access to PostgreSQL rewrites history and a rule.
     await sql.execute("ALTER TABLE pkg_audit_log DISABLE TRIGGER USER")
     await sql.execute("UPDATE pkg_audit_log SET actor = 'mallory' WHERE id = 1")
@@ -337,6 +338,7 @@ async def test_the_integrity_timer_reports_a_tampered_audit_row_and_snapshot_row
     )
     await until(lambda: _sample("pkg_integrity_problems") >= 2, what="the problems gauge")
     assert _sample("pkg_integrity_checks_total", result="problems") >= 1
+    assert _sample("pkg_integrity_audit_chain_broken") == 1  # the actor rewritten above
 
     def warnings(namespace: str, name: str) -> list[dict[str, Any]]:
         text = cluster.run(

@@ -7,13 +7,15 @@ and when to look again. See docs/rollout-state-machine.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pkg_operator.rollout import render
 from pkg_operator.rollout.model import Observations
-from pkg_operator.rollout.spec import Limits, RolloutSpec, Step
-from pkg_operator.rollout.state import State
+from pkg_operator.rollout.spec import Limits, RolloutSpec, SpecError, Step, parse_spec
+from pkg_operator.rollout.state import State, load_state
 
 __all__ = [
     "HEALTH_REASONS",
@@ -29,6 +31,7 @@ __all__ = [
     "overdue",
     "prepared",
     "requeue_after",
+    "running_deadline",
     "shadow_breach",
     "snapshot_content_changed",
     "snapshot_problem",
@@ -268,6 +271,22 @@ def deadline(spec: RolloutSpec, st: State) -> datetime | None:
     if planned is None:
         return None
     return started + timedelta(seconds=planned + allowed)
+
+
+def running_deadline(spec: Mapping[str, Any], status: Mapping[str, Any]) -> datetime | None:
+    """When the running attempt's current step is due, read from a written status.
+
+    None when no attempt runs, the step is an indefinite pause, or the spec is
+    invalid (then nothing runs). For the metrics, which report it as a gauge.
+    """
+    try:
+        rollout = parse_spec(spec)
+    except SpecError:
+        return None
+    state = load_state(status)
+    if state.attempt is None or not state.attempt.running:
+        return None
+    return deadline(rollout, state)
 
 
 def overdue(spec: RolloutSpec, st: State, obs: Observations, now: datetime) -> str | None:

@@ -16,7 +16,7 @@ import kopf
 
 from pkg_operator import kube, metrics
 from pkg_operator.context import OperatorContext
-from pkg_operator.rollout import effects, machine
+from pkg_operator.rollout import effects, judge, machine
 from pkg_operator.rollout.observe import observe
 
 __all__ = ["tick"]
@@ -42,7 +42,8 @@ async def tick(
         await effects.apply(ctx, body, action, **place)
 
     meta = body["metadata"]
-    metrics.record_rollout(meta["namespace"], meta["name"], decision.status)
+    due = judge.running_deadline(body["spec"], decision.status)
+    metrics.record_rollout(meta["namespace"], meta["name"], decision.status, due)
     if decision.status != dict(seen.status):
         written = await kube.patch_status(
             "policydeployments", meta["namespace"], meta["name"], decision.status
