@@ -170,8 +170,8 @@ def _health(health: Mapping[str, Any]) -> str:
     text = f"{health.get('evaluations', 0)} evaluations, error rate {rate_text}"
     if health.get("p99Ms") is not None:
         text += f", p99 {health['p99Ms']} ms"
-    if health.get("diffRate") is not None:
-        text += f", diff rate {health['diffRate']}"
+    if health.get("shadowDiffRate") is not None:
+        text += f", diff rate {float(health['shadowDiffRate']) * 100:.2f}%"
     return text
 
 

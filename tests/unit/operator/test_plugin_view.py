@@ -59,6 +59,15 @@ def test_the_tree_marks_done_steps_the_current_one_and_shows_the_figures() -> No
     assert "retry by alice (refused): refused: attempt 1 is still running" in text
 
 
+def test_the_health_line_shows_the_shadow_diff_rate_the_operator_writes() -> None:
+    shadowing = deployment(
+        summary="Progressing",
+        health={"evaluations": 50, "errorRate": 0.0, "shadowDiffRate": 0.125},
+    )
+    text = "\n".join(view.lines(view.tree(shadowing)))
+    assert "Health:   50 evaluations, error rate 0.00%, diff rate 12.50%" in text
+
+
 def test_a_succeeded_rollout_shows_every_step_done_and_none_current() -> None:
     done = deployment(summary="Succeeded", currentStepIndex=3, stepProgress="3/3")
     text = "\n".join(view.lines(view.tree(done)))
