@@ -36,6 +36,7 @@ import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import random
 import re
@@ -496,7 +497,11 @@ def run_cases(
     jobs = jobs or os.cpu_count() or 1
     if jobs == 1:
         return [_build_and_run(w) for w in work]
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+    # "spawn", never "fork": the parent may already have used wasmtime (the test suite
+    # does), and a child forked from it can deadlock inside wasmtime's compiler on a lock
+    # another thread held at the fork (seen as a CI run hanging in wasmtime_module_new).
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         return list(pool.map(_build_and_run, work, chunksize=8))
 
 
