@@ -48,6 +48,7 @@ sidecars ignore as old.
 from evaluator_sidecar.signals.backoff import MAX_RECONNECT_BACKOFF, backoff_delay
 from evaluator_sidecar.signals.client import RedisSignals
 from evaluator_sidecar.signals.cohorts import bucket, in_canary
+from evaluator_sidecar.signals.heartbeat import Heartbeat, Totals
 from evaluator_sidecar.signals.keys import (
     CHANNEL,
     CONSUMER_GROUP,
@@ -68,12 +69,10 @@ from evaluator_sidecar.signals.messages import (
     DesiredState,
     FactsLevel,
     FactsMessage,
-    Heartbeat,
     MessageError,
     PrepareSpec,
     ShadowSpec,
     SnapshotRef,
-    Totals,
     decode_message,
     encode_activate,
     encode_desired_message,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from evaluator_sidecar.signals.heartbeat import Heartbeat
 from evaluator_sidecar.signals.keys import (
     CHANNEL,
     CONSUMER_GROUP,
@@ -27,15 +28,14 @@ from evaluator_sidecar.signals.messages import (
     DesiredState,
     FactsLevel,
     FactsMessage,
-    Heartbeat,
     MessageError,
-    _text,
     decode_message,
     encode_activate,
     encode_desired_message,
     encode_facts_message,
 )
 from evaluator_sidecar.signals.resolution import DesiredLevels
+from evaluator_sidecar.signals.wire import as_text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -277,7 +277,7 @@ class RedisSignals:
         streams = reply.items() if isinstance(reply, dict) else (reply or [])
         for _stream, entries in streams:
             for entry_id, fields in entries:
-                eid = _text(entry_id)
+                eid = as_text(entry_id)
                 body = fields.get(b"hb", fields.get("hb")) if fields else None
                 if body is None:
                     logger.warning("heartbeat entry %s has no 'hb' field; acknowledging it", eid)

@@ -1,12 +1,13 @@
-"""The protocol's values and their wire form: desired states, pub/sub messages, heartbeats.
+"""The protocol's values and their wire form: desired states, facts levels, pub/sub messages.
 
 Pure functions and value types, encoded and decoded with clear errors
 (:class:`MessageError` says what is wrong); see :mod:`evaluator_sidecar.signals`.
+Heartbeats are in :mod:`evaluator_sidecar.signals.heartbeat`, the field readers both use
+in :mod:`evaluator_sidecar.signals.wire`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,16 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from evaluator_sidecar.signals.keys import desired_key, facts_key
+from evaluator_sidecar.signals.wire import (
+    MessageError,
+    as_text,
+    num,
+    opt_int,
+    opt_str,
+    parse_object,
+    req_int,
+    req_str,
+)
 
 __all__ = [
     "ActivateMessage",
@@ -23,12 +34,10 @@ __all__ = [
     "DesiredState",
     "FactsLevel",
     "FactsMessage",
-    "Heartbeat",
     "MessageError",
     "PrepareSpec",
     "ShadowSpec",
     "SnapshotRef",
-    "Totals",
     "decode_message",
     "encode_activate",
     "encode_desired_message",
@@ -38,71 +47,6 @@ __all__ = [
 _ACTIVATE_PREFIX = "activate:"
 
 Cohort = Literal["canary", "stable", "manual", "none"]
-
-
-class MessageError(ValueError):
-    """A message, level or heartbeat that breaks the protocol; the text says what is wrong."""
-
-
-# --------------------------------------------------------------------------- value types
-
-
-def _text(raw: bytes | str) -> str:
-    if isinstance(raw, bytes):
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MessageError(f"message is not UTF-8 text ({exc})") from exc
-    return raw
-
-
-def _req_str(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise MessageError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
-    return value
-
-
-def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MessageError(f"{where}: '{key}' must be a string or null, got {value!r}")
-    return value
-
-
-def _req_int(obj: Mapping[str, Any], key: str, where: str, *, minimum: int = 0) -> int:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MessageError(f"{where}: '{key}' must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MessageError(f"{where}: '{key}' must be an integer or null, got {value!r}")
-    return value
-
-
-def _num(obj: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
-    value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MessageError(f"{where}: '{key}' must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _obj(raw: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MessageError(f"{what} is not valid JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise MessageError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return value
 
 
 class _RefSource(Protocol):
@@ -161,9 +105,9 @@ class SnapshotRef:
         if not isinstance(obj, Mapping):
             raise MessageError(f"{where} must be an object with 'version', got {obj!r}")
         return cls(
-            version=_req_str(obj, "version", where),
-            snapshot_id=_opt_int(obj, "snapshot_id", where),
-            checksum=_opt_str(obj, "checksum", where),
+            version=req_str(obj, "version", where),
+            snapshot_id=opt_int(obj, "snapshot_id", where),
+            checksum=opt_str(obj, "checksum", where),
         )
 
 
@@ -193,13 +137,13 @@ class ShadowSpec:
     def from_dict(cls, obj: object, where: str) -> ShadowSpec:
         if not isinstance(obj, Mapping):
             raise MessageError(f"{where}: must be an object, got {obj!r}")
-        rate = _num(obj, "sample_rate", where)
+        rate = num(obj, "sample_rate", where)
         if not 0.0 <= rate <= 1.0:
             raise MessageError(f"{where}: 'sample_rate' must be within 0..1, got {rate}")
         return cls(
             snapshot=SnapshotRef.from_dict(obj.get("snapshot"), f"{where}.snapshot"),
             sample_rate=rate,
-            step=_req_str(obj, "step", where),
+            step=req_str(obj, "step", where),
             deployment_name=str(obj.get("deployment_name") or ""),
         )
 
@@ -222,7 +166,7 @@ class PrepareSpec:
     def from_dict(cls, obj: object, where: str) -> PrepareSpec:
         if not isinstance(obj, Mapping):
             raise MessageError(f"{where}: must be an object, got {obj!r}")
-        percent = _num(obj, "canary_percent", where)
+        percent = num(obj, "canary_percent", where)
         if not 0.0 <= percent <= 100.0:
             raise MessageError(f"{where}: 'canary_percent' must be within 0..100, got {percent}")
         return cls(SnapshotRef.from_dict(obj.get("snapshot"), f"{where}.snapshot"), percent)
@@ -297,18 +241,18 @@ class DesiredState:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], where: str = "desired state") -> DesiredState:
-        epoch = _req_int(obj, "epoch", where)
-        env = _req_str(obj, "env", where)
+        epoch = req_int(obj, "epoch", where)
+        env = req_str(obj, "env", where)
         stable_raw = obj.get("stable")
         stable = (
             None if stable_raw is None else SnapshotRef.from_dict(stable_raw, f"{where}.stable")
         )
-        updated_at = _num(obj, "updated_at", where, default=0.0)
+        updated_at = num(obj, "updated_at", where, default=0.0)
         reason = obj.get("reason") or ""
         if not isinstance(reason, str):
             raise MessageError(f"{where}: 'reason' must be a string, got {reason!r}")
-        target = _opt_str(obj, "target", where)
-        region = _opt_str(obj, "region", where)
+        target = opt_str(obj, "target", where)
+        region = opt_str(obj, "region", where)
         if (target is None) != (region is None):
             raise MessageError(f"{where}: give both 'target' and 'region' (a rollout) or neither")
         if target is None:
@@ -317,7 +261,7 @@ class DesiredState:
         canary = (
             None if canary_raw is None else SnapshotRef.from_dict(canary_raw, f"{where}.canary")
         )
-        percent = _num(obj, "canary_percent", where, default=0.0)
+        percent = num(obj, "canary_percent", where, default=0.0)
         if not 0.0 <= percent <= 100.0:
             raise MessageError(f"{where}: 'canary_percent' must be within 0..100, got {percent}")
         return cls(
@@ -328,7 +272,7 @@ class DesiredState:
             reason,
             target=target,
             region=region,
-            deployment=_req_str(obj, "deployment", where),
+            deployment=req_str(obj, "deployment", where),
             canary=canary,
             canary_percent=percent,
             shadow=None
@@ -341,7 +285,7 @@ class DesiredState:
 
     @classmethod
     def from_json(cls, raw: bytes | str, where: str = "desired state") -> DesiredState:
-        return cls.from_dict(_obj(raw, where), where)
+        return cls.from_dict(parse_object(raw, where), where)
 
 
 @dataclass(frozen=True)
@@ -377,16 +321,16 @@ class FactsLevel:
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], where: str = "facts level") -> FactsLevel:
         return cls(
-            env=_req_str(obj, "env", where),
-            version=_req_int(obj, "version", where),
-            epoch=_req_int(obj, "epoch", where, minimum=1),
-            updated_at=_num(obj, "updated_at", where, 0.0),
-            reason=_opt_str(obj, "reason", where),
+            env=req_str(obj, "env", where),
+            version=req_int(obj, "version", where),
+            epoch=req_int(obj, "epoch", where, minimum=1),
+            updated_at=num(obj, "updated_at", where, 0.0),
+            reason=opt_str(obj, "reason", where),
         )
 
     @classmethod
     def from_json(cls, raw: bytes | str, where: str = "facts level") -> FactsLevel:
-        return cls.from_dict(_obj(raw, where), where)
+        return cls.from_dict(parse_object(raw, where), where)
 
 
 # --------------------------------------------------------------------------- messages
@@ -421,7 +365,7 @@ def encode_facts_message(level: FactsLevel) -> bytes:
 
 
 def _decode_facts(obj: Mapping[str, Any]) -> FactsMessage:
-    key = _req_str(obj, "key", "facts message")
+    key = req_str(obj, "key", "facts message")
     level_raw = obj.get("level")
     if not isinstance(level_raw, dict):
         raise MessageError("facts message: 'level' must be an object")
@@ -445,7 +389,7 @@ def encode_desired_message(state: DesiredState) -> bytes:
 
 def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage | FactsMessage:
     """Decode one message from ``pkg_updates``; raise :class:`MessageError` saying what is wrong."""
-    text = _text(raw)
+    text = as_text(raw)
     stripped = text.strip()
     if stripped.startswith(_ACTIVATE_PREFIX):
         version = stripped[len(_ACTIVATE_PREFIX) :].strip()
@@ -457,14 +401,14 @@ def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage | Facts
             f"unknown message {text[:80]!r}: expected 'activate:<version>' or a JSON object "
             '{"kind": "desired", "key": ..., "state": {...}}'
         )
-    obj = _obj(stripped, "structured message")
+    obj = parse_object(stripped, "structured message")
     if obj.get("kind") == "facts":
         return _decode_facts(obj)
     if obj.get("kind") != "desired":
         raise MessageError(
             f"structured message has kind {obj.get('kind')!r}; expected 'desired' or 'facts'"
         )
-    key = _req_str(obj, "key", "structured message")
+    key = req_str(obj, "key", "structured message")
     state_raw = obj.get("state")
     if not isinstance(state_raw, dict):
         raise MessageError("structured message: 'state' must be an object")
@@ -474,178 +418,3 @@ def decode_message(raw: bytes | str) -> ActivateMessage | DesiredMessage | Facts
             f"structured message: key {key!r} does not match its state's key {state.key!r}"
         )
     return DesiredMessage(key, state)
-
-
-# --------------------------------------------------------------------------- heartbeats
-
-
-@dataclass(frozen=True)
-class Totals:
-    """A sidecar process's counters since it started: they only ever grow.
-
-    Sent in every heartbeat with the process's id and start time, so the operator
-    can tell a restart (counters back at zero) from a quiet window, and judge a
-    rollout step on everything that happened since it began, not on the latest
-    window alone. ``requests`` counts every evaluation attempted (errors included).
-    """
-
-    requests: int = 0
-    errors: int = 0
-    activation_failures: int = 0
-    shadow_samples: int = 0
-    shadow_diffs: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "activation_failures": self.activation_failures,
-            "shadow_samples": self.shadow_samples,
-            "shadow_diffs": self.shadow_diffs,
-        }
-
-    @classmethod
-    def from_dict(cls, obj: Mapping[str, Any], where: str) -> Totals:
-        return cls(
-            **{name: int(_opt_int(obj, name, where) or 0) for name in _TOTAL_FIELDS},
-        )
-
-
-_TOTAL_FIELDS = ("requests", "errors", "activation_failures", "shadow_samples", "shadow_diffs")
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """One sidecar's report: what it runs, how it fares since its previous beat."""
-
-    device_id: str
-    device_type: str
-    env: str
-    target: str
-    region: str
-    version: str | None
-    snapshot_id: int | None
-    checksum: str | None
-    epoch: int
-    cohort: Cohort
-    evaluations: int = 0
-    errors: int = 0
-    p99_ms: float | None = None
-    activation_failures: int = 0
-    last_error: str | None = None
-    healthy: bool = True
-    degraded: bool = False
-    ts: float = field(default_factory=time.time)
-    #: The newest desired epoch the sidecar has seen (``epoch`` is the one it runs).
-    desired_epoch: int = 0
-    #: The version of the environment's fact set the sidecar evaluates with (0: none).
-    facts_version: int = 0
-    #: Which run of the sidecar sent it (a new id after every restart), when that run
-    #: started (epoch seconds), and its cumulative counters. None from older sidecars.
-    process_id: str | None = None
-    process_started: float | None = None
-    totals: Totals | None = None
-    #: Past the sidecar's maximum staleness (its desired level unconfirmed for too
-    #: long), and the seconds since it last confirmed it (None: no Redis, n/a).
-    stale: bool = False
-    staleness_seconds: float | None = None
-    #: The shadow step this sidecar runs (candidate, step, deployment, new example
-    #: diffs: see evaluator_sidecar.sidecar.shadow); None when it runs none.
-    shadow: dict[str, Any] | None = None
-    #: The version this device holds prepared (two-phase activation), and when it last
-    #: activated a snapshot (epoch seconds; a fleet's flip skew).
-    prepared: str | None = None
-    last_activation: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "device_id": self.device_id,
-            "device_type": self.device_type,
-            "env": self.env,
-            "target": self.target,
-            "region": self.region,
-            "version": self.version,
-            "snapshot_id": self.snapshot_id,
-            "checksum": self.checksum,
-            "epoch": self.epoch,
-            "desired_epoch": self.desired_epoch,
-            "facts_version": self.facts_version,
-            "cohort": self.cohort,
-            "evaluations": self.evaluations,
-            "errors": self.errors,
-            "p99_ms": self.p99_ms,
-            "activation_failures": self.activation_failures,
-            "last_error": self.last_error,
-            "healthy": self.healthy,
-            "degraded": self.degraded,
-            "ts": self.ts,
-            "process_id": self.process_id,
-            "process_started": self.process_started,
-            "totals": None if self.totals is None else self.totals.to_dict(),
-            "stale": self.stale,
-            "staleness_seconds": self.staleness_seconds,
-            "shadow": self.shadow,
-            "prepared": self.prepared,
-            "last_activation": self.last_activation,
-        }
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> Heartbeat:
-        where = "heartbeat"
-        obj = _obj(raw, where)
-        cohort = obj.get("cohort")
-        if cohort not in ("canary", "stable", "manual", "none"):
-            raise MessageError(
-                f"{where}: 'cohort' must be canary|stable|manual|none, got {cohort!r}"
-            )
-        p99 = obj.get("p99_ms")
-        for flag in ("healthy", "degraded"):
-            if not isinstance(obj.get(flag), bool):
-                raise MessageError(f"{where}: '{flag}' must be true or false")
-        return cls(
-            device_id=_req_str(obj, "device_id", where),
-            device_type=_req_str(obj, "device_type", where),
-            env=_req_str(obj, "env", where),
-            target=_req_str(obj, "target", where),
-            region=_req_str(obj, "region", where),
-            version=_opt_str(obj, "version", where),
-            snapshot_id=_opt_int(obj, "snapshot_id", where),
-            checksum=_opt_str(obj, "checksum", where),
-            epoch=_req_int(obj, "epoch", where),
-            cohort=cohort,
-            evaluations=_req_int(obj, "evaluations", where),
-            errors=_req_int(obj, "errors", where),
-            p99_ms=None if p99 is None else _num(obj, "p99_ms", where),
-            activation_failures=_req_int(obj, "activation_failures", where),
-            last_error=_opt_str(obj, "last_error", where),
-            healthy=bool(obj["healthy"]),
-            degraded=bool(obj["degraded"]),
-            ts=_num(obj, "ts", where),
-            desired_epoch=int(obj.get("desired_epoch") or 0),
-            facts_version=_opt_int(obj, "facts_version", where) or 0,
-            process_id=_opt_str(obj, "process_id", where),
-            process_started=None
-            if obj.get("process_started") is None
-            else _num(obj, "process_started", where),
-            totals=_totals(obj.get("totals"), where),
-            stale=obj.get("stale") is True,
-            staleness_seconds=None
-            if obj.get("staleness_seconds") is None
-            else _num(obj, "staleness_seconds", where),
-            shadow=obj["shadow"] if isinstance(obj.get("shadow"), dict) else None,
-            prepared=_opt_str(obj, "prepared", where),
-            last_activation=None
-            if obj.get("last_activation") is None
-            else _num(obj, "last_activation", where),
-        )
-
-
-def _totals(raw: object, where: str) -> Totals | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        raise MessageError(f"{where}: 'totals' must be an object or null, got {raw!r}")
-    return Totals.from_dict(raw, f"{where} totals")
