@@ -5,4 +5,4 @@ kube-apiserver, opa, helm from the test bed), tests/e2e (the operator and
 sidecar processes on the test bed).
 """
 
-pytest_plugins = ["pkg_testbed.pytest_plugin"]
+pytest_plugins = ["pkg_testbed.pytest_plugin", "pkg_testbed.e2e_plugin"]

@@ -24,9 +24,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from e2e_helpers import Cluster, condition
 
 from evaluator_sidecar.signals.cohorts import in_canary
+from pkg_testbed.cluster import Cluster, condition
 from pkg_testbed.demo import (
     CASES,
     FLEET_LAYOUT,

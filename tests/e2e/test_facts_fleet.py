@@ -23,11 +23,11 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import yaml
-from e2e_helpers import Cluster, condition, wait_for
 from test_levels import LevelFleet
 
 from evaluator_sidecar.store.client import PKGClient
 from evaluator_sidecar.store.models import TemporalFact
+from pkg_testbed.cluster import Cluster, condition, wait_for
 from pkg_testbed.product import OperatorProcess
 
 pytestmark = pytest.mark.e2e

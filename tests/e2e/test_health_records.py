@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.gitops import argo_health, kstatus, recordable
 from pkg_testbed.product import ROOT, OperatorProcess
 

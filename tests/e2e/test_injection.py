@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.procs import ServerProcess, free_port, wait_until
 from pkg_testbed.product import ROOT, OperatorProcess, venv_command
 

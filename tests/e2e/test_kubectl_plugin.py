@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.product import OperatorProcess, SidecarProcess
 
 pytestmark = pytest.mark.e2e

@@ -21,9 +21,9 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 from test_rollout import Fleet
 
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.product import OperatorProcess, SidecarProcess
 from pkg_testbed.redis import RedisServer
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from e2e_helpers import Cluster, snapshot_doc, wait_for
 from test_levels import (
     DEVICES,
     SIDECAR_RESYNC,
@@ -34,6 +33,7 @@ from test_levels import (
 from test_rollout import EU, deployment_doc, status_is
 
 from evaluator_sidecar.signals.cohorts import in_canary
+from pkg_testbed.cluster import Cluster, snapshot_doc, wait_for
 from pkg_testbed.product import OperatorProcess
 
 pytestmark = pytest.mark.e2e

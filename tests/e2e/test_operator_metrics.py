@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.product import OperatorProcess, SidecarProcess
 
 pytestmark = pytest.mark.e2e

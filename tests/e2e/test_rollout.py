@@ -23,9 +23,9 @@ from typing import Any
 import asyncpg
 import pytest
 import yaml
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
 from evaluator_sidecar.signals.cohorts import in_canary
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.product import ROOT, OperatorProcess, SidecarProcess
 
 pytestmark = pytest.mark.e2e

@@ -27,8 +27,8 @@ from typing import Any
 import asyncpg
 import pytest
 import yaml
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.procs import free_port
 from pkg_testbed.product import ROOT, OperatorProcess, SidecarProcess
 

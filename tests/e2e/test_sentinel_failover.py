@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from e2e_helpers import Cluster, snapshot_doc, wait_for
 from test_rollout import EU, Fleet, active_stable, deployment_doc, ready_snapshot, status_is
 
+from pkg_testbed.cluster import Cluster, snapshot_doc, wait_for
 from pkg_testbed.product import OperatorProcess, SidecarProcess
 from pkg_testbed.sentinel import MASTER_NAME, SentinelSet
 

@@ -16,10 +16,10 @@ from typing import Any
 import asyncpg
 import pytest
 import yaml
-from e2e_helpers import Cluster, condition, snapshot_doc, wait_for
 
 from evaluator_sidecar.policy import signing
 from evaluator_sidecar.policy.resource import content_checksum
+from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
 from pkg_testbed.product import OperatorProcess
 
 pytestmark = pytest.mark.e2e

@@ -1,8 +1,9 @@
-"""End-to-end fixtures: the operator as a real process against the whole test bed.
+"""End-to-end fixtures, shared by tests/e2e and tests/chaos: the operator as a real process.
 
 One session-wide stack (PostgreSQL, Redis, etcd + kube-apiserver) with the CRDs
 applied and the peering object created; each test gets its own namespace, and
-the operator process(es) it needs.
+the operator process(es) it needs. Loaded as a plugin by the tests' root conftest;
+the fixtures cost nothing until a test asks for them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import Cluster
 
+from pkg_testbed.cluster import Cluster
 from pkg_testbed.kube import KubeControlPlane
 from pkg_testbed.postgres import PostgresServer
 from pkg_testbed.product import ROOT, OperatorProcess, wait_established
 from pkg_testbed.redis import RedisServer
+
+__all__ = ["cluster", "namespace", "start_operator"]
 
 _names = itertools.count(1)
 

@@ -1,4 +1,4 @@
-"""Helpers the end-to-end tests share: the cluster handle, polling, conditions."""
+"""Helpers the end-to-end and chaos tests share: the cluster handle, polling, conditions."""
 
 from __future__ import annotations
 
