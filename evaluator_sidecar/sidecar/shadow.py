@@ -9,10 +9,15 @@ A background task drains the queue between requests, evaluates the candidate
 and compares the decisions (:func:`evaluator_sidecar.policy.diff.decision_diff`).
 A full queue drops the sample (counted in ``dropped``) rather than delay anyone.
 
-It counts samples and diffs since the process started (heartbeat ``totals``,
-so the operator judges a step on its totals) and keeps a bounded set of example
-diffs per step (input, both answers), which heartbeats carry to the operator
-once each; the operator stores them in PostgreSQL (``pkg_shadow_diffs``).
+It counts samples and diffs twice: since the process started (heartbeat
+``totals``, folded into PostgreSQL's device counters), and since it began the
+shadow it runs now (the heartbeat's ``shadow`` field, which names the candidate,
+step and deployment). The operator judges a shadow step on the latter only: a
+cumulative counter cannot tell diffs of the candidate a step names from those of
+the one before it that a device was still sampling when the step began. It keeps
+a bounded set of example diffs per step (input, both answers), which heartbeats
+carry to the operator once each; the operator stores them in PostgreSQL
+(``pkg_shadow_diffs``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ class ShadowRunner:
         self._wake = asyncio.Event()
         self.samples = 0
         self.diffs = 0
+        #: Samples and diffs of the current shadow (candidate, step, deployment) only.
+        self.step_samples = 0
+        self.step_diffs = 0
         self.dropped = 0
         self.last_error: str | None = None
         self._examples: list[dict[str, Any]] = []
@@ -91,13 +99,16 @@ class ShadowRunner:
     async def follow(self, spec: ShadowSpec | None, deployment: str | None = None) -> None:
         """Load the candidate ``spec`` names (or drop the shadow when None); ``deployment``
         is the uid of the rollout whose desired state names it."""
-        self.deployment = deployment
         if spec is None:
+            self.deployment = deployment
             if self.spec is not None:
                 log_event(logger, logging.INFO, "shadow_stopped", version=self._version())
             self.spec, self.candidate, self._rate = None, None, 0.0
             self._queue.clear()
             return
+        if (deployment, spec.snapshot.version, spec.step) != self._identity():
+            self.step_samples = self.step_diffs = 0
+        self.deployment = deployment
         if spec == self.spec and self.candidate is not None:
             return
         if self.spec is None or spec.step != self.spec.step:
@@ -130,6 +141,11 @@ class ShadowRunner:
             sample_rate=spec.sample_rate,
             step=spec.step,
         )
+
+    def _identity(self) -> tuple[str | None, str, str] | None:
+        if self.spec is None:
+            return None
+        return (self.deployment, self.spec.snapshot.version, self.spec.step)
 
     def _version(self) -> str | None:
         return self.spec.snapshot.version if self.spec else None
@@ -164,10 +180,12 @@ class ShadowRunner:
         except EvaluationError as exc:
             other = {"error": str(exc)}
         self.samples += 1
+        self.step_samples += 1
         differs = decision_diff(answer, other)
         if not differs:
             return
         self.diffs += 1
+        self.step_diffs += 1
         if len(self._examples) >= MAX_EXAMPLES:
             return
         fingerprint = example_fingerprint(candidate.version, facts)
@@ -203,6 +221,8 @@ class ShadowRunner:
                 "loaded": self.candidate is not None,
                 "error": self.last_error,
                 "dropped": self.dropped,
+                "samples": self.step_samples,
+                "diffs": self.step_diffs,
                 "examples": new,
             },
             len(new),

@@ -47,6 +47,9 @@ class DeviceReport:
     baseline: Mapping[str, int] | None = None
     #: The version the device holds prepared (two-phase activation), if any.
     prepared_version: str | None = None
+    #: (samples, diffs) the device counted for the shadow step running now, from its
+    #: live heartbeat; None: it reports none for this step (yet).
+    shadow_counts: tuple[int, int] | None = None
     #: The device says it is past its maximum staleness: it may not run what it should
     #: (it cannot confirm), so it never counts as converged.
     policy_stale: bool = False
@@ -73,9 +76,13 @@ class _Sums:
 
     def add_shadow(self, report: DeviceReport) -> None:
         # Every targeted device runs the shadow step's candidate, not only the canary's.
-        if report.totals is not None:
-            self.shadow_samples += report.since_baseline("shadow_samples")
-            self.shadow_diffs += report.since_baseline("shadow_diffs")
+        # Its counts since it began this step's candidate, not its cumulative counters
+        # since the step began: those would also count the diffs of a candidate it was
+        # still sampling then (the step before, or a deployment deleted for this one).
+        if report.shadow_counts is not None:
+            samples, diffs = report.shadow_counts
+            self.shadow_samples += samples
+            self.shadow_diffs += diffs
 
     def add(self, report: DeviceReport, step_started_at: dt.datetime | None) -> None:
         if report.totals is not None:

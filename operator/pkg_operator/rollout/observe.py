@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -155,7 +155,7 @@ async def _devices(
     rows = await ctx.db.get_device_versions(
         target=target, seen_within=dt.timedelta(seconds=ttl * 10), environment=spec["env"]
     )
-    errors, stale, prepared = await _live_reports(ctx, spec["env"], target, region)
+    live = await _live_reports(ctx, spec["env"], target, region, shadow=_shadow_key(uid, status))
     prepare = status.get("prepare") or {}
     started = parse_time(step_started) if step_started else None
     counters = await _step_counters(
@@ -172,9 +172,10 @@ async def _devices(
             errors=row["errors"] or 0,
             p99_ms=row["p99_latency_ms"],
             activation_failures=row["activation_failures"] or 0,
-            last_error=errors.get(row["device_id"]),
-            policy_stale=row["device_id"] in stale,
-            prepared_version=prepared.get(row["device_id"]),
+            last_error=live.errors.get(row["device_id"]),
+            policy_stale=row["device_id"] in live.stale,
+            prepared_version=live.prepared.get(row["device_id"]),
+            shadow_counts=live.shadow_counts.get(row["device_id"]),
             totals=counters[row["device_id"]].totals if row["device_id"] in counters else None,
             baseline=counters[row["device_id"]].baseline if row["device_id"] in counters else None,
         )
@@ -216,25 +217,69 @@ async def _step_counters(
     return {c.device_id: c for c in rows}
 
 
+@dataclass
+class _Live:
+    """What only the devices' live heartbeats say (by device id)."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+    prepared: dict[str, str] = field(default_factory=dict)
+    shadow_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def _shadow_key(uid: str, status: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(deployment uid, candidate version, step) of the shadow step running now, if any."""
+    shadow = status.get("shadow") or {}
+    if not shadow.get("version") or not shadow.get("step"):
+        return None
+    return (uid, str(shadow["version"]), str(shadow["step"]))
+
+
+def _shadow_counts(shadow: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    samples, diffs = (shadow or {}).get("samples"), (shadow or {}).get("diffs")
+    if not isinstance(samples, int) or not isinstance(diffs, int) or isinstance(samples, bool):
+        return None
+    return samples, diffs
+
+
 async def _live_reports(
-    ctx: OperatorContext, env: str, target: str, region: str
-) -> tuple[dict[str, str], set[str], dict[str, str]]:
-    """device id -> last activation error, and the devices that report themselves stale,
-    from the devices' live heartbeats in Redis.
+    ctx: OperatorContext,
+    env: str,
+    target: str,
+    region: str,
+    *,
+    shadow: tuple[str, str, str] | None,
+) -> _Live:
+    """Activation errors, self-reported staleness, prepared versions and the shadow
+    step's counts, from the devices' live heartbeats in Redis.
 
     pkg_device_versions keeps counts, not the error text, so the text comes from the
-    heartbeat keys (``pkg:hb:{env}:{device}``, which expire with the device). Without Redis
-    the status lists none this tick; coverage and health still come from PostgreSQL.
+    heartbeat keys (``pkg:hb:{env}:{device}``, which expire with the device). The shadow
+    counts are those of the candidate and step ``shadow`` names only (a device still
+    sampling the previous candidate counts nothing). Without Redis the status lists none
+    this tick; coverage and health still come from PostgreSQL.
     """
     try:
         beats = await ctx.signals.live_heartbeats(env)
     except (RedisError, OSError) as exc:
         log.warning("cannot read the heartbeats' activation errors and staleness: %s", exc)
-        return {}, set(), {}
-    mine = [b for b in beats if b.target == target and b.region == region]
-    errors = {b.device_id: b.last_error for b in mine if b.last_error}
-    prepared = {b.device_id: b.prepared for b in mine if b.prepared}
-    return errors, {b.device_id for b in mine if b.stale}, prepared
+        return _Live()
+    live = _Live()
+    for b in beats:
+        if b.target != target or b.region != region:
+            continue
+        if b.last_error:
+            live.errors[b.device_id] = b.last_error
+        if b.stale:
+            live.stale.add(b.device_id)
+        if b.prepared:
+            live.prepared[b.device_id] = b.prepared
+        mine = b.shadow or {}
+        key = (mine.get("deployment"), mine.get("candidate"), mine.get("step"))
+        counts = _shadow_counts(mine) if shadow is not None and key == shadow else None
+        if counts is not None:
+            live.shadow_counts[b.device_id] = counts
+    return live
 
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:

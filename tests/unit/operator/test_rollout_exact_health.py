@@ -3,6 +3,7 @@ snapshots that are never rolled out again by themselves after failing for health
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
@@ -93,14 +94,27 @@ class TestCountersSinceTheStepBegan:
         assert (health.evaluations, health.errors) == (100, 10)
         assert health.windowed_devices == 1
 
-    def test_shadow_samples_and_diffs_are_totals_since_the_step_too(self) -> None:
+    def test_shadow_samples_and_diffs_are_the_devices_counts_for_this_steps_candidate(
+        self,
+    ) -> None:
+        device = _report(
+            "r1",
+            totals={"requests": 10, "shadow_samples": 70, "shadow_diffs": 21},
+            baseline={"requests": 0, "shadow_samples": 10, "shadow_diffs": 1},
+        )
+        health = _health(dataclasses.replace(device, shadow_counts=(25, 2)))
+        assert (health.shadow_samples, health.shadow_diffs) == (25, 2)
+
+    def test_cumulative_shadow_counters_alone_never_count_for_a_shadow_step(self) -> None:
+        # A device still sampling the candidate of a deleted deployment when this step
+        # began grows its cumulative counters with diffs that are not this candidate's.
         device = _report(
             "r1",
             totals={"requests": 10, "shadow_samples": 70, "shadow_diffs": 21},
             baseline={"requests": 0, "shadow_samples": 10, "shadow_diffs": 1},
         )
         health = _health(device)
-        assert (health.shadow_samples, health.shadow_diffs) == (60, 20)
+        assert (health.shadow_samples, health.shadow_diffs) == (0, 0)
 
 
 class TestHeartbeatsCarryTotals:

@@ -159,3 +159,36 @@ class TestSwitchingCandidates:
         gate.set()
         await loading
         assert runner.candidate is other
+
+
+class TestStepCounts:
+    """The heartbeat's ``shadow`` field counts the current candidate's step only."""
+
+    async def test_the_report_counts_samples_and_diffs_of_this_shadow(self) -> None:
+        runner = await _runner()
+        _offer(runner, FACTS)
+        _offer(runner, QUIET)
+        await _drain(runner)
+        report, _ = runner.report()
+        assert report is not None
+        assert (report["samples"], report["diffs"]) == (2, 1)
+
+    async def test_a_new_candidate_or_deployment_starts_from_zero(self) -> None:
+        runner = await _runner()
+        _offer(runner, FACTS)
+        await _drain(runner)
+        # Another deployment's shadow step, with the same candidate and step string.
+        await runner.follow(_spec(), "uid-2")
+        report, _ = runner.report()
+        assert report is not None
+        assert (report["samples"], report["diffs"]) == (0, 0)
+        assert (runner.samples, runner.diffs) == (1, 1)  # the process totals stay
+
+    async def test_the_same_shadow_followed_again_keeps_counting(self) -> None:
+        runner = await _runner()
+        _offer(runner, FACTS)
+        await _drain(runner)
+        await runner.follow(_spec(), "uid-1")
+        report, _ = runner.report()
+        assert report is not None
+        assert (report["samples"], report["diffs"]) == (1, 1)
