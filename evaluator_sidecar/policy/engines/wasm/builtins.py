@@ -26,7 +26,10 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``io.jwt.verify_ps256``, ``io.jwt.verify_ps384``, ``io.jwt.verify_ps512``,
   ``io.jwt.verify_es256``, ``io.jwt.verify_es384``, ``io.jwt.verify_es512``,
   ``io.jwt.verify_eddsa``, ``io.jwt.verify_hs256``, ``io.jwt.verify_hs384``,
-  ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``.
+  ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``;
+* AWS and JSON/YAML (:mod:`hostaws`, :mod:`hostjson`): ``providers.aws.sign_req``,
+  ``json.marshal_with_options``, ``json.patch``, ``yaml.marshal``, ``yaml.unmarshal``,
+  ``yaml.is_valid``.
 
 A builtin that rejects its operands makes the call undefined
 (:class:`BuiltinUndefined`); one that would exceed the evaluation's resources
@@ -44,7 +47,9 @@ from typing import Any
 
 from evaluator_sidecar.policy.engines.wasm import (
     gotime,
+    hostaws,
     hostgraphql,
+    hostjson,
     hostjwt,
     hostlib,
     hostmore,
@@ -196,6 +201,13 @@ _TABLE: tuple[Builtin, ...] = (
     *(Builtin(f"io.jwt.verify_hs{n}", 2, _two(hostjwt.verify_hs(str(n)))) for n in (256, 384, 512)),
     Builtin("io.jwt.encode_sign", 3, lambda args, _ctx: hostjwt.encode_sign(*args)),
     Builtin("io.jwt.encode_sign_raw", 3, lambda args, _ctx: hostjwt.encode_sign_raw(*args)),
+    # -- AWS signing, JSON/YAML (hostaws, hostjson) --
+    Builtin("providers.aws.sign_req", 3, lambda args, _ctx: hostaws.sign_req(*args)),
+    Builtin("json.marshal_with_options", 2, _two(hostjson.marshal_with_options)),
+    Builtin("json.patch", 2, _two(hostjson.json_patch)),
+    Builtin("yaml.marshal", 1, _one(hostjson.yaml_marshal)),
+    Builtin("yaml.unmarshal", 1, _one(hostjson.yaml_unmarshal)),
+    Builtin("yaml.is_valid", 1, _one(hostjson.yaml_is_valid)),
 )
 
 
