@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from evaluator_sidecar.policy.engines.wasm.gostrconv import format_float
 from evaluator_sidecar.policy.engines.wasm.hostjwt import go_json_marshal, json_unmarshal
 from evaluator_sidecar.policy.engines.wasm.hostlib import HostBuiltinError
 from evaluator_sidecar.policy.engines.wasm.values import RegoFloat, RegoSet
@@ -277,12 +278,9 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.2 core schema as go-yaml v3 reads it: no ``yes``/``on`` booleans, no timestamps."""
 
 
+_REPLACED = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")
 _Loader.yaml_implicit_resolvers = {
-    k: [
-        (tag, rx)
-        for tag, rx in v
-        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
-    ]
+    k: [(tag, rx) for tag, rx in v if tag not in _REPLACED]
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
@@ -294,6 +292,24 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
     list("-+0123456789."),
 )
+# Go's strconv.ParseInt(s, 0, 64) after v3 drops underscores: 0b, 0o, 0x and 0-led octal.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^[-+]?(?:0[bB][01_]+|0[oO]?[0-7_]+|0[xX][0-9a-fA-F_]+|[0-9][0-9_]*)$"),
+    list("-+0123456789"),
+)
+
+
+def _int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-").lower()
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        digits = "0o" + digits[1:]
+    return sign * int(digits, 0)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 # 1.1's words for true/false that v3 reads as strings but writes quoted, for older readers.
 _OLD_BOOLS = frozenset(
     [
@@ -407,7 +423,15 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", text)
 
 
+def _represent_float(dumper: yaml.SafeDumper, value: float) -> yaml.ScalarNode:
+    # Go writes 1000.0 as "1000": tag it as the reader will see it, so no !!float is added.
+    text = format_float(value, "g", -1)
+    return dumper.represent_scalar(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)), text)
+
+
 _RESOLVER = _Loader("")
+_Dumper.add_representer(float, _represent_float)
+_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 _Dumper.add_representer(str, _represent_str)
 
 
