@@ -287,16 +287,18 @@ _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
-    list("-+0123456789."),
-)
 # Go's strconv.ParseInt(s, 0, 64) after v3 drops underscores: 0b, 0o, 0x and 0-led octal.
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^[-+]?(?:0[bB][01_]+|0[oO]?[0-7_]+|0[xX][0-9a-fA-F_]+|[0-9][0-9_]*)$"),
     list("-+0123456789"),
+)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
 )
 
 
@@ -417,7 +419,7 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
     """go-yaml v3's choice: double quotes where a reader would see another type, | for lines."""
     if "\n" in text:
         return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|")
-    resolved = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    resolved = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     if text in _OLD_BOOLS or resolved != "tag:yaml.org,2002:str":
         return dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"')
     return dumper.represent_scalar("tag:yaml.org,2002:str", text)
@@ -426,7 +428,8 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 def _represent_float(dumper: yaml.SafeDumper, value: float) -> yaml.ScalarNode:
     # Go writes 1000.0 as "1000": tag it as the reader will see it, so no !!float is added.
     text = format_float(value, "g", -1)
-    return dumper.represent_scalar(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)), text)
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    return dumper.represent_scalar(tag, text)
 
 
 _RESOLVER = _Loader("")
