@@ -29,7 +29,11 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``;
 * AWS and JSON/YAML (:mod:`hostaws`, :mod:`hostjson`): ``providers.aws.sign_req``,
   ``json.marshal_with_options``, ``json.patch``, ``yaml.marshal``, ``yaml.unmarshal``,
-  ``yaml.is_valid``.
+  ``yaml.is_valid``;
+* X.509 and keys (:mod:`hostx509`, :mod:`hostx509keys`, on ``cryptography``):
+  ``crypto.x509.parse_certificates``, ``crypto.x509.parse_and_verify_certificates``,
+  ``crypto.x509.parse_certificate_request``, ``crypto.x509.parse_keypair``,
+  ``crypto.x509.parse_rsa_private_key``, ``crypto.parse_private_keys``.
 
 A builtin that rejects its operands makes the call undefined
 (:class:`BuiltinUndefined`); one that would exceed the evaluation's resources
@@ -53,6 +57,8 @@ from evaluator_sidecar.policy.engines.wasm import (
     hostjwt,
     hostlib,
     hostmore,
+    hostx509,
+    hostx509keys,
 )
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
@@ -208,6 +214,18 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("yaml.marshal", 1, _one(hostjson.yaml_marshal)),
     Builtin("yaml.unmarshal", 1, _one(hostjson.yaml_unmarshal)),
     Builtin("yaml.is_valid", 1, _one(hostjson.yaml_is_valid)),
+    Builtin("crypto.x509.parse_certificates", 1, _one(hostx509.parse_certificates)),
+    Builtin(
+        "crypto.x509.parse_and_verify_certificates",
+        1,
+        _one(hostx509.parse_and_verify_certificates),
+    ),
+    Builtin(
+        "crypto.x509.parse_certificate_request", 1, _one(hostx509keys.parse_certificate_request)
+    ),
+    Builtin("crypto.x509.parse_keypair", 2, _two(hostx509keys.parse_keypair)),
+    Builtin("crypto.x509.parse_rsa_private_key", 1, _one(hostx509keys.parse_rsa_private_key)),
+    Builtin("crypto.parse_private_keys", 1, _one(hostx509keys.parse_private_keys)),
 )
 
 
