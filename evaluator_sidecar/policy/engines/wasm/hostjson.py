@@ -10,6 +10,7 @@ through go-yaml v3: only the first document is used, every one must parse; YAML
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -438,23 +439,66 @@ _Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 _Dumper.add_representer(str, _represent_str)
 
 
+def _go_yaml_key_less(a: str, b: str) -> bool:
+    """go-yaml v3's order of string keys: letters by code point, digit runs by value."""
+    digits = False
+    for i in range(min(len(a), len(b))):
+        if a[i] == b[i]:
+            digits = a[i].isdecimal()
+            continue
+        al, bl = a[i].isalpha(), b[i].isalpha()
+        if al and bl:
+            return a[i] < b[i]
+        if al or bl:
+            return al if digits else bl
+        an = bn = 0
+        if a[i] == "0" or b[i] == "0":
+            j = i - 1
+            while j >= 0 and a[j].isdecimal():
+                if a[j] != "0":
+                    an = bn = 1
+                    break
+                j -= 1
+        ai = i
+        while ai < len(a) and a[ai].isdecimal():
+            an, ai = an * 10 + ord(a[ai]) - 48, ai + 1
+        bi = i
+        while bi < len(b) and b[bi].isdecimal():
+            bn, bi = bn * 10 + ord(b[bi]) - 48, bi + 1
+        if an != bn:
+            return an < bn
+        if ai != bi:
+            return ai < bi
+        return a[i] < b[i]
+    return len(a) < len(b)
+
+
+def _key_cmp(a: str, b: str) -> int:
+    return -1 if _go_yaml_key_less(a, b) else (1 if _go_yaml_key_less(b, a) else 0)
+
+
+_KEY_ORDER = functools.cmp_to_key(_key_cmp)
+
+
 def yaml_marshal(value: Any) -> str:
     """``yaml.marshal(x)``: ``x`` as YAML (via its JSON form: sets become sorted arrays)."""
     plain = json_unmarshal(go_json_marshal(value).encode("utf-8", "surrogatepass"))
-    return yaml.dump(
+    text = yaml.dump(
         _plain(plain),
         Dumper=_Dumper,
-        sort_keys=True,
+        sort_keys=False,
         default_flow_style=False,
         allow_unicode=True,
         indent=2,
         width=2**31,
     )
+    # PyYAML ends a document that is one plain scalar with "...": go-yaml does not.
+    return text.removesuffix("...\n") if text.endswith("\n...\n") else text
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(value[k]) for k in sorted(value, key=_KEY_ORDER)}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, RegoFloat):

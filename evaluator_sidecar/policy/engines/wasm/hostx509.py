@@ -377,11 +377,16 @@ def parse_certificates(certs: Any) -> list[dict[str, Any]]:
 
 
 # -- chain verification (verifyX509CertificateChain with Go's default options) -----------------
-def _may_issue(issuer: x509.Certificate, cert: x509.Certificate, now: datetime.datetime) -> bool:
+def _may_issue(
+    issuer: x509.Certificate, cert: x509.Certificate, *, now: datetime.datetime, below: int
+) -> bool:
+    """Whether ``issuer`` signed ``cert`` and may, with ``below`` intermediates under it."""
     if issuer.subject != cert.issuer:
         return False
     bc = _ext(issuer.extensions, ExtensionOID.BASIC_CONSTRAINTS)
     if issuer.version == x509.Version.v3 and (bc is None or not bc.ca):
+        return False
+    if bc is not None and bc.path_length is not None and below > bc.path_length:
         return False
     if not issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
         return False
@@ -404,13 +409,25 @@ def _server_auth_ok(chain: list[x509.Certificate]) -> bool:
 
 
 def _chain(
-    cert: x509.Certificate, pool: list[x509.Certificate], root: x509.Certificate, now: Any
+    cert: x509.Certificate,
+    pool: list[x509.Certificate],
+    *,
+    root: x509.Certificate,
+    now: Any,
+    below: int = 0,
 ) -> list[x509.Certificate] | None:
-    if _may_issue(root, cert, now):
+    """A chain from ``cert`` up to ``root`` through ``pool`` (``below``: intermediates so far)."""
+    if _may_issue(root, cert, now=now, below=below):
         return [cert, root]
     for candidate in pool:
-        if _may_issue(candidate, cert, now):
-            rest = _chain(candidate, [c for c in pool if c is not candidate], root, now)
+        if _may_issue(candidate, cert, now=now, below=below):
+            rest = _chain(
+                candidate,
+                [c for c in pool if c is not candidate],
+                root=root,
+                now=now,
+                below=below + 1,
+            )
             if rest is not None:
                 return [cert, *rest]
     return None
@@ -428,7 +445,7 @@ def parse_and_verify_certificates(certs: Any) -> list[Any]:
     now = datetime.datetime.now(datetime.UTC)
     chain = None
     if leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
-        chain = _chain(leaf, intermediates, root, now)
+        chain = _chain(leaf, intermediates, root=root, now=now)
     if chain is None or not _server_auth_ok(chain):
         return [False, []]
     return [True, [certificate_object(c) for c in chain]]
