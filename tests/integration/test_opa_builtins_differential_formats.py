@@ -221,6 +221,23 @@ def _verify_input(rng: random.Random) -> list[Any]:
     return ["".join(_pem(c) for c in certs)]
 
 
+def _verify_options_input(rng: random.Random) -> list[Any]:
+    certs, _ = _chain(rng)
+    options: dict[str, Any] = {}
+    if rng.random() < 0.5:
+        options["DNSName"] = rng.choice(
+            ["leaf.example", "LEAF.example.", "other.example", "10.0.0.1"]
+        )
+    if rng.random() < 0.5:
+        options["KeyUsages"] = rng.sample(
+            ["KeyUsageServerAuth", "KeyUsageClientAuth", "KeyUsageAny", "KeyUsageCodeSigning"],
+            rng.randrange(1, 3),
+        )
+    if rng.random() < 0.3:
+        options["CurrentTime"] = rng.choice([0, 4102444800 * 10**9])
+    return ["".join(_pem(c) for c in certs), options]
+
+
 def _private_pem(key: Any, rng: random.Random) -> str:
     fmt = serialization.PrivateFormat.PKCS8
     if not isinstance(key, ed25519.Ed25519PrivateKey) and rng.random() < 0.5:
@@ -270,6 +287,12 @@ GENERATORS: dict[str, tuple[int, Gen, list[list[Any]], int]] = {
     "yaml.is_valid": (1, lambda r: [r.choice(_YAML_TEXTS)], [[1]], 10),
     "crypto.x509.parse_certificates": (1, _certs_input, [["nope"], [""]], 6),
     "crypto.x509.parse_and_verify_certificates": (1, _verify_input, [["x"]], 6),
+    "crypto.x509.parse_and_verify_certificates_with_options": (
+        2,
+        _verify_options_input,
+        [["x", {}], ["x", {"KeyUsages": ["Nope"]}]],
+        10,
+    ),
     "crypto.x509.parse_certificate_request": (
         1,
         _csr_input,

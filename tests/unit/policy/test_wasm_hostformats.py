@@ -297,6 +297,22 @@ class TestX509:
         assert hostx509.parse_and_verify_certificates(_pem([certs[0], certs[2]])) == [False, []]
         assert hostx509.parse_and_verify_certificates(_pem(certs[:1])) == [False, []]
 
+    def test_options_name_the_host_usages_and_time_to_verify_for(
+        self, chain: tuple[list[x509.Certificate], Any]
+    ) -> None:
+        certs, _ = chain
+        verify = hostx509.parse_and_verify_certificates_with_options
+        valid, verified = verify(_pem(certs), {"DNSName": "LEAF.example."})
+        assert valid is True
+        assert "URIStrings" not in verified[0]  # OPA returns plain x509.Certificates here
+        assert verify(_pem(certs), {"DNSName": "other.example"}) == [False, []]
+        assert verify(_pem(certs), {"KeyUsages": ["KeyUsageClientAuth"]}) == [False, []]
+        assert verify(_pem(certs), {"KeyUsages": ["KeyUsageAny"]})[0] is True
+        assert verify(_pem(certs), {"CurrentTime": 0}) == [False, []]
+        with pytest.raises(HostBuiltinError):
+            verify(_pem(certs), {"KeyUsages": ["Nope"]})
+        assert verify("not certificates", {"KeyUsages": ["Nope"]}) == [False, []]
+
     def test_a_root_path_length_of_zero_allows_no_intermediate(self) -> None:
         root_key, mid_key = (
             ec.generate_private_key(ec.SECP256R1()),

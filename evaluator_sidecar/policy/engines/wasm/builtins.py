@@ -32,6 +32,7 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``yaml.is_valid``;
 * X.509 and keys (:mod:`hostx509`, :mod:`hostx509keys`, on ``cryptography``):
   ``crypto.x509.parse_certificates``, ``crypto.x509.parse_and_verify_certificates``,
+  ``crypto.x509.parse_and_verify_certificates_with_options``,
   ``crypto.x509.parse_certificate_request``, ``crypto.x509.parse_keypair``,
   ``crypto.x509.parse_rsa_private_key``, ``crypto.parse_private_keys``.
 
@@ -219,6 +220,11 @@ _TABLE: tuple[Builtin, ...] = (
         "crypto.x509.parse_and_verify_certificates",
         1,
         _one(hostx509.parse_and_verify_certificates),
+    ),
+    Builtin(
+        "crypto.x509.parse_and_verify_certificates_with_options",
+        2,
+        _two(hostx509.parse_and_verify_certificates_with_options),
     ),
     Builtin(
         "crypto.x509.parse_certificate_request", 1, _one(hostx509keys.parse_certificate_request)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import ipaddress
 import re
 from typing import Any
 
@@ -26,8 +27,14 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID
 
 from evaluator_sidecar.policy.engines.wasm.hostlib import HostBuiltinError
+from evaluator_sidecar.policy.engines.wasm.values import RegoSet
 
-__all__ = ["certificate_object", "parse_and_verify_certificates", "parse_certificates"]
+__all__ = [
+    "certificate_object",
+    "parse_and_verify_certificates",
+    "parse_and_verify_certificates_with_options",
+    "parse_certificates",
+]
 
 _BEGIN = "-----BEGIN"
 _PEM = re.compile(rb"-----BEGIN ([^-\r\n]*)-----\r?\n(.*?)-----END \1-----", re.S)
@@ -398,14 +405,41 @@ def _may_issue(
     return True
 
 
-def _server_auth_ok(chain: list[x509.Certificate]) -> bool:
-    for cert in chain:
-        usages, _unknown = _eku(cert.extensions)
-        if usages is not None and _ANY_EKU not in usages and _SERVER_AUTH not in usages:
-            return False
-        if usages is None and _ext(cert.extensions, ExtensionOID.EXTENDED_KEY_USAGE):
+def _usages_ok(chain: list[x509.Certificate], wanted: set[int]) -> bool:
+    """Go's ``checkChainForKeyUsage``: some wanted usage is allowed by every certificate."""
+    if _ANY_EKU in wanted:
+        return True
+    usable = set(wanted)
+    for cert in reversed(chain):
+        usages, unknown = _eku(cert.extensions)
+        if usages is None and unknown is None:
+            continue
+        if usages is not None and _ANY_EKU in usages:
+            continue
+        usable &= set(usages or [])
+        if not usable:
             return False
     return True
+
+
+def _hostname_ok(cert: x509.Certificate, name: str) -> bool:
+    """Go's ``VerifyHostname``: an IP among the IP SANs, else a DNS SAN (``*.`` one label)."""
+    san = _ext(cert.extensions, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    host = name.removeprefix("[").removesuffix("]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        return san is not None and ip in san.get_values_for_type(x509.IPAddress)
+    host = host.lower().removesuffix(".")
+    for written in san.get_values_for_type(x509.DNSName) if san is not None else []:
+        pattern = written.lower().removesuffix(".")
+        if pattern == host:
+            return True
+        if pattern.startswith("*.") and "." in host and host.split(".", 1)[1] == pattern[2:]:
+            return True
+    return False
 
 
 def _chain(
@@ -433,19 +467,110 @@ def _chain(
     return None
 
 
-def parse_and_verify_certificates(certs: Any) -> list[Any]:
-    """``crypto.x509.parse_and_verify_certificates(certs)``: [valid, chain from leaf to root]."""
+def _verify(
+    certs: Any, *, now: datetime.datetime, usages: set[int], dns: str
+) -> list[x509.Certificate] | None:
+    """``verifyX509CertificateChain``: the chain from the leaf to the root, None if invalid."""
     try:
         parsed = _certs(_string(certs, 1))
     except HostBuiltinError:
-        return [False, []]
+        return None
     if len(parsed) < 2:  # a root and a leaf at least
-        return [False, []]
+        return None
     root, leaf, intermediates = parsed[0], parsed[-1], parsed[1:-1]
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        return None
+    if dns and not _hostname_ok(leaf, dns):
+        return None
+    chain = _chain(leaf, intermediates, root=root, now=now)
+    if chain is None or not _usages_ok(chain, usages):
+        return None
+    return chain
+
+
+def parse_and_verify_certificates(certs: Any) -> list[Any]:
+    """``crypto.x509.parse_and_verify_certificates(certs)``: [valid, chain from leaf to root]."""
     now = datetime.datetime.now(datetime.UTC)
-    chain = None
-    if leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
-        chain = _chain(leaf, intermediates, root=root, now=now)
-    if chain is None or not _server_auth_ok(chain):
+    chain = _verify(certs, now=now, usages={_SERVER_AUTH}, dns="")
+    if chain is None:
         return [False, []]
     return [True, [certificate_object(c) for c in chain]]
+
+
+_KEY_USAGE_NAMES = {
+    "KeyUsageAny": 0,
+    "KeyUsageServerAuth": 1,
+    "KeyUsageClientAuth": 2,
+    "KeyUsageCodeSigning": 3,
+    "KeyUsageEmailProtection": 4,
+    "KeyUsageIPSECEndSystem": 5,
+    "KeyUsageIPSECTunnel": 6,
+    "KeyUsageIPSECUser": 7,
+    "KeyUsageTimeStamping": 8,
+    "KeyUsageOCSPSigning": 9,
+    "KeyUsageMicrosoftServerGatedCrypto": 10,
+    "KeyUsageNetscapeServerGatedCrypto": 11,
+    "KeyUsageMicrosoftCommercialCodeSigning": 12,
+    "KeyUsageMicrosoftKernelCodeSigning": 13,
+}
+
+
+def _int64(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise HostBuiltinError(f"'{name}' should be a valid int64 number")
+    return value
+
+
+def _verify_options(options: Any) -> tuple[datetime.datetime, set[int], str]:
+    """``extractVerifyOpts``: DNSName, CurrentTime (ns), KeyUsages, MaxConstraintComparisons."""
+    if not isinstance(options, dict):
+        raise HostBuiltinError("operand 2 must be an object")
+    now = datetime.datetime.now(datetime.UTC)
+    usages: set[int] = set()
+    dns = ""
+    for key, value in options.items():
+        if not isinstance(key, str):
+            continue
+        if key == "DNSName":
+            if not isinstance(value, str):
+                raise HostBuiltinError("'DNSName' should be a string")
+            dns = value.strip('"')
+        elif key == "CurrentTime":
+            seconds, _ns = divmod(_int64(value, key), 10**9)
+            now = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+                seconds=seconds
+            )
+        elif key == "MaxConstraintComparisons":
+            _int64(value, key)  # name constraints are not counted here: the value is checked only
+        elif key == "KeyUsages":
+            if not isinstance(value, (list, RegoSet)):
+                raise HostBuiltinError("'KeyUsages' should be an Array or Set")
+            names = [v.strip('"') for v in value if isinstance(v, str)]
+            if any(n not in _KEY_USAGE_NAMES for n in names):
+                raise HostBuiltinError("invalid entries for 'KeyUsages' found")
+            usages |= {_KEY_USAGE_NAMES[n] for n in names}
+        else:
+            raise HostBuiltinError("invalid key option")
+    return now, usages or {_SERVER_AUTH}, dns
+
+
+def parse_and_verify_certificates_with_options(certs: Any, options: Any) -> list[Any]:
+    """``crypto.x509.parse_and_verify_certificates_with_options(certs, options)``.
+
+    As OPA returns them here, the certificates are Go's plain ``x509.Certificate``s,
+    without ``URIStrings``.
+    """
+    if not isinstance(options, dict):
+        raise HostBuiltinError("operand 2 must be an object")
+    try:
+        _certs(_string(certs, 1))
+    except HostBuiltinError:
+        return [False, []]  # as OPA: unreadable certificates before bad options
+    now, usages, dns = _verify_options(options)
+    chain = _verify(certs, now=now, usages=usages, dns=dns)
+    if chain is None:
+        return [False, []]
+    plain = [certificate_object(c) for c in chain]
+    for cert in plain:
+        cert.pop("URIStrings")
+    return [True, plain]
