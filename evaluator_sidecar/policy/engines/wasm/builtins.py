@@ -29,7 +29,8 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``;
 * AWS and JSON/YAML (:mod:`hostaws`, :mod:`hostjson`): ``providers.aws.sign_req``,
   ``json.marshal_with_options``, ``json.patch``, ``yaml.marshal``, ``yaml.unmarshal``,
-  ``yaml.is_valid``;
+  ``yaml.is_valid``; JSON Schema (:mod:`hostschema`, gojsonschema's semantics):
+  ``json.verify_schema``, ``json.match_schema``;
 * X.509 and keys (:mod:`hostx509`, :mod:`hostx509keys`, on ``cryptography``):
   ``crypto.x509.parse_certificates``, ``crypto.x509.parse_and_verify_certificates``,
   ``crypto.x509.parse_and_verify_certificates_with_options``,
@@ -58,6 +59,7 @@ from evaluator_sidecar.policy.engines.wasm import (
     hostjwt,
     hostlib,
     hostmore,
+    hostschema,
     hostx509,
     hostx509keys,
 )
@@ -212,6 +214,8 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("providers.aws.sign_req", 3, lambda args, _ctx: hostaws.sign_req(*args)),
     Builtin("json.marshal_with_options", 2, _two(hostjson.marshal_with_options)),
     Builtin("json.patch", 2, _two(hostjson.json_patch)),
+    Builtin("json.verify_schema", 1, _one(hostschema.verify_schema)),
+    Builtin("json.match_schema", 2, _two(hostschema.match_schema)),
     Builtin("yaml.marshal", 1, _one(hostjson.yaml_marshal)),
     Builtin("yaml.unmarshal", 1, _one(hostjson.yaml_unmarshal)),
     Builtin("yaml.is_valid", 1, _one(hostjson.yaml_is_valid)),
