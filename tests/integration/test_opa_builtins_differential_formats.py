@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from evaluator_sidecar.policy.engines.wasm import OpaWasm, WasmLimits
+from evaluator_sidecar.policy.engines.wasm import OpaWasm, WasmLimits, hostschema
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -134,6 +134,135 @@ _YAML_TEXTS = [
     "x: 017\ny: 1_000\nz: -0x10\n",
     "k: 'quoted'\nl: |\n  line\n",
 ]
+
+
+# -- JSON Schema (gojsonschema) -----------------------------------------------------------------
+def _schema(rng: random.Random, depth: int = 0) -> Any:
+    """A schema of a few random keywords, now and then an invalid one."""
+    if depth > 1 or rng.random() < 0.15:
+        return rng.choice([True, False, {}, {"type": "string"}])
+    keywords: dict[str, Callable[[], Any]] = {
+        "type": lambda: rng.choice(
+            [
+                "string",
+                "integer",
+                "number",
+                "object",
+                ["array", "null"],
+                "bogus",
+                ["string", "string"],
+            ]
+        ),
+        # Go parses an object's keys in random order: one key that may be invalid, so that
+        # the first error found is the same in every order.
+        "properties": lambda: {rng.choice("ab"): _schema(rng, depth + 1), "c": {"type": "integer"}},
+        "required": lambda: rng.choice([["a"], ["a", "b"], ["a", "a"], [1]]),
+        "additionalProperties": lambda: rng.choice([False, True, {"type": "integer"}, 3]),
+        "patternProperties": lambda: {rng.choice(["^x", "b+", "(unclosed"]): {"type": "string"}},
+        "items": lambda: rng.choice([{"type": "integer"}, [{"type": "string"}, True], 5]),
+        "additionalItems": lambda: rng.choice([False, {"type": "null"}]),
+        "minItems": lambda: rng.choice([1, 2, -1, 1.5]),
+        "maxItems": lambda: rng.choice([0, 2]),
+        "uniqueItems": lambda: rng.choice([True, False, "yes"]),
+        "contains": lambda: {"type": "integer", "minimum": 2},
+        "minimum": lambda: rng.choice([0, 1.5, "x"]),
+        "maximum": lambda: rng.choice([3, 10]),
+        "exclusiveMinimum": lambda: rng.choice([True, 0, 2.5]),
+        "exclusiveMaximum": lambda: rng.choice([False, 5]),
+        "multipleOf": lambda: rng.choice([2, 0.5, 0, -1]),
+        "minLength": lambda: rng.choice([1, 3]),
+        "maxLength": lambda: rng.choice([2, 0]),
+        "pattern": lambda: rng.choice(["^a", "[0-9]+", "(?<=x)"]),
+        "format": lambda: rng.choice(
+            [
+                "ipv4",
+                "ipv6",
+                "date",
+                "date-time",
+                "uuid",
+                "hostname",
+                "email",
+                "uri",
+                "time",
+                "regex",
+                "json-pointer",
+            ]
+        ),
+        "enum": lambda: rng.choice([[1, "a", None], [1, 1.0], [{"a": [1]}, 2]]),
+        "const": lambda: rng.choice([1, "a", {"x": 1.0}]),
+        "minProperties": lambda: 1,
+        "maxProperties": lambda: 1,
+        "dependencies": lambda: {"a": rng.choice([["b"], {"required": ["c"]}, 1])},
+        "propertyNames": lambda: {"maxLength": 1},
+        "anyOf": lambda: [_schema(rng, depth + 1) for _ in range(2)],
+        "oneOf": lambda: [_schema(rng, depth + 1) for _ in range(2)],
+        "allOf": lambda: [_schema(rng, depth + 1) for _ in range(2)],
+        "not": lambda: _schema(rng, depth + 1),
+        "if": lambda: {"properties": {"a": {"const": 1}}},
+        "then": lambda: {"required": ["b"]},
+        "else": lambda: {"required": ["c"]},
+    }
+    chosen = rng.sample(sorted(keywords), rng.randrange(1, 4))
+    schema = {k: keywords[k]() for k in chosen}
+    if rng.random() < 0.1:
+        schema["$schema"] = rng.choice(
+            ["http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#"]
+        )
+    if depth == 0 and rng.random() < 0.1:
+        # Only at the top: the pointer is the root document's, and deeper it would make the
+        # schema recurse for ever (opa eval dies of a stack overflow on those).
+        schema = {"definitions": {"d": schema}, "$ref": "#/definitions/d"}
+    return schema
+
+
+def _document(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(8 if depth < 2 else 5)
+    if kind == 0:
+        return rng.choice([None, True, 0, 1, 2, 1.5, 7, -3, 12])
+    if kind == 1:
+        return rng.choice(
+            [
+                "",
+                "a",
+                "abc",
+                "10.0.0.1",
+                "::1",
+                "2024-02-30",
+                "2024-01-31",
+                "2024-01-31T10:00:00Z",
+                "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+                "x@y.z",
+                "http://e/p",
+                "12:30:00",
+                "/a~1b",
+                "(",
+                "host.example",
+            ]
+        )
+    if kind in (2, 3, 4):
+        return rng.choice([1, "a", 3])
+    if kind in (5, 6):
+        return {
+            rng.choice(["a", "b", "c", "xb", "bb"]): _document(rng, depth + 1)
+            for _ in range(rng.randrange(4))
+        }
+    return [_document(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+def _match_input(rng: random.Random) -> list[Any]:
+    # Mostly schemas that compile (json.verify_schema, compared above, is the judge), so
+    # that documents get validated; the rest check that a bad schema is undefined.
+    schema = _schema(rng)
+    for _ in range(20):
+        if hostschema.verify_schema(schema)[0] or rng.random() < 0.05:
+            break
+        schema = _schema(rng)
+    if rng.random() < 0.2:
+        schema = json.dumps(schema)
+    document = _document(rng)
+    if not isinstance(document, (dict, list)) and rng.random() < 0.8:
+        document = json.dumps(document)  # a scalar document is given as JSON text
+    return [document, schema]
 
 
 # -- X.509 -------------------------------------------------------------------------------------
@@ -285,6 +414,8 @@ GENERATORS: dict[str, tuple[int, Gen, list[list[Any]], int]] = {
     "yaml.marshal": (1, lambda r: [_value(r)], [[{"a": {"b": []}}]], 40),
     "yaml.unmarshal": (1, lambda r: [r.choice(_YAML_TEXTS)], [[1]], 10),
     "yaml.is_valid": (1, lambda r: [r.choice(_YAML_TEXTS)], [[1]], 10),
+    "json.verify_schema": (1, lambda r: [_schema(r)], [["{"], [5], ["{}"]], 60),
+    "json.match_schema": (2, _match_input, [[1, "{"], [{}, 5]], 150),
     "crypto.x509.parse_certificates": (1, _certs_input, [["nope"], [""]], 6),
     "crypto.x509.parse_and_verify_certificates": (1, _verify_input, [["x"]], 6),
     "crypto.x509.parse_and_verify_certificates_with_options": (
@@ -325,6 +456,13 @@ def _freeze(v: Any) -> Any:
     if isinstance(v, (int, float, decimal.Decimal)):
         return ("n", decimal.Decimal(str(v)))
     return ("v", v)
+
+
+def _errors_unordered(result: Any) -> Any:
+    """gojsonschema lists errors in Go's (random) map order: compare them as a multiset."""
+    if isinstance(result, list) and len(result) == 2 and isinstance(result[1], list):
+        return [result[0], sorted(result[1], key=lambda e: json.dumps(e, sort_keys=True))]
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +522,8 @@ def test_each_builtin_agrees_with_opa_eval(
         for i, args in enumerate(args_list):
             want = go.get(name, {}).get(str(i))
             got = wasm.get(name, {}).get(str(i), wasm.get(name, {}).get(i))
+            if name == "json.match_schema":
+                want, got = _errors_unordered(want), _errors_unordered(got)
             if _freeze(want) != _freeze(got):
                 differences.append(
                     f"{name}{tuple(args)!r:.300}: opa {want!r:.300}, wasm {got!r:.300}"

@@ -477,5 +477,10 @@ def match_schema(document: Any, schema: Any) -> list[Any]:
 
     doc = load(document)
     compiled = compile_schema(load(schema))
-    errors = validate(compiled, doc, is_format=is_format)
+    try:
+        errors = validate(compiled, doc, is_format=is_format)
+    except RecursionError as exc:
+        # A schema whose $ref leads back into itself on the same value (OPA's Go dies of
+        # a stack overflow on it): the call is undefined here.
+        raise HostBuiltinError("the schema refers to itself without end") from exc
     return [not errors, errors]
