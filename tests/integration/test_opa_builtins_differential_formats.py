@@ -414,7 +414,7 @@ GENERATORS: dict[str, tuple[int, Gen, list[list[Any]], int]] = {
     "yaml.marshal": (1, lambda r: [_value(r)], [[{"a": {"b": []}}]], 40),
     "yaml.unmarshal": (1, lambda r: [r.choice(_YAML_TEXTS)], [[1]], 10),
     "yaml.is_valid": (1, lambda r: [r.choice(_YAML_TEXTS)], [[1]], 10),
-    "json.verify_schema": (1, lambda r: [_schema(r)], [["{"], [5], ["{}"]], 60),
+    "json.verify_schema": (1, lambda r: [_schema(r)], [["{"], [5], ["{}"], [[]], ["[1]"]], 60),
     "json.match_schema": (2, _match_input, [[1, "{"], [{}, 5]], 150),
     "crypto.x509.parse_certificates": (1, _certs_input, [["nope"], [""]], 6),
     "crypto.x509.parse_and_verify_certificates": (1, _verify_input, [["x"]], 6),

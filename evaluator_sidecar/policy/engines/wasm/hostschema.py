@@ -210,6 +210,8 @@ class Compiler:
         self.document = document
         self.refs: dict[str, Sub] = {}
         draft = HYBRID
+        if not isinstance(document, (bool, dict)):
+            raise SchemaError("schema is invalid")  # parseSchemaURL, before any parse
         if isinstance(document, dict) and "$schema" in document:
             url = document["$schema"]
             if not isinstance(url, str):
