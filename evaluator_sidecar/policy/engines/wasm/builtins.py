@@ -26,7 +26,16 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``io.jwt.verify_ps256``, ``io.jwt.verify_ps384``, ``io.jwt.verify_ps512``,
   ``io.jwt.verify_es256``, ``io.jwt.verify_es384``, ``io.jwt.verify_es512``,
   ``io.jwt.verify_eddsa``, ``io.jwt.verify_hs256``, ``io.jwt.verify_hs384``,
-  ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``.
+  ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``;
+* AWS and JSON/YAML (:mod:`hostaws`, :mod:`hostjson`): ``providers.aws.sign_req``,
+  ``json.marshal_with_options``, ``json.patch``, ``yaml.marshal``, ``yaml.unmarshal``,
+  ``yaml.is_valid``; JSON Schema (:mod:`hostschema`, gojsonschema's semantics):
+  ``json.verify_schema``, ``json.match_schema``;
+* X.509 and keys (:mod:`hostx509`, :mod:`hostx509keys`, on ``cryptography``):
+  ``crypto.x509.parse_certificates``, ``crypto.x509.parse_and_verify_certificates``,
+  ``crypto.x509.parse_and_verify_certificates_with_options``,
+  ``crypto.x509.parse_certificate_request``, ``crypto.x509.parse_keypair``,
+  ``crypto.x509.parse_rsa_private_key``, ``crypto.parse_private_keys``.
 
 A builtin that rejects its operands makes the call undefined
 (:class:`BuiltinUndefined`); one that would exceed the evaluation's resources
@@ -44,10 +53,15 @@ from typing import Any
 
 from evaluator_sidecar.policy.engines.wasm import (
     gotime,
+    hostaws,
     hostgraphql,
+    hostjson,
     hostjwt,
     hostlib,
     hostmore,
+    hostschema,
+    hostx509,
+    hostx509keys,
 )
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
@@ -196,6 +210,32 @@ _TABLE: tuple[Builtin, ...] = (
     *(Builtin(f"io.jwt.verify_hs{n}", 2, _two(hostjwt.verify_hs(str(n)))) for n in (256, 384, 512)),
     Builtin("io.jwt.encode_sign", 3, lambda args, _ctx: hostjwt.encode_sign(*args)),
     Builtin("io.jwt.encode_sign_raw", 3, lambda args, _ctx: hostjwt.encode_sign_raw(*args)),
+    # -- AWS signing, JSON/YAML (hostaws, hostjson) --
+    Builtin("providers.aws.sign_req", 3, lambda args, _ctx: hostaws.sign_req(*args)),
+    Builtin("json.marshal_with_options", 2, _two(hostjson.marshal_with_options)),
+    Builtin("json.patch", 2, _two(hostjson.json_patch)),
+    Builtin("json.verify_schema", 1, _one(hostschema.verify_schema)),
+    Builtin("json.match_schema", 2, _two(hostschema.match_schema)),
+    Builtin("yaml.marshal", 1, _one(hostjson.yaml_marshal)),
+    Builtin("yaml.unmarshal", 1, _one(hostjson.yaml_unmarshal)),
+    Builtin("yaml.is_valid", 1, _one(hostjson.yaml_is_valid)),
+    Builtin("crypto.x509.parse_certificates", 1, _one(hostx509.parse_certificates)),
+    Builtin(
+        "crypto.x509.parse_and_verify_certificates",
+        1,
+        _one(hostx509.parse_and_verify_certificates),
+    ),
+    Builtin(
+        "crypto.x509.parse_and_verify_certificates_with_options",
+        2,
+        _two(hostx509.parse_and_verify_certificates_with_options),
+    ),
+    Builtin(
+        "crypto.x509.parse_certificate_request", 1, _one(hostx509keys.parse_certificate_request)
+    ),
+    Builtin("crypto.x509.parse_keypair", 2, _two(hostx509keys.parse_keypair)),
+    Builtin("crypto.x509.parse_rsa_private_key", 1, _one(hostx509keys.parse_rsa_private_key)),
+    Builtin("crypto.parse_private_keys", 1, _one(hostx509keys.parse_private_keys)),
 )
 
 
