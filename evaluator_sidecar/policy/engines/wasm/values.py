@@ -30,6 +30,7 @@ __all__ = [
     "RegoSet",
     "RegoValueError",
     "dump_rego",
+    "float_text",
     "parse_rego",
 ]
 
@@ -299,7 +300,7 @@ def _dump(value: Any, out: list[str]) -> None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise RegoValueError(f"{value!r} is not a Rego number")
-        out.append(_float_text(value))
+        out.append(float_text(value))
     elif isinstance(value, str):
         try:
             out.append(orjson.dumps(value).decode("utf-8"))
@@ -335,7 +336,7 @@ def _dump(value: Any, out: list[str]) -> None:
         raise RegoValueError(f"{type(value).__name__} has no Rego form")
 
 
-def _float_text(value: float) -> str:
+def float_text(value: float) -> str:
     """A float as a JSON number; integral floats keep their fraction (``2.0``), like OPA."""
     text = repr(value)
     return text if any(c in text for c in ".eE") else text + ".0"
