@@ -49,6 +49,15 @@ out := {
   "bool": semver.is_valid(input.version) == true,
   "diff": time.diff(ns, ns - 86400000000000),
   "floor": floor(dur / 7),
+  "arrays": sprintf("%v|%v|%v|%v|%v", [
+    [1, ["a", [true, null, 1.5, 12345678901234567890]]],
+    [],
+    [[[[["deep"]]]]],
+    [{"k": {1, 2}}, input.text],
+    input.list,
+  ]),
+  "array_operand": strings.any_prefix_match(["ab", input.text], "ban"),
+  "array_of_input": strings.any_suffix_match(input.list, "na"),
 }
 """
 
@@ -57,6 +66,7 @@ INPUT = {
     "duration": "2h0m0.000000001s",
     "text": "banana",
     "version": "1.2.3",
+    "list": ["x", "y2", "banana"],
 }
 
 

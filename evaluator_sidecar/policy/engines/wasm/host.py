@@ -44,7 +44,11 @@ DIRECT_VALUES = True
 # starts with a one-byte type; opa_string_t {type, free: u8, len: u32 @4, v: ptr @8} (12
 # bytes); opa_boolean_t {type, v: u8 @1}; opa_number_t {type, repr: u8 @1, union @8:
 # i: i64 | ref {s: ptr @8, len: u32 @12, free: u8 @16}} (24 bytes).
-_NULL, _BOOLEAN, _NUMBER, _STRING, _STRING_INTERNED, _BOOLEAN_INTERNED = 1, 2, 3, 4, 8, 9
+# opa_array_t {type, elems: ptr @4, len: u32 @8, cap @12}; opa_array_elem_t {i: ptr, v: ptr}.
+_NULL, _BOOLEAN, _NUMBER, _STRING, _ARRAY, _STRING_INTERNED, _BOOLEAN_INTERNED = 1, 2, 3, 4, 5, 8, 9
+_ARRAY_AT = struct.Struct("<II")  # at +4: elems, len
+#: Arrays nested deeper than this (or objects and sets anywhere) take the module's dump.
+_DIRECT_DEPTH = 4
 _REPR_INT, _REPR_REF = 1, 2
 _STRING_T = struct.Struct("<BBxxII")  # type, free, len, v
 _NUMBER_INT = struct.Struct("<BBxxxxxxq")  # type, repr, i
@@ -176,6 +180,20 @@ class Host:
             self.mem = memoryview((ctypes.c_char * size).from_address(self.base)).cast("B")
         return self.mem if end <= size else None
 
+    def _read_direct(self, ctx: Any, addr: int, depth: int = 0) -> Any:
+        """A scalar, or an array of them (nested a little), read from OPA's structs."""
+        mem = self._view(ctx, addr + _NUMBER_SIZE) if addr > 0 else None
+        if mem is not None and mem[addr] == _ARRAY and depth < _DIRECT_DEPTH:
+            elems, n = _ARRAY_AT.unpack_from(mem, addr + 4)
+            mem = self._view(ctx, elems + 8 * n) if elems > 0 or n == 0 else None
+            if mem is None:
+                raise _NotScalar
+            values = _ARRAY_AT.unpack_from  # (i, v) pairs: the values are every second word
+            return [
+                self._read_direct(ctx, values(mem, elems + 8 * k)[1], depth + 1) for k in range(n)
+            ]
+        return self._read_scalar(ctx, addr)
+
     def _read_scalar(self, ctx: Any, addr: int) -> Any:
         mem = self._view(ctx, addr + _NUMBER_SIZE) if addr > 0 else None
         if mem is None:
@@ -208,9 +226,9 @@ class Host:
     def read_operand(self, ctx: Any, addr: int) -> Any:
         if DIRECT_VALUES:
             try:
-                return self._read_scalar(ctx, addr)
+                return self._read_direct(ctx, addr)
             except _NotScalar:
-                pass  # a composite value (or odd bytes): the module's own dump below
+                pass  # an object or set (or odd bytes): the module's own dump below
         dumped = self.read_cstring(ctx, self.value_dump(ctx, addr))
         return parse_rego(dumped.decode("utf-8"))
 
