@@ -11,12 +11,15 @@ from wasm_modules import opa_like_wasm
 
 from evaluator_sidecar.policy.engines.wasm import OpaWasm
 from evaluator_sidecar.policy.engines.wasm.cache import (
+    DEFAULT_MAX_MB,
     DiskCache,
     cache_key,
     clear_memory_cache,
     compiled_module,
     default_cache_dir,
     make_manifest,
+    max_bytes_from_env,
+    register_disk_cache,
     verify_manifest,
 )
 from evaluator_sidecar.policy.engines.wasm.runtime import Runtime, get_runtime
@@ -72,6 +75,19 @@ class TestCacheDirectory:
     @pytest.mark.parametrize("off", ["off", "OFF", "none", "0", "false"])
     def test_the_disk_cache_can_be_turned_off(self, off: str) -> None:
         assert default_cache_dir({"PKG_WASM_CACHE_DIR": off}) is None
+
+
+class TestSizeBound:
+    def test_the_default_is_256_mib(self) -> None:
+        assert max_bytes_from_env({}) == DEFAULT_MAX_MB << 20 == 256 << 20
+
+    def test_it_is_set_in_mib(self) -> None:
+        assert max_bytes_from_env({"PKG_WASM_CACHE_MAX_MB": "64"}) == 64 << 20
+
+    @pytest.mark.parametrize("bad", ["0", "-1", "1.5", "lots"])
+    def test_a_bound_that_is_no_positive_whole_number_is_refused(self, bad: str) -> None:
+        with pytest.raises(ValueError, match="PKG_WASM_CACHE_MAX_MB"):
+            max_bytes_from_env({"PKG_WASM_CACHE_MAX_MB": bad})
 
 
 class TestManifest:
@@ -151,6 +167,36 @@ class TestDiskCache:
         assert len(kept) == 3
         assert len(list(tmp_path.glob("*.cwasm"))) == 3
 
+    def test_it_keeps_a_bounded_number_of_bytes(self, tmp_path: Path) -> None:
+        cache = DiskCache(tmp_path, max_entries=100, max_bytes=2500)
+        for i in range(5):
+            sha = f"{i:02x}" * 32
+            cache.store(sha, TAG, b"x" * 1000)
+            os.utime(tmp_path / f"{sha}-{TAG}.json", (i, i))
+        kept = sorted(p.name[:2] for p in tmp_path.glob("*.json"))
+        assert kept == ["03", "04"]  # the least recently used went first
+        assert sum(p.stat().st_size for p in tmp_path.glob("*.cwasm")) <= 2500
+
+    def test_entries_another_process_wrote_count_towards_the_bounds(self, tmp_path: Path) -> None:
+        other = DiskCache(tmp_path)
+        for i in range(4):
+            other.store(f"{i:02x}" * 32, TAG, b"x")
+        cache = DiskCache(tmp_path, max_entries=3)
+        cache.store("ff" * 32, TAG, b"x")  # its first store scans the directory
+        assert len(list(tmp_path.glob("*.json"))) == 3
+        assert cache.load("ff" * 32, TAG) == b"x"
+
+    def test_a_reader_sees_an_entry_whole_or_not_at_all_while_writers_race(
+        self, tmp_path: Path
+    ) -> None:
+        writers = [DiskCache(tmp_path) for _ in range(3)]
+        reader = DiskCache(tmp_path)
+        for round_ in range(20):
+            payload = bytes([round_]) * 4096
+            for writer in writers:
+                writer.store(SHA, TAG, payload)
+                assert reader.load(SHA, TAG) == payload
+
     def test_no_temporary_files_are_left_behind(self, tmp_path: Path) -> None:
         DiskCache(tmp_path).store(SHA, TAG, b"x")
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
@@ -177,6 +223,14 @@ class TestCompiledModule:
         engine = OpaWasm.load_from_bytes(wasm, cache_dir=tmp_path)
         assert engine.compile_source == "disk"
         assert engine.evaluate({})["subtasks"] == [{"name": "m2"}]
+
+    def test_a_registered_directory_keeps_its_own_bounds(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        register_disk_cache(tmp_path, max_entries=1, max_bytes=1 << 30)
+        for marker in (4, 5):
+            OpaWasm.load_from_bytes(unique_module(marker), cache_dir=tmp_path)
+        assert len(list(tmp_path.glob("*.cwasm"))) == 1
 
     def test_a_tampered_entry_is_recompiled(self, runtime: Runtime, tmp_path: Path) -> None:
         wasm = unique_module(3)

@@ -7,13 +7,15 @@ without it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
+from evaluator_sidecar.policy.engines.wasm import gofmt
 from evaluator_sidecar.policy.engines.wasm.gofmt import (
     go_quote,
     go_sprintf,
+    printer_sprintf,
     rego_text,
     sprintf_operand,
 )
@@ -155,3 +157,37 @@ def test_strconv_quote_escapes_like_go() -> None:
     assert go_quote("tab\there\x7f") == '"tab\\there\\x7f"'
     assert go_quote("\U0001f600", ascii_only=True) == '"\\U0001f600"'
     assert go_quote("\u200b") == '"\\u200b"'  # a format character is not printable
+
+
+class TestPlainFormats:
+    """Bare %s, %v and %d of strings and int64s skip Go's printer; the answer is the same."""
+
+    CASES: ClassVar[list[tuple[str, list[Any]]]] = [
+        ("%s-%d", ["x", 1]),
+        ("ticket for room %v open %d min (SLA %s)", ["101", 42, "2h"]),
+        ("%v%v", [-9223372036854775808, 9223372036854775807]),
+        ("100%% %s", ["done"]),
+        ("%%%d%%", [7]),
+        ("no verbs", []),
+        ("", []),
+        ("ünï %s €", ["çödé"]),
+        # Not plain: each must still print as Go does (through the printer).
+        ("%d", ["x"]),
+        ("%s", [5]),
+        ("%s %s", ["only one"]),
+        ("%s", ["a", "extra"]),
+        ("%5s|%-3d", ["a", 1]),
+        ("%v", [1.5]),
+        ("%d", [1 << 70]),
+        ("trailing %", []),
+        ("%q", ["x"]),
+    ]
+
+    @pytest.mark.parametrize(("fmt", "args"), CASES)
+    def test_the_plain_path_gives_what_the_printer_gives(self, fmt: str, args: list[Any]) -> None:
+        operands = [sprintf_operand(v) for v in args]
+        assert go_sprintf(fmt, operands) == printer_sprintf(fmt, operands)
+
+    def test_the_common_shapes_take_the_plain_path(self) -> None:
+        for fmt, args in self.CASES[:8]:
+            assert gofmt._plain_sprintf(fmt, [sprintf_operand(v) for v in args]) is not None

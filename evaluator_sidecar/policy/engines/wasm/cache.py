@@ -21,8 +21,11 @@ cache only ever loads files this project wrote:
 
 The directory is ``$PKG_WASM_CACHE_DIR``, else ``$XDG_CACHE_HOME/pkg-operator/wasm``,
 else ``~/.cache/pkg-operator/wasm``; ``PKG_WASM_CACHE_DIR=off`` disables the
-disk cache. At most :data:`DISK_ENTRIES` entries are kept (least recently used
-are removed). Summarised for operators in docs/wasm-engine.md.
+disk cache. At most :data:`DISK_ENTRIES` entries and ``$PKG_WASM_CACHE_MAX_MB``
+MiB (default :data:`DEFAULT_MAX_MB`) are kept: the least recently used are
+removed. A tool that compiles thousands of modules (the conformance runner)
+registers its own directory and bounds with :func:`register_disk_cache`.
+Summarised for operators in docs/wasm-engine.md.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from evaluator_sidecar.policy.engines.wasm.runtime import Runtime
 
 __all__ = [
+    "DEFAULT_MAX_MB",
     "DISK_ENTRIES",
     "MEMORY_ENTRIES",
     "DiskCache",
@@ -55,6 +59,8 @@ __all__ = [
     "compiled_module",
     "default_cache_dir",
     "make_manifest",
+    "max_bytes_from_env",
+    "register_disk_cache",
     "verify_manifest",
 ]
 
@@ -62,6 +68,10 @@ log = logging.getLogger(__name__)
 
 MEMORY_ENTRIES = 16
 DISK_ENTRIES = 64
+#: A compiled OPA module is ~0.5 MiB: 256 MiB holds the 64 entries with room to spare.
+DEFAULT_MAX_MB = 256
+#: Stores between two scans of the directory (other processes may have added entries).
+_PRUNE_EVERY = 32
 _FORMAT = 1
 _KEY_FILE = ".hmac-key"
 _KEY_BYTES = 32
@@ -83,6 +93,23 @@ def default_cache_dir(
     if xdg:
         return Path(xdg) / "pkg-operator" / "wasm"
     return (home or Path.home()) / ".cache" / "pkg-operator" / "wasm"
+
+
+def max_bytes_from_env(env: Mapping[str, str] | None = None) -> int:
+    """The disk cache's size bound in bytes (``PKG_WASM_CACHE_MAX_MB``, default 256)."""
+    source = os.environ if env is None else env
+    text = source.get("PKG_WASM_CACHE_MAX_MB", "").strip()
+    if not text:
+        return DEFAULT_MAX_MB << 20
+    try:
+        megabytes = int(text)
+    except ValueError:
+        raise ValueError(
+            f"PKG_WASM_CACHE_MAX_MB must be a whole number of MiB, got {text!r}"
+        ) from None
+    if megabytes < 1:
+        raise ValueError(f"PKG_WASM_CACHE_MAX_MB must be at least 1, got {megabytes}")
+    return megabytes << 20
 
 
 def cache_key(module_sha256: str, tag: str) -> str:
@@ -149,9 +176,20 @@ def _atomic_write(directory: Path, name: str, payload: bytes) -> None:
 class DiskCache:
     """Serialized compiled modules in one directory, authenticated by a key kept beside them."""
 
-    def __init__(self, directory: Path, *, max_entries: int = DISK_ENTRIES) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_entries: int = DISK_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_MB << 20,
+    ) -> None:
         self.directory = directory
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        #: Entries and bytes seen at the last scan plus what this process stored since.
+        self._entries: int | None = None
+        self._bytes = 0
+        self._stores_since_scan = 0
         self._secret: bytes | None = None
         self._unusable: str | None = None
         self._warned = False
@@ -255,18 +293,55 @@ class DiskCache:
             _atomic_write(
                 self.directory, f"{stem}.json", json.dumps(manifest, sort_keys=True).encode()
             )
-            self._prune()
+            self._after_store(len(serialized))
         except OSError as exc:
             log.warning(
                 "wasm compile cache: cannot write %s (%s); continuing without it", stem, exc
             )
 
+    def _after_store(self, size: int) -> None:
+        """Prune when over a bound; scanning the directory only every so often.
+
+        Scanning stats every entry; a process storing thousands of modules (the
+        conformance runner) would otherwise scan per store. Between scans the
+        counts are this process's estimate; other processes' entries are found
+        at the next scan (the bounds hold up to that slack).
+        """
+        self._stores_since_scan += 1
+        if self._entries is not None:
+            self._entries += 1
+            self._bytes += size
+        if (
+            self._entries is None
+            or self._entries > self.max_entries
+            or self._bytes > self.max_bytes
+            or self._stores_since_scan >= _PRUNE_EVERY
+        ):
+            self._prune()
+
     def _prune(self) -> None:
-        manifests = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        for manifest in manifests[: max(0, len(manifests) - self.max_entries)]:
+        """Remove least recently used entries until both bounds hold."""
+        self._stores_since_scan = 0
+        entries = []
+        for manifest in self.directory.glob("*.json"):
+            try:
+                used = manifest.stat().st_mtime
+                size = manifest.with_suffix(".cwasm").stat().st_size
+            except OSError:
+                continue  # removed by another process meanwhile, or half written
+            entries.append((used, size, manifest))
+        entries.sort(key=lambda e: e[0])
+        total = sum(size for _used, size, _m in entries)
+        count = len(entries)
+        for _used, size, manifest in entries:
+            if count <= self.max_entries and total <= self.max_bytes:
+                break
             for path in (manifest, manifest.with_suffix(".cwasm")):
                 with contextlib.suppress(OSError):
                     path.unlink()
+            count -= 1
+            total -= size
+        self._entries, self._bytes = count, total
 
 
 # -- the process's caches ------------------------------------------------------------------
@@ -285,7 +360,21 @@ def _disk_cache(directory: Path | None) -> DiskCache | None:
     with _memory_lock:
         cache = _disk.get(directory)
         if cache is None:
-            cache = _disk[directory] = DiskCache(directory)
+            try:
+                max_bytes = max_bytes_from_env()
+            except ValueError as exc:
+                log.warning("%s; using %d MiB", exc, DEFAULT_MAX_MB)
+                max_bytes = DEFAULT_MAX_MB << 20
+            cache = _disk[directory] = DiskCache(directory, max_bytes=max_bytes)
+        return cache
+
+
+def register_disk_cache(directory: Path, *, max_entries: int, max_bytes: int) -> DiskCache:
+    """Use ``directory`` with these bounds whenever a load names it as its ``cache_dir``."""
+    with _memory_lock:
+        cache = _disk[directory] = DiskCache(
+            directory, max_entries=max_entries, max_bytes=max_bytes
+        )
         return cache
 
 

@@ -3,7 +3,8 @@
 It owns loading (``load_from_bytes`` / ``from_snapshot``: checksum, compile or
 cache, ABI and builtin checks, instantiation, entrypoint, ``data``, with every
 problem reported in one ``SnapshotLoadError``), evaluation (one ``opa_eval``
-call per evaluation, the result set checked and turned into an engine result)
+call per evaluation, the result set read in OPA's canonical form, checked and
+turned into an engine result)
 and rebuilding the instance after a failed call. Without wasmtime it loads as
 a no-op (``degraded = True``). Behaviour: docs/wasm-engine.md.
 
@@ -40,6 +41,7 @@ from evaluator_sidecar.policy.engines.wasm.result import (
     json_result_set,
     json_slow,
     result_from_json,
+    result_from_value,
 )
 from evaluator_sidecar.policy.engines.wasm.runtime import get_runtime, import_problem
 from evaluator_sidecar.policy.errors import Problem, SnapshotLoadError
@@ -218,7 +220,7 @@ class OpaWasm:
             payload = orjson.dumps(task_facts)
         except TypeError:
             payload = json_slow(task_facts)
-        return result_from_json(backend.run(payload), backend.entrypoint)
+        return result_from_value(backend.run(payload, value_format=True), backend.entrypoint)
 
     def evaluate_public(self, task_facts: Mapping[str, Any]) -> EngineResult:
         """The same evaluation through wasmtime-py's public API (the fast path's reference)."""
@@ -229,7 +231,9 @@ class OpaWasm:
             payload = orjson.dumps(task_facts)
         except TypeError:
             payload = json_slow(task_facts)
-        return result_from_json(backend.run(payload, public=True), backend.entrypoint)
+        return result_from_value(
+            backend.run(payload, public=True, value_format=True), backend.entrypoint
+        )
 
     def query(self, input_value: Any = None, *, has_input: bool = True) -> list[Any]:
         """OPA's result set for the entrypoint (``[{"result": value}]``, or ``[]`` if undefined).

@@ -23,6 +23,8 @@ tests and builtins import stay importable from here.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from evaluator_sidecar.policy.engines.wasm.gofmt_operands import (
@@ -33,7 +35,14 @@ from evaluator_sidecar.policy.engines.wasm.gofmt_operands import (
 from evaluator_sidecar.policy.engines.wasm.gofmt_printer import Flags, Printer, type_name
 from evaluator_sidecar.policy.engines.wasm.gostrconv import GoFormatError, go_quote
 
-__all__ = ["GoFormatError", "go_quote", "go_sprintf", "rego_text", "sprintf_operand"]
+__all__ = [
+    "GoFormatError",
+    "go_quote",
+    "go_sprintf",
+    "printer_sprintf",
+    "rego_text",
+    "sprintf_operand",
+]
 
 _TOO_LARGE = 1_000_000  # Go's fmt refuses widths and precisions beyond this
 
@@ -66,8 +75,64 @@ def _int_from_arg(args: list[Any], arg_num: int) -> tuple[int, bool, int]:
     return num, is_int, new
 
 
+@functools.lru_cache(maxsize=512)
+def _plain_format(fmt: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """A format of text, ``%%`` and bare ``%s``/``%v``/``%d`` only: its texts and verbs.
+
+    None for anything else (flags, widths, other verbs, a trailing ``%``).
+    """
+    parts = _DIRECTIVE.split(fmt)
+    texts, verbs = [parts[0]], []
+    for verb, text in zip(parts[1::2], parts[2::2], strict=True):
+        if verb == "%":
+            texts[-1] += "%" + text
+        elif verb in "svd":
+            verbs.append(verb)
+            texts.append(text)
+        else:
+            return None
+    if any("%" in t.replace("%%", "") for t in parts[0::2]):
+        return None
+    return tuple(texts), tuple(verbs)
+
+
+_DIRECTIVE = re.compile(r"%(.)", re.DOTALL)
+
+
+def _plain_sprintf(fmt: str, args: list[Any]) -> str | None:
+    """The common case, formatted without Go's printer: None when it is not that case.
+
+    Bare ``%s``/``%v`` of a string and ``%d``/``%v`` of an int64 print the
+    string and the decimal digits in Go; every other operand, verb or shape
+    (argument count included, which Go reports inline) takes the printer.
+    """
+    plain = _plain_format(fmt) if len(fmt) <= 4096 else None
+    if plain is None or len(plain[1]) != len(args):
+        return None
+    texts, verbs = plain
+    out = [texts[0]]
+    for verb, arg, text in zip(verbs, args, texts[1:], strict=True):
+        kind = arg.__class__
+        if kind is str and verb != "d":
+            out.append(arg)
+        elif kind is int and verb != "s":
+            out.append(str(arg))
+        else:
+            return None
+        out.append(text)
+    return "".join(out)
+
+
 def go_sprintf(fmt: str, args: list[Any], *, max_width: int = _TOO_LARGE) -> str:
     """``fmt.Sprintf(fmt, args...)`` for operands made by :func:`sprintf_operand`."""
+    plain = _plain_sprintf(fmt, args)
+    if plain is not None:
+        return plain
+    return printer_sprintf(fmt, args, max_width=max_width)
+
+
+def printer_sprintf(fmt: str, args: list[Any], *, max_width: int = _TOO_LARGE) -> str:
+    """:func:`go_sprintf` through Go's printer, whatever the format (the reference)."""
     p = Printer()
     out = p.out
     end = len(fmt)

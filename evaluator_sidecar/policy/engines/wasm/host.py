@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import struct
 from types import ModuleType
 from typing import Any
 
@@ -28,26 +29,38 @@ from evaluator_sidecar.policy.engines.wasm.values import (
     RegoFloat,
     RegoValueError,
     dump_rego,
+    float_text,
     parse_rego,
 )
 
 __all__ = ["DIRECT_VALUES", "Host", "HostAbort"]
 
-#: Read scalar operands, and write string and boolean results, as OPA's C structs in linear memory,
+#: Read scalar operands, and write scalar results, as OPA's C structs in linear memory,
 #: instead of a round trip through opa_value_dump / opa_value_parse (two module calls
 #: and a text parse each). Off only to measure the difference (benchmarks/).
 DIRECT_VALUES = True
 
-# OPA's value tags and layouts (wasm/src/value.h, wasm32): every value starts with a
-# one-byte type; opa_string_t {type, free: u8, len: u32 @4, v: ptr @8};
-# opa_boolean_t {type, v: u8 @1}; opa_number_t {type, repr: u8 @1, union @8:
-# i: i64 | ref {s: ptr @8, len: u32 @12}}.
-_NULL, _BOOLEAN, _NUMBER, _STRING, _STRING_INTERNED, _BOOLEAN_INTERNED = 1, 2, 3, 4, 8, 9
+# OPA's value tags and layouts (wasm/src/value.h, wasm32, little-endian): every value
+# starts with a one-byte type; opa_string_t {type, free: u8, len: u32 @4, v: ptr @8} (12
+# bytes); opa_boolean_t {type, v: u8 @1}; opa_number_t {type, repr: u8 @1, union @8:
+# i: i64 | ref {s: ptr @8, len: u32 @12, free: u8 @16}} (24 bytes).
+# opa_array_t {type, elems: ptr @4, len: u32 @8, cap @12}; opa_array_elem_t {i: ptr, v: ptr}.
+_NULL, _BOOLEAN, _NUMBER, _STRING, _ARRAY, _STRING_INTERNED, _BOOLEAN_INTERNED = 1, 2, 3, 4, 5, 8, 9
+_ARRAY_AT = struct.Struct("<II")  # at +4: elems, len
+#: Arrays nested deeper than this (or objects and sets anywhere) take the module's dump.
+_DIRECT_DEPTH = 4
 _REPR_INT, _REPR_REF = 1, 2
-_I64 = (-(1 << 63), (1 << 63) - 1)
-_u8 = ctypes.c_uint8
-_u32 = ctypes.c_uint32
-_i64 = ctypes.c_int64
+_STRING_T = struct.Struct("<BBxxII")  # type, free, len, v
+_NUMBER_INT = struct.Struct("<BBxxxxxxq")  # type, repr, i
+_NUMBER_REF = struct.Struct("<BBxxxxxxIIBxxxxxxx")  # type, repr, s, len, free
+_REF_AT = struct.Struct("<II")  # at +8: s, len
+_I64_AT = struct.Struct("<q")  # at +8
+_NUMBER_SIZE = 24
+# The module turns an integer-repr number into a decimal for arithmetic with
+# snprintf("%d", i) on an i64 (mpd.c, opa_number_to_bf): beyond 32 bits that
+# truncates. Numbers it parses itself are refs (their text), which it reads
+# exactly; so only integers within 32 bits are written as integers.
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 class _NotScalar(Exception):
@@ -96,8 +109,9 @@ class Host:
         self.malloc: Any = None
         self.println_count = 0
         #: A size the memory is known to have (it never shrinks): bounds checks within it
-        #: need no call to ask for the current size.
+        #: need no call to ask for the current size; ``mem`` views that much of it.
         self.known_size = 0
+        self.mem = memoryview(b"")
 
     def memory_size(self, ctx: Any) -> int:
         if self.fast:
@@ -152,40 +166,59 @@ class Host:
         log.info("policy print: %s", text)
 
     # -- scalars straight from and to linear memory ------------------------------------
-    def _within(self, ctx: Any, end: int) -> bool:
+    def _view(self, ctx: Any, end: int) -> memoryview | None:
+        """A view of linear memory covering [0, end), or None when the memory is smaller.
+
+        The memory never moves (``memory_may_move = False``) and never shrinks, so
+        a view of a size it had stays valid; it is renewed only when it grows.
+        """
         if end <= self.known_size:
-            return True
-        self.known_size = self.memory_size(ctx)
-        return end <= self.known_size
+            return self.mem
+        size = self.memory_size(ctx)
+        if size != self.known_size:
+            self.known_size = size
+            self.mem = memoryview((ctypes.c_char * size).from_address(self.base)).cast("B")
+        return self.mem if end <= size else None
+
+    def _read_direct(self, ctx: Any, addr: int, depth: int = 0) -> Any:
+        """A scalar, or an array of them (nested a little), read from OPA's structs."""
+        mem = self._view(ctx, addr + _NUMBER_SIZE) if addr > 0 else None
+        if mem is not None and mem[addr] == _ARRAY and depth < _DIRECT_DEPTH:
+            elems, n = _ARRAY_AT.unpack_from(mem, addr + 4)
+            mem = self._view(ctx, elems + 8 * n) if elems > 0 or n == 0 else None
+            if mem is None:
+                raise _NotScalar
+            values = _ARRAY_AT.unpack_from  # (i, v) pairs: the values are every second word
+            return [
+                self._read_direct(ctx, values(mem, elems + 8 * k)[1], depth + 1) for k in range(n)
+            ]
+        return self._read_scalar(ctx, addr)
 
     def _read_scalar(self, ctx: Any, addr: int) -> Any:
-        base = self.base
-        if not addr > 0 or not self._within(ctx, addr + 24):
+        mem = self._view(ctx, addr + _NUMBER_SIZE) if addr > 0 else None
+        if mem is None:
             raise _NotScalar
-        kind = _u8.from_address(base + addr).value
+        kind = mem[addr]
         if kind in (_STRING, _STRING_INTERNED):
-            n = _u32.from_address(base + addr + 4).value
-            ptr = _u32.from_address(base + addr + 8).value
-            if not self._within(ctx, ptr + n):
+            _kind, _free, n, ptr = _STRING_T.unpack_from(mem, addr)
+            if self._view(ctx, ptr + n) is None:
                 raise _NotScalar
             try:
-                return ctypes.string_at(base + ptr, n).decode("utf-8")
+                return str(mem[ptr : ptr + n], "utf-8")
             except UnicodeDecodeError:
                 raise _NotScalar from None
         if kind == _NUMBER:
-            repr_ = _u8.from_address(base + addr + 1).value
+            repr_ = mem[addr + 1]
             if repr_ == _REPR_INT:
-                return _i64.from_address(base + addr + 8).value
+                return _I64_AT.unpack_from(mem, addr + 8)[0]
             if repr_ == _REPR_REF:
-                ptr = _u32.from_address(base + addr + 8).value
-                n = _u32.from_address(base + addr + 12).value
-                if not self._within(ctx, ptr + n):
+                ptr, n = _REF_AT.unpack_from(mem, addr + 8)
+                if self._view(ctx, ptr + n) is None:
                     raise _NotScalar
-                text = ctypes.string_at(base + ptr, n).decode("ascii", "replace")
-                return _number(text)
+                return _number(str(mem[ptr : ptr + n], "ascii", "replace"))
             raise _NotScalar
         if kind in (_BOOLEAN, _BOOLEAN_INTERNED):
-            return bool(_u8.from_address(base + addr + 1).value)
+            return bool(mem[addr + 1])
         if kind == _NULL:
             return None
         raise _NotScalar
@@ -193,38 +226,62 @@ class Host:
     def read_operand(self, ctx: Any, addr: int) -> Any:
         if DIRECT_VALUES:
             try:
-                return self._read_scalar(ctx, addr)
+                return self._read_direct(ctx, addr)
             except _NotScalar:
-                pass  # a composite value (or odd bytes): the module's own dump below
+                pass  # an object or set (or odd bytes): the module's own dump below
         dumped = self.read_cstring(ctx, self.value_dump(ctx, addr))
         return parse_rego(dumped.decode("utf-8"))
 
-    def _alloc(self, ctx: Any, n: int) -> int:
+    def _alloc(self, ctx: Any, n: int) -> tuple[int, memoryview]:
         addr = int(self.malloc(ctx, n))
-        if not self._within(ctx, addr + n):
+        mem = self._view(ctx, addr + n) if addr > 0 else None
+        if mem is None:
             raise HostAbort("opa_malloc returned a block outside the policy's memory")
+        return addr, mem
+
+    def _write_number_text(self, ctx: Any, text: str) -> int:
+        data = text.encode("ascii")
+        n = len(data)
+        addr, mem = self._alloc(ctx, _NUMBER_SIZE + n)
+        _NUMBER_REF.pack_into(mem, addr, _NUMBER, _REPR_REF, addr + _NUMBER_SIZE, n, 0)
+        mem[addr + _NUMBER_SIZE : addr + _NUMBER_SIZE + n] = data
         return addr
 
-    def write_result(self, ctx: Any, value: Any) -> int:
-        # Integers still go through opa_value_parse: a hand-written opa_number_t read back
-        # correctly but broke the module's arithmetic on it (7200000000000 + 1 came out
-        # truncated to 32 bits); strings and booleans are safe as structs.
-        if DIRECT_VALUES:
-            cls = value.__class__
-            base = self.base
-            if cls is str:
-                data = value.encode("utf-8", "surrogatepass")
-                n = len(data)
-                addr = self._alloc(ctx, 12 + n)
-                ctypes.memmove(base + addr, bytes((_STRING, 0, 0, 0)), 4)
-                _u32.from_address(base + addr + 4).value = n
-                _u32.from_address(base + addr + 8).value = addr + 12
-                ctypes.memmove(base + addr + 12, data, n)
+    def write_result(self, ctx: Any, value: Any) -> int:  # noqa: PLR0911 - one return per type
+        """Write a builtin's result into the policy's memory; its address.
+
+        Scalars are written as OPA's own structs (one ``opa_malloc``); composite
+        values go through the module's ``opa_value_parse``.
+        """
+        if not DIRECT_VALUES:
+            return self.write_value(ctx, value)
+        cls = value.__class__
+        if cls is str:
+            data = value.encode("utf-8", "surrogatepass")
+            n = len(data)
+            addr, mem = self._alloc(ctx, 12 + n)
+            _STRING_T.pack_into(mem, addr, _STRING, 0, n, addr + 12)
+            mem[addr + 12 : addr + 12 + n] = data
+            return addr
+        if cls is bool:
+            addr, mem = self._alloc(ctx, 2)
+            mem[addr] = _BOOLEAN
+            mem[addr + 1] = value
+            return addr
+        if cls is int:
+            if _I32_MIN <= value <= _I32_MAX:
+                addr, mem = self._alloc(ctx, _NUMBER_SIZE)
+                _NUMBER_INT.pack_into(mem, addr, _NUMBER, _REPR_INT, value)
                 return addr
-            if cls is bool:
-                addr = self._alloc(ctx, 2)
-                ctypes.memmove(base + addr, bytes((_BOOLEAN, int(value))), 2)
-                return addr
+            return self._write_number_text(ctx, str(value))
+        if cls is RegoFloat or cls is RegoBigNumber:
+            return self._write_number_text(ctx, value.text)
+        if cls is float:
+            return self._write_number_text(ctx, float_text(value))
+        if value is None:
+            addr, mem = self._alloc(ctx, 1)
+            mem[addr] = _NULL
+            return addr
         return self.write_value(ctx, value)
 
     def opa_builtin(self, ctx: Any, ident: int, _reserved: int, *args: int) -> int:

@@ -7,10 +7,11 @@ arguments as unsigned ints, and the result is the i32 to return.
 
 wasmtime-py's ``Func`` wraps every host call in a generic trampoline that
 builds a ``Caller`` and converts each value through ``Val`` objects (~25 µs a
-call here). :func:`define_raw` registers a ctypes callback with
-``wasmtime_func_new_unchecked`` instead, which reads and writes the raw value
-array directly (a few µs). A handler that raises makes the call return a trap;
-the exception is parked per thread for the caller to report
+call here). :class:`RawHostFuncs` registers a ctypes callback with
+``wasmtime_func_new_unchecked`` instead, which takes the caller and the raw
+value array as plain addresses and unpacks all arguments in one step (a few
+µs). A handler that raises makes the call return a trap; the exception is
+parked per thread for the caller to report
 (``fastcall.take_host_exception``).
 
 :func:`define_public` is the same through the public API, used when the fast
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import struct
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,16 @@ def _signed(value: int) -> int:
     return value - _I32_SPAN if value > _I32_MAX else value
 
 
+#: The callback's C type with plain addresses for the caller and the value array: ctypes
+#: then hands them over as ints, instead of building a pointer object for each.
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t
+)
+#: wasmtime_val_raw_t is 16 bytes; an i32 argument is its first 4 (little-endian).
+_RAW_SIZE = 16
+_ARGS = {n: struct.Struct("<" + "I12x" * n) for n in range(8)}
+
+
 class RawHostFuncs:
     """Defines host functions as C callbacks; keeps the callbacks alive as long as itself."""
 
@@ -53,7 +65,7 @@ class RawHostFuncs:
         self._b = importlib.import_module("wasmtime._bindings")
         self._callbacks: list[Any] = []
         dll = self._b.dll
-        # Own function objects (dll[...] makes a new one), so the restypes set here
+        # Own function objects (dll[...] makes a new one), so the types set here
         # do not change wasmtime-py's.
         self._caller_context = dll["wasmtime_caller_context"]
         self._caller_context.restype = ctypes.POINTER(self._b.wasmtime_context_t)
@@ -61,30 +73,44 @@ class RawHostFuncs:
         self._trap_new = dll["wasmtime_trap_new"]
         self._trap_new.restype = ctypes.c_void_p
         self._trap_new.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-        self._no_finalizer = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+        finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+        self._no_finalizer = ctypes.cast(0, finalizer)
+        self._new_unchecked = dll["wasmtime_func_new_unchecked"]
+        self._new_unchecked.restype = None
+        self._new_unchecked.argtypes = [
+            ctypes.POINTER(self._b.wasmtime_context_t),
+            ctypes.POINTER(self._b.wasm_functype_t),
+            _CALLBACK,
+            ctypes.c_void_p,
+            finalizer,
+            ctypes.POINTER(self._b.wasmtime_func_t),
+        ]
 
     def define(self, nparams: int, nresults: int, handler: HostHandler) -> wasmtime.Func:
         wt = self._wt
         caller_context = self._caller_context
         trap_new = self._trap_new
+        unpack = _ARGS[nparams].unpack
+        string_at = ctypes.string_at
+        size = _RAW_SIZE * nparams
+        result_at = ctypes.c_int32.from_address
 
-        def callback(_env: Any, caller: Any, raw: Any, _n: int) -> int:
+        def callback(_env: Any, caller: int, raw: int, _n: int) -> int:
             try:
-                ctx = caller_context(ctypes.cast(caller, ctypes.c_void_p))
-                result = handler(ctx, *[raw[i].i32 & 0xFFFFFFFF for i in range(nparams)])
+                result = handler(caller_context(caller), *unpack(string_at(raw, size)))
                 if nresults:
-                    raw[0].i32 = _signed(result or 0)
+                    result_at(raw).value = _signed(result or 0)
                 return 0
             except BaseException as exc:  # noqa: BLE001 - must not unwind through C; it becomes a trap
                 park_host_exception(exc)
                 return int(trap_new(_TRAP_MESSAGE, len(_TRAP_MESSAGE)) or 0)
 
-        c_callback = self._b.wasmtime_func_unchecked_callback_t(callback)
+        c_callback = _CALLBACK(callback)
         self._callbacks.append(c_callback)
         i32 = wt.ValType.i32()
         functype = wt.FuncType([i32] * nparams, [i32] * nresults)
         out = self._b.wasmtime_func_t()
-        self._b._wasmtime_func_new_unchecked(
+        self._new_unchecked(
             self._store._context(),
             functype.ptr(),
             c_callback,

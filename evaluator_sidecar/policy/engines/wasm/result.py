@@ -11,6 +11,8 @@ from __future__ import annotations
 import decimal
 import functools
 import json
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,7 @@ from evaluator_sidecar.policy.engines.wasm.gofmt_operands import rego_text
 from evaluator_sidecar.policy.engines.wasm.values import (
     RegoBigNumber,
     RegoFloat,
+    RegoKey,
     RegoSet,
     RegoValueError,
     parse_rego,
@@ -34,16 +37,89 @@ __all__ = [
     "decode_result_set",
     "json_result_set",
     "json_slow",
+    "load_result_set",
     "opa_compare",
     "result_from_json",
+    "result_from_value",
 ]
 
 
 def result_from_json(raw: bytes, entrypoint: str) -> EngineResult:
-    """The engine result from OPA's JSON result set (``[]`` or ``[{"result": {...}}]``)."""
+    """The engine result from OPA's JSON result set (``[]`` or ``[{"result": {...}}]``).
+
+    JSON keeps sets in the module's internal order: the engine reads the value
+    format instead (:func:`result_from_value`); this stays for JSON produced elsewhere.
+    """
     result_set = orjson.loads(raw)
     if result_set.__class__ is not list:
         raise EvaluationError(f"entrypoint {entrypoint!r} returned {raw[:80]!r}, not a result set")
+    return _engine_result(result_set, entrypoint)
+
+
+def result_from_value(raw: bytes, entrypoint: str) -> EngineResult:
+    """The engine result from ``opa_eval``'s value format, in OPA's canonical form.
+
+    Sets become lists sorted in OPA's order (as OPA's SDKs return them);
+    integers stay exact at any size; other numbers are floats, except those
+    beyond a double's range, which stay exact as ``Decimal`` (OPA keeps their text).
+    """
+    return _engine_result(load_result_set(raw, entrypoint), entrypoint)
+
+
+#: A digit run orjson would read inexactly (an integer beyond 64 bits, a long fraction).
+_LONG_NUMBER = re.compile(rb"-[0-9]{19}|[0-9]{20}")
+
+
+def load_result_set(raw: bytes, entrypoint: str) -> list[Any]:
+    """A value-format result set as a list of results (sets sorted, numbers as OPA keeps them).
+
+    The common case (one result, no set, no long number) is JSON inside the
+    result set's braces and goes through orjson; anything else through the Rego parser.
+    """
+    if raw == b"set()":
+        return []
+    if raw[:1] == b"[":
+        # A JSON result set: a module that answers in JSON whatever the format asked
+        # (there are no sets in JSON to sort).
+        return _json_list(raw, entrypoint)
+    if raw[:2] == b"{{" and raw[-2:] == b"}}" and _LONG_NUMBER.search(raw) is None:
+        try:
+            single = orjson.loads(raw[1:-1])
+        except orjson.JSONDecodeError:
+            single = None  # a set, a composite key, 2e308 or several results: parse below
+        if single.__class__ is dict:
+            return [single]
+    try:
+        value = parse_rego(raw.decode("utf-8", "surrogatepass"), composite_keys=True)
+    except (RegoValueError, UnicodeDecodeError) as exc:
+        raise EvaluationError(
+            f"entrypoint {entrypoint!r} returned {raw[:80]!r}, not a result set: {exc}"
+        ) from None
+    if not isinstance(value, RegoSet):
+        raise EvaluationError(f"entrypoint {entrypoint!r} returned {raw[:80]!r}, not a result set")
+    return [canonical(v, exact_floats=False) for v in sorted_set(value)]
+
+
+def _json_list(raw: bytes, entrypoint: str) -> list[Any]:
+    try:
+        value = (
+            orjson.loads(raw)
+            if _LONG_NUMBER.search(raw) is None
+            else json.loads(raw, parse_float=_float_or_decimal)
+        )
+    except ValueError:
+        value = None
+    if value.__class__ is not list:
+        raise EvaluationError(f"entrypoint {entrypoint!r} returned {raw[:80]!r}, not a result set")
+    return value
+
+
+def _float_or_decimal(text: str) -> float | decimal.Decimal:
+    value = float(text)
+    return value if math.isfinite(value) else decimal.Decimal(text)
+
+
+def _engine_result(result_set: list[Any], entrypoint: str) -> EngineResult:
     if not result_set:
         return empty_result()
     first = result_set[0]
@@ -81,7 +157,7 @@ def decode_result_set(raw: bytes) -> list[Any]:
     which keeps what a double cannot (``2e308``), as OPA keeps such numbers.
     """
     try:
-        value = parse_rego(raw.decode("utf-8", "surrogatepass"))
+        value = parse_rego(raw.decode("utf-8", "surrogatepass"), composite_keys=True)
     except (RegoValueError, UnicodeDecodeError) as exc:
         raise ResultFormatError(
             f"the policy returned {raw[:80]!r}, not a result set this engine reads: {exc}"
@@ -103,18 +179,50 @@ def json_result_set(raw: bytes) -> list[Any]:
     return value
 
 
-def canonical(value: Any) -> Any:
-    """A parsed Rego value as JSON-like Python: sets sorted into lists, keys sorted."""
+def canonical(value: Any, *, exact_floats: bool = True) -> Any:
+    """A parsed Rego value as JSON-like Python: sets sorted into lists, keys sorted.
+
+    Object keys that are not strings become their JSON text, as OPA writes them
+    (``[1,"a"]``; a set key as its sorted array). Numbers with a fraction or
+    exponent become ``Decimal`` (``exact_floats``) or ``float`` (then only
+    those beyond a double's range stay ``Decimal``).
+    """
     if isinstance(value, RegoSet):
-        return [canonical(v) for v in sorted_set(value)]
+        return [canonical(v, exact_floats=exact_floats) for v in sorted_set(value)]
     if isinstance(value, list):
-        return [canonical(v) for v in value]
+        return [canonical(v, exact_floats=exact_floats) for v in value]
     if isinstance(value, dict):
         keys = sorted(value, key=_ORDER)
-        return {(k if isinstance(k, str) else rego_text(k)): canonical(value[k]) for k in keys}
-    if isinstance(value, (RegoFloat, RegoBigNumber)):
+        return {_key_text(k): canonical(value[k], exact_floats=exact_floats) for k in keys}
+    if isinstance(value, RegoBigNumber) or (exact_floats and isinstance(value, RegoFloat)):
         return decimal.Decimal(value.text)
+    if isinstance(value, RegoFloat):
+        return float(value)
     return value
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (RegoSet, RegoKey)):
+        return _json_text(key)
+    return rego_text(key)
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON of a Rego value, sets as sorted arrays (how OPA writes composite keys)."""
+    if isinstance(value, RegoKey):
+        return _json_text(value.value)
+    if isinstance(value, (RegoSet, list)):
+        items = sorted_set(value) if isinstance(value, RegoSet) else value
+        return "[" + ",".join(_json_text(v) for v in items) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=_ORDER)
+        pairs = (f"{_json_text(_key_text(k))}:{_json_text(value[k])}" for k in keys)
+        return "{" + ",".join(pairs) + "}"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return rego_text(value)
 
 
 def sorted_set(value: RegoSet) -> list[Any]:
@@ -145,6 +253,8 @@ def _num(v: Any) -> Any:
 
 def opa_compare(a: Any, b: Any) -> int:  # noqa: PLR0911 - one branch per type
     """OPA's total order on values (``ast.Compare``): by type, then by value."""
+    a = a.value if isinstance(a, RegoKey) else a
+    b = b.value if isinstance(b, RegoKey) else b
     ra, rb = _rank(a), _rank(b)
     if ra != rb:
         return -1 if ra < rb else 1

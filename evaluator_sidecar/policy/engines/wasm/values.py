@@ -26,9 +26,11 @@ import orjson
 __all__ = [
     "RegoBigNumber",
     "RegoFloat",
+    "RegoKey",
     "RegoSet",
     "RegoValueError",
     "dump_rego",
+    "float_text",
     "parse_rego",
 ]
 
@@ -105,14 +107,37 @@ class RegoSet:
         return f"RegoSet({list(self._items)!r})"
 
 
+class RegoKey:
+    """An object key that is itself an array or object (Rego allows them; Python dicts do not).
+
+    Only results are read with such keys (``parse_rego(..., composite_keys=True)``);
+    builtin operands with them stay unreadable (the call is undefined).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RegoKey) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash((type(self.value).__name__, len(self.value)))
+
+    def __repr__(self) -> str:
+        return f"RegoKey({self.value!r})"
+
+
 _WS = " \t\r\n"
 _NUMBER_CHARS = frozenset("0123456789+-.eE")
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, composite_keys: bool = False) -> None:
         self.text = text
         self.pos = 0
+        self.composite_keys = composite_keys
 
     def fail(self, what: str) -> RegoValueError:
         return RegoValueError(f"{what} at offset {self.pos} in Rego value {self.text[:80]!r}")
@@ -173,6 +198,8 @@ class _Parser:
             key = first
             while True:
                 self.expect(":")
+                if self.composite_keys and isinstance(key, (list, dict)):
+                    key = RegoKey(key)
                 try:
                     obj[key] = self.value()
                 except TypeError:
@@ -231,8 +258,11 @@ class _Parser:
             raise self.fail(f"invalid number {raw!r}") from None
 
 
-def parse_rego(text: str) -> Any:
-    """Parse one Rego value as ``opa_value_dump`` writes it."""
+def parse_rego(text: str, *, composite_keys: bool = False) -> Any:
+    """Parse one Rego value as ``opa_value_dump`` writes it.
+
+    ``composite_keys`` reads array and object keys as :class:`RegoKey` (else they fail).
+    """
     if text[:1] == '"' and text[-1:] == '"':
         # The common case of a builtin operand: one string, which is JSON.
         try:
@@ -242,7 +272,7 @@ def parse_rego(text: str) -> Any:
         else:
             if isinstance(value, str):
                 return value
-    parser = _Parser(text)
+    parser = _Parser(text, composite_keys=composite_keys)
     result = parser.value()
     if parser.peek():
         raise parser.fail("trailing characters")
@@ -270,7 +300,7 @@ def _dump(value: Any, out: list[str]) -> None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise RegoValueError(f"{value!r} is not a Rego number")
-        out.append(_float_text(value))
+        out.append(float_text(value))
     elif isinstance(value, str):
         try:
             out.append(orjson.dumps(value).decode("utf-8"))
@@ -306,7 +336,7 @@ def _dump(value: Any, out: list[str]) -> None:
         raise RegoValueError(f"{type(value).__name__} has no Rego form")
 
 
-def _float_text(value: float) -> str:
+def float_text(value: float) -> str:
     """A float as a JSON number; integral floats keep their fraction (``2.0``), like OPA."""
     text = repr(value)
     return text if any(c in text for c in ".eE") else text + ".0"
