@@ -335,9 +335,10 @@ async def test_a_canary_goes_10_50_100_through_a_timed_pause_and_a_manual_gate(
         await twins.refresh()
         wait_for(
             lambda w=weight, f=figures: (
-                (s := pdep(cluster, namespace, "canary")["status"])
+                # The fleet can converge before the tick that published writes status.
+                (s := pdep(cluster, namespace, "canary").get("status") or {})
                 and s.get("weight") == w
-                and {k: s["coverage"].get(k) for k in f} == f
+                and {k: (s.get("coverage") or {}).get(k) for k in f} == f
             ),
             what=f"the status to count {figures} at {weight}%",
         )
