@@ -39,7 +39,7 @@ from pkg_testbed.product import (  # noqa: E402 - the test bed is not an install
 )
 from pkg_testbed.stack import Stack  # noqa: E402
 
-__all__ = ["ROOT", "Bed", "Fleet", "native_spec", "rss_mib", "snapshot_yaml"]
+__all__ = ["ROOT", "Bed", "Fleet", "cpu_seconds", "native_spec", "rss_mib", "snapshot_yaml"]
 
 PEERING = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: pkg-operator}\n"
 
@@ -106,6 +106,20 @@ def rss_mib(pids: Iterable[int | None]) -> float:
         except OSError:
             continue
     return round(total_kib / 1024, 1)
+
+
+def cpu_seconds(pids: Iterable[int | None]) -> float:
+    """The summed user + system CPU time of ``pids`` (their threads included), in seconds."""
+    ticks = 0
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -295,6 +309,9 @@ class Fleet:
 
     def rss_mib(self) -> float:
         return rss_mib(s.proc.pid for s in self.sidecars)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(s.proc.pid for s in self.sidecars)
 
     def read(self) -> None:
         for reader in self.readers:
