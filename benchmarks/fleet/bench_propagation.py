@@ -325,28 +325,29 @@ def notes(summary: dict[str, dict[str, Any]], sizes: list[int], memory: list[lis
     background = cached.get("cpu_ms", 0.0)
     floor = n * max(cpu - background, 0.0) / 2
     per = memory[-1][3] if memory else 0
-    return f"""**What bounds the pub/sub figure.** The signal itself is cheap: with nothing
-to load (the *cached* row) {n} sidecars swapped at p99 {cached.get("p99")} ms, and
+    return f"""**What bounds the pub/sub figure.** The signal itself is cheap: with nothing to
+load (the *cached* row) {n} sidecars swapped at p99 {cached.get("p99")} ms, and
 {summary.get(f"cached:{small}", {}).get("p99")} ms at {small}; at {n} even that passes 50 ms
-only because {n} processes woken by one message take turns on 2 cores. A new version costs every sidecar
-an activation at the same moment: {cpu} ms of CPU per sidecar and swap in this run, of which
-{background} ms is background work (resyncs every {RESYNC_SECONDS:g} s, heartbeats: the cached
-row's figure). Measured in process on a quiet moment, the activation's parts are 2.1 ms to
-read the snapshot from PostgreSQL (several statements, the content hash checked on read),
-1.7 ms to compile the 13 rules into one function and 0.03 ms for the fixtures; after the swap
-each sidecar also writes the snapshot to its disk cache, and PostgreSQL does its own work
-for every read. {n} sidecars share the machine's 2 cores (and the other helpers' test suites:
-see the load column), so the last one cannot finish before about N x activation CPU / 2 =
-{floor:,.0f} ms: the 50 ms goal at {n} sidecars is out of reach on one 2-core machine for any
-signal path. It is a per-node figure in a cluster, where each pod activates on its own node's
-CPU (the N = {small} row comes closest to that). The
-*annotation* rows add `kubectl` (its start-up alone is 110-180 ms here), the API
-server's watch event, and the operator's promotion (PostgreSQL transaction, epoch, publish)
-before the same fan-out. **Dropped messages** are bounded as designed: the slowest swap took
-the resync interval ({RESYNC_SECONDS:g} s here) plus one activation. **Memory**: {per} MiB
-resident per idle sidecar (13 rules), so 100 sidecars held {memory[-1][2] if memory else 0:,.0f}
-MiB; this machine (24 GB) holds 100 without trouble, CPU is the limit. Issue 18 item 6 (sidecar
-footprint) works on the per-sidecar figure."""
+only because {n} processes woken by one message take turns on 2 cores. A new version costs every
+sidecar an activation at the same moment: {cpu} ms of CPU per sidecar and swap in this run, of
+which {background} ms is background work (resyncs every {RESYNC_SECONDS:g} s, heartbeats: the
+cached row's figure). Measured in process on a quiet moment, the activation's parts are 2.1 ms
+to read the snapshot from PostgreSQL (several statements, the content hash checked on read), 1.7
+ms to compile the 13 rules into one function and 0.03 ms for the fixtures; after the swap each
+sidecar also writes the snapshot to its disk cache, and PostgreSQL does its own work for every
+read. {n} sidecars share the machine's 2 cores (and the other helpers' test suites: see the load
+column), so the last one cannot finish before about N x activation CPU / 2 = {floor:,.0f} ms:
+the 50 ms goal at {n} sidecars is out of reach on one 2-core machine for any signal path. It is
+a per-node figure in a cluster, where each pod activates on its own node's CPU (the N = {small}
+row comes closest to that). The *annotation* rows add `kubectl` (its start-up alone is 110-180
+ms here), the API server's watch event, and the operator's promotion (PostgreSQL transaction,
+epoch, publish) before the same fan-out. **Dropped messages** are bounded as designed: the
+slowest swap took the resync interval ({RESYNC_SECONDS:g} s here) plus one activation.
+**Memory**: {per} MiB resident per idle sidecar (13 rules), so 100 sidecars held {
+        memory[-1][2]
+        if memory
+        else 0:,.0f} MiB; this machine (24 GB) holds 100 without trouble, CPU is the limit.
+Issue 18 item 6 (sidecar footprint) works on the per-sidecar figure."""
 
 
 def main() -> None:
