@@ -17,10 +17,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PART", "begin_marker", "end_marker", "main", "render_result", "update_document"]
+__all__ = [
+    "PART",
+    "begin_marker",
+    "end_marker",
+    "main",
+    "render_result",
+    "render_summary",
+    "update_document",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 PART = "## Fleet scale"
+#: The marker name of the table of every goal, which stays last in the part.
+SUMMARY = "summary"
 _INTRO = (
     "Figures from `make bench-fleet` (`benchmarks/fleet/`), rendered from the raw results in\n"
     "`benchmarks/results/*.json` by `benchmarks/fleet/report.py`; the text between each pair\n"
@@ -102,6 +112,11 @@ def render_result(result: Mapping[str, Any]) -> str:
 
 def _insert_markers(doc: str, name: str) -> str:
     block = f"{begin_marker(name)}\n{end_marker(name)}\n"
+    summary = begin_marker(SUMMARY)
+    if name != SUMMARY and summary in doc:
+        # The summary closes the part: a new result goes before it.
+        before, _, after = doc.partition(summary)
+        return f"{before}{block}\n{summary}{after}"
     if PART not in doc.splitlines():
         return doc.rstrip("\n") + f"\n\n{PART}\n\n{_INTRO}\n{block}"
     start = doc.splitlines(keepends=True)
@@ -113,16 +128,41 @@ def _insert_markers(doc: str, name: str) -> str:
     return f"{head}\n\n{block}" + (f"\n{tail}" if tail else "")
 
 
+def render_summary(results: Sequence[Mapping[str, Any]]) -> str:
+    """Every goal of every result in one table, with the load average the run started at."""
+    rows = [
+        [
+            result.get("title") or result["name"],
+            goal["what"],
+            goal["goal"],
+            goal["measured"],
+            bool(goal["met"]),
+            ((result.get("machine") or {}).get("load_before") or [None])[0],
+        ]
+        for result in results
+        for goal in result.get("goals") or []
+    ]
+    lines = ["### Every fleet goal at a glance", ""]
+    lines += _table(["benchmark", "what", "goal", "measured", "met", "load 1m"], rows)
+    return "\n".join(lines) + "\n"
+
+
+def _replace(doc: str, name: str, body: str) -> str:
+    begin, end = begin_marker(name), end_marker(name)
+    if begin not in doc or end not in doc:
+        doc = _insert_markers(doc, name)
+    before, _, rest = doc.partition(begin)
+    _, _, after = rest.partition(end)
+    return f"{before}{begin}\n{body}{end}{after}"
+
+
 def update_document(doc: str, results: Sequence[Mapping[str, Any]]) -> str:
-    """``doc`` with every result rendered between its markers (added when missing)."""
+    """``doc`` with every result rendered between its markers (added when missing), and the
+    summary of all their goals between the ``summary`` markers."""
     for result in results:
-        name = result["name"]
-        begin, end = begin_marker(name), end_marker(name)
-        if begin not in doc or end not in doc:
-            doc = _insert_markers(doc, name)
-        before, _, rest = doc.partition(begin)
-        _, _, after = rest.partition(end)
-        doc = f"{before}{begin}\n{render_result(result)}{end}{after}"
+        doc = _replace(doc, result["name"], render_result(result))
+    if results:
+        doc = _replace(doc, SUMMARY, render_summary(results))
     return doc
 
 

@@ -89,3 +89,19 @@ def test_only_result_files_are_loaded_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(json.dumps(result("a")))
     (tmp_path / "other.json").write_text(json.dumps({"something": "else"}))
     assert [r["name"] for r in load_results(tmp_path)] == ["a", "b"]
+
+
+def test_every_goal_of_every_result_is_summed_up_in_one_table() -> None:
+    out = update_document("# B\n", [result("a"), result("b", p99=80.0)])
+    summary = out[out.index(begin_marker("summary")) : out.index(end_marker("summary"))]
+    assert "| Title a | pub/sub p99 | <= 50 ms | 31.0 ms | yes | 1 |" in summary
+    assert "| Title b | pub/sub p99 | <= 50 ms | 80.0 ms | **no** | 1 |" in summary
+    # Rendered again, the summary is replaced, not repeated.
+    assert update_document(out, [result("a")]).count(begin_marker("summary")) == 1
+
+
+def test_a_result_new_to_the_document_goes_before_the_summary() -> None:
+    out = update_document("# B\n", [result("a")])
+    out = update_document(out, [result("a"), result("c")])
+    assert out.index(end_marker("a")) < out.index(begin_marker("c"))
+    assert out.index(end_marker("c")) < out.index(begin_marker("summary"))
