@@ -98,8 +98,12 @@ bench-wasm: $(STAMP) ## the WASM engine beside its public-API baseline and OPA's
 bench-native: $(STAMP) ## the native engine (compiled) beside its reference interpreter, 100 and 1,000 rules (~1 min)
 	$(PY) -m benchmarks.bench_native $(BENCH_ARGS)
 
+.PHONY: bench-fleet
+bench-fleet: testbed-bins ## fleet scale: every benchmarks/fleet/bench_*.py, then their tables in BENCHMARKS.md (< 20 min)
+	$(PY) -m benchmarks.fleet.run $(BENCH_ARGS)
+
 .PHONY: bench
-bench: bench-native bench-wasm bench-sidecar ## the whole benchmark suite (method and figures in BENCHMARKS.md)
+bench: bench-native bench-wasm bench-sidecar bench-fleet ## the whole benchmark suite (method and figures in BENCHMARKS.md)
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the binary cache)

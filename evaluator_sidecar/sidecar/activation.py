@@ -83,6 +83,9 @@ class Activator:
         self.serving_from_disk = False
         #: Why the disk cache's last good snapshot was refused at start, until one activates.
         self.disk_refusal: str | None = None
+        #: Set whenever what a heartbeat reports changes (version, epoch, cohort, a
+        #: failure): the heartbeat reporter beats at once instead of at its interval.
+        self.changed = asyncio.Event()
 
     def unavailable(self, error: str) -> str:
         """``last_error`` for a failed read while nothing runs: the error, and why the
@@ -102,6 +105,7 @@ class Activator:
             return held
         evaluator = await self.prepare(ref)
         self.held = evaluator
+        self.changed.set()  # heartbeats report what is prepared
         return evaluator
 
     async def prepare(self, ref: SnapshotRef) -> PKGEvaluator:
@@ -162,6 +166,7 @@ class Activator:
         self.applied = Applied(target.epoch, target.cohort, source)
         self.last_activation = now
         self.failed = False
+        self.changed.set()
         # PostgreSQL down and the snapshot read from the disk cache: say so until it answers.
         self.serving_from_disk = not from_cache and snapshot is self.loader.from_disk
         self.last_error = None
@@ -202,6 +207,8 @@ class Activator:
         ``fresh`` says the target was just read from its source (not only held), which
         is what confirming the snapshot as the desired one requires.
         """
+        if (target.epoch, target.cohort) != (self.applied.epoch, self.applied.cohort):
+            self.changed.set()
         self.applied = Applied(target.epoch, target.cohort, self.applied.source)
         if fresh:
             await self.confirm(active)
@@ -227,6 +234,7 @@ class Activator:
         kept = self.slot.active()
         self.failures += 1
         self.failed = True
+        self.changed.set()
         self.last_error = str(exc)
         self.metrics.activation_failures.labels(reason=exc.reason).inc()
         log_event(
@@ -289,6 +297,7 @@ class Activator:
         self.confirmed_at = cached.activated_at
         self.last_activation = now
         self.applied = Applied(cached.epoch, as_cohort(cached.cohort), "disk_cache")
+        self.changed.set()
         self.metrics.hotswaps.inc()
         self.metrics.set_active_version(evaluator.version)
         log_event(

@@ -1,7 +1,9 @@
 """Heartbeats from a sidecar to Redis (never to PostgreSQL).
 
-Every ``heartbeat_interval`` seconds the reporter writes, in one pipeline, the
-per-device key ``pkg:hb:{env}:{device_id}`` with a TTL and an entry in the
+Every ``heartbeat_interval`` seconds, and at once (at most every
+:data:`MIN_GAP_SECONDS`) after the device's applied state changes (an
+activation, a new epoch or cohort, a failed activation), the reporter writes,
+in one pipeline, the per-device key ``pkg:hb:{env}:{device_id}`` with a TTL and an entry in the
 stream ``pkg:heartbeats`` (see :mod:`evaluator_sidecar.signals`). Counts
 (evaluations, errors, activation failures) and the p99 latency cover the time
 since the previous beat that reached Redis: a beat that fails leaves them to
@@ -14,12 +16,16 @@ process started) with the process's id and start time. These never reset
 between beats, so a burst of errors between two beats (or in a beat that was
 lost) is still in the next total, and the operator judges a rollout step on
 everything since the step began.
+
+The early beat after a change is what lets a rollout step finish in well under
+one heartbeat interval: the operator counts coverage from heartbeats, and a
+device that swapped just after its regular beat would otherwise stay uncounted
+for a whole interval (BENCHMARKS.md, "Apply to 100 %").
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -34,9 +40,13 @@ if TYPE_CHECKING:
     from evaluator_sidecar.policy.evaluator import PKGEvaluator
     from evaluator_sidecar.sidecar.shadow import ShadowRunner
 
-__all__ = ["HeartbeatReporter", "HeartbeatSource"]
+__all__ = ["MIN_GAP_SECONDS", "HeartbeatReporter", "HeartbeatSource"]
 
 logger = logging.getLogger(__name__)
+
+#: The shortest time between two beats, however often the device swaps (a fleet
+#: swapping every 100 ms must not flood the stream the operator folds).
+MIN_GAP_SECONDS = 0.25
 
 
 class HeartbeatSource(Protocol):
@@ -89,9 +99,13 @@ class _Baseline:
 class HeartbeatReporter:
     """Builds and sends one manager's heartbeats."""
 
-    def __init__(self, manager: HeartbeatSource, signals: RedisSignals) -> None:
+    def __init__(
+        self, manager: HeartbeatSource, signals: RedisSignals, *, wake: asyncio.Event | None = None
+    ) -> None:
         self.manager = manager
         self.signals = signals
+        #: Set when the applied state changed: beat now (after the minimum gap).
+        self.wake = wake
         self._baseline = self._current()
         self._failing = False
         self._examples_in_beat = 0
@@ -179,5 +193,31 @@ class HeartbeatReporter:
                 await self.beat_once()
             except Exception:  # the loop must outlive any single failure
                 logger.exception("building a heartbeat failed; trying again next interval")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=self.manager.heartbeat_interval)
+            await self._pause(stopping)
+
+    async def _pause(self, stopping: asyncio.Event) -> None:
+        """Wait one interval, cut short by ``wake`` once :data:`MIN_GAP_SECONDS` have passed."""
+        interval = self.manager.heartbeat_interval
+        deadline = time.monotonic() + interval
+        if self.wake is not None:
+            await _wait_any(stopping, seconds=min(MIN_GAP_SECONDS, interval))
+            if stopping.is_set():
+                return
+            await _wait_any(stopping, self.wake, seconds=deadline - time.monotonic())
+            # Cleared before the beat is built: a change from here on is in this beat
+            # or sets it again for the next one.
+            self.wake.clear()
+            return
+        await _wait_any(stopping, seconds=interval)
+
+
+async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Return when any of ``events`` is set, or after ``seconds``."""
+    if seconds <= 0 or any(e.is_set() for e in events):
+        return
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -451,7 +451,7 @@ class PKGManager:
         self._spawn(self.shadow.run(self._stopping), "shadow")
         if self.signals is not None:
             self._spawn(self._listener.listen(), "listener")
-            reporter = HeartbeatReporter(self, self.signals)
+            reporter = HeartbeatReporter(self, self.signals, wake=self._activator.changed)
             self._spawn(reporter.run(self._stopping), "heartbeat")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
