@@ -2,11 +2,11 @@
 
 For each builtin, a policy calls it once per element of ``input.args`` (N calls in
 one evaluation) and a baseline policy does the same walk without the call. The
-cost of one call is (median evaluation time - median baseline time) / N. The
-engine is measured with scalar operands and results read and written straight
-in linear memory (``host.DIRECT_VALUES``, the default) and through the module's
-own dump and parse (the previous path), alternating in the same run; OPA Go with
-``opa bench`` on the same policy and input. Prints µs per call and the ratios.
+cost of one call is (least evaluation time - least baseline time) / N. The
+engine is measured with operands (scalars, arrays of them) and scalar results
+read and written straight in linear memory (``host.DIRECT_VALUES``, the default)
+and through the module's own dump and parse, alternating in the same run; OPA Go
+with ``opa bench`` on the same policy and input. Prints µs per call and the ratios.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def main() -> int:
             per = [(before - base_ms) / N * 1000, (after - base_ms) / N * 1000, go / N * 1000]
             rows.append((name, *per))
     host.DIRECT_VALUES = True
-    head = ("builtin", "before µs", "after µs", "OPA Go µs", "after/before", "after/Go")
+    head = ("builtin", "dump/parse", "direct µs", "OPA Go µs", "direct/d-p", "direct/Go")
     print(f"{head[0]:26} {head[1]:>10} {head[2]:>9} {head[3]:>10} {head[4]:>13} {head[5]:>9}")
     for name, b, a, g in rows:
         ratio_go = f"{a / g:9.1f}" if g > 0 else f"{'n/a':>9}"

@@ -494,11 +494,11 @@ def _judge(  # noqa: PLR0911 - one outcome per expectation
     return out("fail", f"expected a conflict error, got: {error[:300]}")
 
 
-def _build_and_run(args: tuple[str, str, Case, dict[str, str], int]) -> Outcome:
-    opa, version, case, exceptions, compiled_mb = args
+def _build_and_run(args: tuple[str, str, Case, dict[str, str], int, str]) -> Outcome:
+    opa, version, case, exceptions, compiled_mb, compiled_dir = args
     try:
         wasm, err = build_case(Path(opa), version, case)
-        cache = _compiled_cache_of_this_process(compiled_mb)
+        cache = _compiled_cache_of_this_process(compiled_mb, Path(compiled_dir))
         return run_case(case, wasm, err, exceptions, compiled_cache=cache)
     except Exception as exc:  # noqa: BLE001 - one broken case must not stop the run; it is reported
         return Outcome(
@@ -507,14 +507,14 @@ def _build_and_run(args: tuple[str, str, Case, dict[str, str], int]) -> Outcome:
 
 
 @functools.cache
-def _compiled_cache_of_this_process(max_mb: int) -> Path | None:
+def _compiled_cache_of_this_process(max_mb: int, directory: Path) -> Path | None:
     """The compiled-module cache's directory with its bounds set (None: off)."""
     if max_mb <= 0:
         return None
     from evaluator_sidecar.policy.engines.wasm.cache import register_disk_cache  # noqa: PLC0415
 
-    register_disk_cache(COMPILED_CACHE, max_entries=_COMPILED_ENTRIES, max_bytes=max_mb << 20)
-    return COMPILED_CACHE
+    register_disk_cache(directory, max_entries=_COMPILED_ENTRIES, max_bytes=max_mb << 20)
+    return directory
 
 
 def run_cases(
@@ -525,10 +525,13 @@ def run_cases(
     source: Path,
     jobs: int | None = None,
     compiled_cache_mb: int = COMPILED_CACHE_MB,
+    compiled_cache: Path = COMPILED_CACHE,
 ) -> list[Outcome]:
     """Build (cached), compile (cached) and run every case, a worker process per CPU."""
     exceptions = load_exceptions(source)
-    work = [(str(opa), version, c, exceptions, compiled_cache_mb) for c in cases]
+    work = [
+        (str(opa), version, c, exceptions, compiled_cache_mb, str(compiled_cache)) for c in cases
+    ]
     jobs = jobs or os.cpu_count() or 1
     if jobs == 1:
         return [_build_and_run(w) for w in work]

@@ -43,3 +43,42 @@ def test_a_seeded_sample_of_every_family_passes_or_is_skipped_with_a_reason(
     assert not failures, "\n".join(failures)
     assert all(o.reason for o in outcomes if o.status == "skip")
     assert sum(o.status == "pass" for o in outcomes) > len(outcomes) // 2
+
+
+def test_a_second_run_loads_compiled_modules_from_the_cache_and_answers_alike(
+    opa_bin: Path, tmp_path: Path
+) -> None:
+    from evaluator_sidecar.policy.engines.wasm.cache import clear_memory_cache
+
+    tool = _tool()
+    version = tool.opa_version(opa_bin)
+    source = tool.opa_source(version)
+    chosen = tool.sample(tool.load_cases(source), per_family=1, seed=20)[:6]
+
+    def run() -> list[tuple[str, str]]:
+        clear_memory_cache()  # as a new run's processes start with none
+        outcomes = tool.run_cases(
+            chosen, opa=opa_bin, version=version, source=source, jobs=1, compiled_cache=tmp_path
+        )
+        return [(o.ident, o.status) for o in outcomes]
+
+    def entries() -> list[tuple[str, int]]:
+        return sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.glob("*.cwasm"))
+
+    first = run()
+    written = entries()
+    assert written, "the first run compiled modules but cached none"
+    assert run() == first
+    assert entries() == written  # loaded, not compiled and written again
+
+
+def test_the_compiled_cache_can_be_turned_off(opa_bin: Path, tmp_path: Path) -> None:
+    tool = _tool()
+    version = tool.opa_version(opa_bin)
+    source = tool.opa_source(version)
+    chosen = tool.sample(tool.load_cases(source), per_family=1, seed=20)[:2]
+    tool.run_cases(
+        chosen, opa=opa_bin, version=version, source=source, jobs=1,
+        compiled_cache=tmp_path, compiled_cache_mb=0,
+    )  # fmt: skip
+    assert not list(tmp_path.glob("*.cwasm"))
