@@ -24,6 +24,7 @@ the bodies and every status code.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -71,6 +72,13 @@ def error_body(status: int, message: str) -> bytes:
 
 def _error(status: int, message: str) -> Response:
     return Response(status, error_body(status, message))
+
+
+def _number_text(value: object) -> orjson.Fragment:
+    """A WASM result's number beyond float64 (a Decimal, as OPA keeps it) as JSON text."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _json(status: int, value: Any) -> Response:
@@ -197,7 +205,7 @@ class SidecarAPI:
             # Sampled for the shadow step's candidate, if any: an append, compared later.
             self.manager.shadow.offer(facts, result, evaluator.version, environment)
         result["facts_version"] = environment.version
-        return Response(200, orjson.dumps(result))
+        return Response(200, orjson.dumps(result, default=_number_text))
 
     # ---- introspection
 

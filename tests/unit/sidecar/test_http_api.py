@@ -386,3 +386,21 @@ class TestErrorKindIsTheExceptionsType:
         assert (
             f'pkg_evaluation_errors_total{{engine="native",kind="{kind}"}} 1.0' in metrics.decode()
         )
+
+
+class TestNumbersBeyondFloat64:
+    """A WASM policy's number beyond float64 (kept as OPA keeps it) is written as JSON."""
+
+    def test_a_decimal_in_a_result_is_written_as_its_number_text(self) -> None:
+        from decimal import Decimal
+
+        from evaluator_sidecar.sidecar.http.api import _number_text
+
+        body = orjson.dumps({"big": Decimal("2E+308")}, default=_number_text)
+        assert body == b'{"big":2E+308}'
+
+    def test_anything_else_unserialisable_still_fails(self) -> None:
+        from evaluator_sidecar.sidecar.http.api import _number_text
+
+        with pytest.raises(TypeError):
+            orjson.dumps({"x": object()}, default=_number_text)
