@@ -11,11 +11,18 @@ to it.
 
 Semantics (task facts, conditions, operators, output, load checks):
 docs/rule-language.md.
+
+Memory: compiling a large snapshot builds the generated source's syntax tree and
+bytecode, tens of MiB for 1,000 rules, nearly all freed at once; glibc keeps such
+freed memory in the process, so a sidecar's RSS stayed ~30 MiB above what it holds.
+:func:`release_freed_memory` hands it back after each compile (``malloc_trim``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from evaluator_sidecar.policy.engines.base import EngineResult, register_engine
@@ -24,7 +31,29 @@ from evaluator_sidecar.policy.engines.native.loader import LoadedSnapshot, load_
 from evaluator_sidecar.policy.errors import EvaluationError
 from evaluator_sidecar.policy.model import PKGSnapshotData
 
-__all__ = ["NativeRuleEngine"]
+__all__ = ["NativeRuleEngine", "release_freed_memory"]
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    import ctypes  # noqa: PLC0415 - only a compiling process needs it
+
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError) as exc:
+        logger.debug("no malloc_trim in this C library (%s): freed memory stays mapped", exc)
+        return None
+    return trim
+
+
+def release_freed_memory() -> None:
+    """Return the C heap's free pages to the system (a few ms; nothing held is touched)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class NativeRuleEngine:
@@ -39,7 +68,9 @@ class NativeRuleEngine:
     def from_snapshot(cls, snapshot: PKGSnapshotData) -> NativeRuleEngine:
         """Check and compile ``snapshot``'s rules; SnapshotLoadError lists every problem."""
         loaded = load_rules(snapshot)
-        return cls(loaded, compile_rules(loaded))
+        engine = cls(loaded, compile_rules(loaded))
+        release_freed_memory()
+        return engine
 
     def evaluate(self, task_facts: Mapping[str, Any]) -> EngineResult:
         """``{"subtasks", "dag", "rules"}`` for already validated task facts."""
