@@ -1,0 +1,424 @@
+"""Benchmark: the sidecar's memory and cold start beside ``opa run --server`` on the same rules.
+
+Run with ``.venv/bin/python -m benchmarks.fleet.bench_footprint [--quick]``; writes
+``benchmarks/results/footprint.json`` (rendered into BENCHMARKS.md, "Sidecar footprint").
+
+What it measures, each for the sidecar (``pkg-sidecar`` serving a PolicySnapshot file,
+``PKG_SNAPSHOT_FILE``: the counterpart of ``opa run --server policy.rego``) and for the
+test bed's ``opa`` on the same rules written in Rego (:mod:`benchmarks.fleet.opa_rules`):
+
+* cold start: from the process's launch to ``/readyz`` (OPA: ``/health``) answering 200,
+  with the 13-rule reference snapshot (OPA: a 13-rule generated policy, the same
+  size) and with 1,000 rules; median of several launches, interleaved;
+* idle RSS (``VmRSS``) with one 1,000-rule policy, and with three: the sidecar
+  activates three versions in turn (one active, two kept in its evaluator cache for
+  rollback), OPA loads the three modules;
+* where the sidecar's memory goes, in a separate process: RSS after the imports the
+  sidecar's start-up path makes, and ``tracemalloc``'s count of what one compiled
+  1,000-rule evaluator holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.fleet.harness import (
+    ROOT,
+    free_port,
+    http_json,
+    load,
+    machine,
+    opa_binary,
+    rss_mib,
+    sidecar_command,
+    stop,
+    wait_http,
+    write_result,
+)
+from benchmarks.fleet.opa_rules import generate_rules, rego_module, resource
+
+__all__ = ["main"]
+
+REFERENCE = ROOT / "tests" / "data" / "reference-snapshot.yaml"
+SETTLE_S = 1.0  # idle time before RSS is read: the last swap's garbage collected
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _sidecar(file: Path, port: int, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    import os  # noqa: PLC0415
+
+    env = {
+        **os.environ,
+        "PKG_SNAPSHOT_FILE": str(file),
+        "PKG_SNAPSHOT_POLL_SECONDS": "0.05",
+        "PKG_HTTP_HOST": "127.0.0.1",
+        "PKG_HTTP_PORT": str(port),
+        "PKG_ENV": "dev",
+        "PKG_LOG_LEVEL": "WARNING",
+        **(extra or {}),
+    }
+    return subprocess.Popen(
+        sidecar_command(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _opa(rego: list[Path], port: int) -> subprocess.Popen[bytes]:
+    argv = [
+        str(opa_binary()),
+        "run",
+        "--server",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "error",
+        *map(str, rego),
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def cold_start(kind: str, inputs: list[Path]) -> tuple[float, float]:
+    """(ms from launch to ready, RSS MiB right then) of one launch."""
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = _sidecar(inputs[0], port) if kind == "sidecar" else _opa(inputs, port)
+    try:
+        ready = wait_http(port, "/readyz" if kind == "sidecar" else "/health", proc)
+        return round((ready - t0) * 1000, 1), rss_mib(proc.pid)
+    finally:
+        stop(proc)
+
+
+def _wait_version(port: int, version: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the sidecar exited during a swap")
+        try:
+            _, meta = http_json(port, "/v1/metadata", timeout=30)
+        except OSError:  # busy compiling: the event loop answers after the swap
+            continue
+        if isinstance(meta, dict) and meta.get("version") == version:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"the sidecar did not activate {version} within 60 s")
+
+
+def sidecar_idle_rss(versions: list[tuple[str, str]], work: Path) -> dict[str, Any]:
+    """Serve ``versions`` (version, file text) in turn; RSS after each and idle after all."""
+    serving = work / "serving.json"
+    _write_atomically(serving, versions[0][1])
+    port = free_port()
+    proc = _sidecar(serving, port)
+    try:
+        wait_http(port, "/readyz", proc)
+        time.sleep(SETTLE_S)
+        after = [rss_mib(proc.pid)]
+        for version, text in versions[1:]:
+            _write_atomically(serving, text)
+            _wait_version(port, version, proc)
+            time.sleep(SETTLE_S)
+            after.append(rss_mib(proc.pid))
+        _, meta = http_json(port, "/v1/metadata")
+        cached = meta.get("cached_versions") if isinstance(meta, dict) else None
+        return {"rss_after_each": after, "cached_versions": cached}
+    finally:
+        stop(proc)
+
+
+def opa_idle_rss(rego: list[Path]) -> float:
+    port = free_port()
+    proc = _opa(rego, port)
+    try:
+        wait_http(port, "/health", proc)
+        # One query per module so that each is planned, as a serving OPA's would be.
+        for n in range(len(rego)):
+            http_json(port, f"/v1/data/fleet/v{n + 1}/result", {"input": {}})
+        time.sleep(SETTLE_S)
+        return rss_mib(proc.pid)
+    finally:
+        stop(proc)
+
+
+_BREAKDOWN = r"""
+import gc, json, sys, time, tracemalloc
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+out = {'python': rss()}
+t = time.perf_counter()
+import evaluator_sidecar.sidecar.__main__, evaluator_sidecar.sidecar.standalone
+out['import_ms'] = (time.perf_counter() - t) * 1000
+out['after_imports'] = rss()
+out['modules'] = len(sys.modules)
+from evaluator_sidecar.policy.resource import snapshot_from_resource
+from evaluator_sidecar.policy.evaluator import PKGEvaluator
+texts = [open(p).read() for p in sys.argv[1:]]
+gc.collect()
+tracemalloc.start()
+kept = []
+for n, text in enumerate(texts):
+    before = tracemalloc.get_traced_memory()[0]
+    # Parsed inside the window: the evaluator keeps the snapshot's rules as read.
+    kept.append(PKGEvaluator(snapshot_from_resource(json.loads(text))))
+    gc.collect()
+    out[f'evaluator_{n}_traced'] = (tracemalloc.get_traced_memory()[0] - before) / 2**20
+snap = tracemalloc.take_snapshot()
+tracemalloc.stop()
+del texts
+import ctypes
+gc.collect()
+ctypes.CDLL(None).malloc_trim(0)
+out['top'] = [
+    [str(s.traceback[0]).replace(sys.prefix, '<venv>'), round(s.size / 2**20, 2)]
+    for s in snap.statistics('lineno')[:8]
+]
+gc.collect()
+out['after_evaluators'] = rss()
+print(json.dumps(out))
+"""
+
+
+def breakdown(files: list[Path]) -> dict[str, Any]:
+    """RSS after the start-up imports, and what each compiled evaluator holds (tracemalloc)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _BREAKDOWN, *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return dict(json.loads(proc.stdout))
+
+
+def _policies(
+    work: Path, n_rules: int, count: int
+) -> tuple[list[tuple[str, str]], list[Path], list[Path]]:
+    """``count`` seeded versions of ``n_rules`` rules: file texts, JSON paths, Rego paths."""
+    texts, jsons, regos = [], [], []
+    for n in range(1, count + 1):
+        spec = generate_rules(n_rules, seed=100 + n, version=f"fleet@{n_rules}.{n}.0")
+        text = json.dumps(resource(spec))
+        path = work / f"fleet-{n_rules}-{n}.json"
+        path.write_text(text)
+        rego = work / f"fleet-{n_rules}-{n}.rego"
+        rego.write_text(rego_module(spec, f"fleet.v{n}"))
+        texts.append((spec["version"], text))
+        jsons.append(path)
+        regos.append(rego)
+    return texts, jsons, regos
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer launches (3 instead of 5)")
+    args = parser.parse_args(argv)
+    launches = 3 if args.quick else 5
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t_start = time.perf_counter()
+    load_before = load()
+    with tempfile.TemporaryDirectory(prefix="pkg-footprint-") as tmp:
+        work = Path(tmp)
+        large, large_json, large_rego = _policies(work, 1000, 3)
+        _, _, small_rego = _policies(work, 13, 1)
+        small_file = work / "reference.yaml"
+        small_file.write_text(REFERENCE.read_text())
+        rows_cold = []
+        starts: dict[str, list[tuple[float, float]]] = {}
+        loads: dict[str, list[float]] = {}
+        cases = [
+            ("sidecar", "13", [small_file]),
+            ("opa", "13", small_rego),
+            ("sidecar", "1,000", large_json[:1]),
+            ("opa", "1,000", large_rego[:1]),
+        ]
+        for _ in range(launches):  # interleaved: each case sees the same machine
+            for kind, size, inputs in cases:
+                starts.setdefault(f"{kind} {size}", []).append(cold_start(kind, inputs))
+                loads.setdefault(f"{kind} {size}", []).append(load()[0])
+        for key, values in starts.items():
+            times = sorted(v[0] for v in values)
+            rows_cold.append(
+                [
+                    key.split()[0],
+                    key.split()[1],
+                    statistics.median(times),
+                    times[0],
+                    times[-1],
+                    statistics.median(v[1] for v in values),
+                    max(loads[key]),
+                ]
+            )
+        load_rss = load()
+        side = sidecar_idle_rss(large, work)
+        opa_one = opa_idle_rss(large_rego[:1])
+        opa_three = opa_idle_rss(large_rego)
+        load_rss_after = load()
+        parts = breakdown(large_json)
+    return _report(
+        started_at=started_at,
+        duration=time.perf_counter() - t_start,
+        load_before=load_before,
+        cold=rows_cold,
+        rss={
+            "sidecar": side,
+            "opa_one": opa_one,
+            "opa_three": opa_three,
+            "load": [load_rss[0], load_rss_after[0]],
+        },
+        parts=parts,
+        launches=launches,
+    )
+
+
+QUESTION = (
+    "How much memory does an idle sidecar hold with a 1,000-rule snapshot active and two "
+    "more cached, and how long does it take from launch to ready, against `opa run "
+    "--server` with the same rules?"
+)
+
+METHOD = """\
+`.venv/bin/python -m benchmarks.fleet.bench_footprint` (`benchmarks/fleet/bench_footprint.py`).
+The sidecar is `pkg-sidecar` serving a PolicySnapshot file (`PKG_SNAPSHOT_FILE`, the
+counterpart of `opa run --server policy.rego`; no PostgreSQL or Redis); OPA is the test
+bed's `opa run --server` on the same rules written directly in Rego (one Rego rule per
+native rule, `benchmarks/fleet/opa_rules.py`; `bench_vs_opa` checks both answer alike).
+Rule sets are seeded: 1,000 rules of 2-3 conditions (TAG, SIGNAL bounds, VALUE =/IN),
+1-3 emissions each; the small case is the 13-rule reference snapshot (OPA: 13 generated
+rules). **Cold start**: launch to the first 200 from `/readyz` (OPA: `/health`), polled
+every 2 ms; launches interleaved across the four cases, median (min-max). **Idle RSS**
+(`VmRSS`, 1 s after the last change): the sidecar activates three 1,000-rule versions in
+turn through its file (one active, two in its evaluator cache for rollback); OPA loads
+one, and three, of the same modules (each queried once). **Where it goes**: a separate
+interpreter reports RSS after the sidecar's start-up imports, and tracemalloc's count of
+what each compiled 1,000-rule evaluator holds."""
+
+
+def _mb(mib: float) -> float:
+    return round(mib * 1.048576, 1)
+
+
+def _report(
+    *,
+    started_at: str,
+    duration: float,
+    load_before: list[float],
+    cold: list[list[Any]],
+    rss: dict[str, Any],
+    parts: dict[str, Any],
+    launches: int,
+) -> int:
+    side = rss["sidecar"]
+    load_rss = f"{rss['load'][0]}-{rss['load'][1]}"
+    rss_rows = [
+        [
+            "sidecar",
+            "1 (active)",
+            side["rss_after_each"][0],
+            _mb(side["rss_after_each"][0]),
+            load_rss,
+        ],
+        [
+            "sidecar",
+            "3 (1 active + 2 cached)",
+            side["rss_after_each"][-1],
+            _mb(side["rss_after_each"][-1]),
+            load_rss,
+        ],
+        ["opa run --server", "1", rss["opa_one"], _mb(rss["opa_one"]), load_rss],
+        ["opa run --server", "3", rss["opa_three"], _mb(rss["opa_three"]), load_rss],
+    ]
+    evaluators = [round(v, 1) for k, v in sorted(parts.items()) if k.endswith("_traced")]
+    parts_rows = [
+        ["python interpreter alone", round(parts["python"], 1), ""],
+        [
+            "after the start-up imports",
+            round(parts["after_imports"], 1),
+            f"{parts['modules']} modules, {parts['import_ms']:.0f} ms",
+        ],
+        [
+            "held by each compiled 1,000-rule evaluator (tracemalloc)",
+            "",
+            " / ".join(f"{v} MiB" for v in evaluators),
+        ],
+        ["after three evaluators (same process)", round(parts["after_evaluators"], 1), ""],
+    ]
+    small = next(r for r in cold if r[0] == "sidecar" and r[1] == "13")
+    opa_small = next(r for r in cold if r[0] == "opa" and r[1] == "13")
+    three = side["rss_after_each"][-1]
+    goals = [
+        {
+            "what": "sidecar idle RSS, 1,000 rules active + 2 cached",
+            "goal": "<= 60 MB",
+            "measured": f"{_mb(three)} MB ({three} MiB)",
+            "met": _mb(three) <= 60,
+        },
+        {
+            "what": "sidecar cold start to /readyz, 13 rules",
+            "goal": "<= 100 ms",
+            "measured": f"{small[2]} ms (OPA {opa_small[2]} ms; load {small[6]})",
+            "met": small[2] <= 100,
+        },
+    ]
+    result = {
+        "name": "footprint",
+        "title": "Sidecar footprint: memory and cold start beside opa run --server",
+        "question": QUESTION,
+        "method": METHOD,
+        "machine": machine(load_before),
+        "started_at": started_at,
+        "duration_s": round(duration, 1),
+        "tables": [
+            {
+                "title": f"Cold start to ready ({launches} launches each, interleaved)",
+                "columns": [
+                    "server",
+                    "rules",
+                    "median ms",
+                    "min ms",
+                    "max ms",
+                    "RSS at ready MiB",
+                    "load 1m (max)",
+                ],
+                "rows": [
+                    [("opa run --server" if r[0] == "opa" else "sidecar"), *r[1:]] for r in cold
+                ],
+            },
+            {
+                "title": "Idle RSS with 1,000-rule policies",
+                "columns": ["server", "policies", "RSS MiB", "RSS MB", "load 1m"],
+                "rows": rss_rows,
+            },
+            {
+                "title": "Where the sidecar's memory goes (one process, 1,000-rule snapshots)",
+                "columns": ["what", "RSS MiB", "note"],
+                "rows": parts_rows,
+            },
+        ],
+        "goals": goals,
+        "notes": NOTES,
+    }
+    path = write_result("footprint", result)
+    print(json.dumps({"tables": result["tables"], "goals": goals}, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+NOTES = ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
