@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "RESULTS",
     "ROOT",
+    "cpu_seconds",
     "free_port",
     "http_json",
     "load",
@@ -107,6 +108,12 @@ def wait_http(
             pass
         time.sleep(step)
     raise TimeoutError(f"{path} on port {port} not 200 within {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
