@@ -415,8 +415,8 @@ is timed.
   activation; with its defaults (60-120 s) a change took over a minute. The standalone
   sidecar's file watch behaves the same way with its 1 s period. The sidecars' push (a
   Redis `PUBLISH`, then one PostgreSQL read) does not wait for a period at all: one
-  sidecar's figure is in the footprint section's table "as a pod runs it" (p50 0.07 s,
-  max 0.2 s on this loaded machine, most of it reading and compiling the snapshot), 10-100
+  sidecar's figure is in the footprint section's table "as a pod runs it" (tens of
+  ms on this machine, most of it reading and compiling the snapshot), 10-100
   sidecars in the propagation benchmark of this part (issue 18, item 1)."""
 
 
