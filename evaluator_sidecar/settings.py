@@ -25,11 +25,11 @@ Shared variables:
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 __all__ = ["CommonSettings", "SettingsError", "load_settings"]
 
@@ -40,10 +40,25 @@ class SettingsError(Exception):
     """The environment does not describe a runnable process; the message names the variable."""
 
 
-class CommonSettings(BaseSettings):
-    """The variables the sidecar and the operator share."""
+def _from_environment(fields: Any) -> dict[str, str]:
+    """``{field: text}`` of the ``PKG_<FIELD>`` variables set (names in any case)."""
+    found = {name.upper(): value for name, value in os.environ.items()}
+    return {name: found[PREFIX + name.upper()] for name in fields if PREFIX + name.upper() in found}
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+class CommonSettings(BaseModel):
+    """The variables the sidecar and the operator share.
+
+    Read from the environment on construction (keyword arguments win), as
+    pydantic-settings' ``BaseSettings`` reads them, without importing it: every
+    variable is a scalar, and pydantic-settings cost the sidecar ~8 MiB and ~40 ms
+    of its start.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_environment(type(self).model_fields), **values})
 
     database_url: str = Field(min_length=1)
     redis_url: str = Field(min_length=1)
@@ -117,7 +132,7 @@ class CommonSettings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
-S = TypeVar("S", bound=BaseSettings)
+S = TypeVar("S", bound=BaseModel)
 
 
 def _explain(exc: ValidationError) -> str:

@@ -39,14 +39,16 @@ import enum
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+# cryptography is imported by the functions that use a key, not here: it costs a
+# sidecar ~7 MiB and ~50 ms at start, and a sidecar that serves unsigned snapshots
+# (or has no trusted key to check a signature with) never calls them.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = [
     "ALGORITHM",
@@ -121,16 +123,24 @@ def signed_message(version: str, env: str, checksum: str) -> bytes:
 
 def key_id_of(public_key: Ed25519PublicKey) -> str:
     """The first 16 hex of the sha256 of the key's 32 raw bytes."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the imports
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def generate_private_key() -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
     return Ed25519PrivateKey.generate()
 
 
 def private_key_pem(key: Ed25519PrivateKey) -> bytes:
     """PKCS#8 PEM, unencrypted (keep the file private: mode 0600)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -139,6 +149,8 @@ def private_key_pem(key: Ed25519PrivateKey) -> bytes:
 
 
 def public_key_pem(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -146,6 +158,11 @@ def public_key_pem(key: Ed25519PublicKey) -> bytes:
 
 def load_private_key(data: bytes) -> Ed25519PrivateKey:
     """An ed25519 private key from PKCS#8 PEM (what ``pkg keygen`` writes)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -157,6 +174,11 @@ def load_private_key(data: bytes) -> Ed25519PrivateKey:
 
 def public_key_from_text(text: str | bytes) -> Ed25519PublicKey:
     """An ed25519 public key from PEM (SubjectPublicKeyInfo) or base64 of the 32 raw bytes."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+
     data = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
     stripped = data.strip()
     if stripped.startswith(b"-----BEGIN"):
@@ -254,6 +276,8 @@ def verify(
             f"snapshot {version} is signed with key {key_id!r}, which is not trusted (trusted: "
             f"{known}): add its public key to the trusted keys, or re-sign with a trusted key",
         )
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - a key was found
+
     try:
         raw = base64.b64decode(str(signature["value"]), validate=True)
         public.verify(raw, signed_message(version, env, checksum))

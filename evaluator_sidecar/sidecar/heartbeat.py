@@ -31,10 +31,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from redis.exceptions import RedisError
-
 from evaluator_sidecar.sidecar.metrics import LatencyHistogram, SidecarMetrics
 from evaluator_sidecar.signals import Cohort, Heartbeat, RedisSignals, Totals
+from evaluator_sidecar.signals import errors as redis_errors
 
 if TYPE_CHECKING:
     from evaluator_sidecar.policy.evaluator import PKGEvaluator
@@ -174,7 +173,7 @@ class HeartbeatReporter:
         beat, baseline = self.build()
         try:
             await self.signals.write_heartbeat(beat, ttl_seconds=self.manager.heartbeat_ttl)
-        except (RedisError, OSError) as exc:
+        except (redis_errors.RedisError, OSError) as exc:
             if not self._failing:
                 logger.warning(
                     "heartbeat not delivered (%s); counts accumulate into the next one", exc

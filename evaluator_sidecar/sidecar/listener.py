@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import logging
 
-from redis.exceptions import NoPermissionError, RedisError
-
 from evaluator_sidecar.sidecar.activation import Source
 from evaluator_sidecar.sidecar.converge import Converger
 from evaluator_sidecar.sidecar.facts import FactsKeeper
@@ -34,6 +32,7 @@ from evaluator_sidecar.signals import (
     RedisSignals,
     backoff_delay,
 )
+from evaluator_sidecar.signals import errors as redis_errors
 
 __all__ = ["RedisListener"]
 
@@ -92,7 +91,7 @@ class RedisListener:
             self.converger.tracker.merge_levels(levels)
             self.staleness.confirm()
             self.connected = True
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (redis_errors.RedisError, OSError, TimeoutError) as exc:
             log_event(
                 logger,
                 logging.WARNING,
@@ -124,7 +123,7 @@ class RedisListener:
                         return
                     if message is not None:
                         await self._on_message(message)
-            except (RedisError, OSError) as exc:
+            except (redis_errors.RedisError, OSError) as exc:
                 if not lost or self.connected:
                     log_event(
                         logger,
@@ -144,7 +143,7 @@ class RedisListener:
                 attempt += 1
             finally:
                 if pubsub is not None:
-                    with contextlib.suppress(RedisError, OSError):
+                    with contextlib.suppress(redis_errors.RedisError, OSError):
                         await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _on_message(self, message: ActivateMessage | DesiredMessage | FactsMessage) -> None:
@@ -185,7 +184,7 @@ class RedisListener:
                 self.converger.tracker.merge_levels(levels)
                 self.staleness.confirm()
                 await self._raise_floor()
-            except (RedisError, OSError) as exc:
+            except (redis_errors.RedisError, OSError) as exc:
                 log_event(
                     logger,
                     logging.WARNING,
@@ -207,7 +206,7 @@ class RedisListener:
                     self.signals.read_facts_level(self.env), timeout=self.read_timeout
                 )
                 version = None if level is None else level.version
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (redis_errors.RedisError, OSError, TimeoutError) as exc:
                 log_event(
                     logger,
                     logging.WARNING,
@@ -224,7 +223,7 @@ class RedisListener:
             return
         try:
             await self.signals.raise_epoch_floor(applied_epoch)
-        except NoPermissionError as exc:
+        except redis_errors.NoPermissionError as exc:
             self.may_raise_floor = False
             log_event(
                 logger,

@@ -50,8 +50,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from evaluator_sidecar.policy.environment_facts import EnvironmentFacts
 from evaluator_sidecar.policy.evaluator import PKGEvaluator
 from evaluator_sidecar.policy.model import PKGSnapshotData
@@ -86,6 +84,7 @@ from evaluator_sidecar.signals import (
     RedisSignals,
     in_canary,
 )
+from evaluator_sidecar.signals import errors as redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -476,7 +475,7 @@ class PKGManager:
         if own_redis and self.redis is not None:
             try:
                 await self.redis.aclose()
-            except (RedisError, OSError) as exc:
+            except (redis_errors.RedisError, OSError) as exc:
                 logger.warning("closing the Redis client failed: %s", exc)
         close = getattr(self.client, "close", None) if own_client else None
         if close is not None:

@@ -64,8 +64,16 @@ def _refusal(path: Path, message: str) -> ActivationError:
     )
 
 
+#: The snapshot :func:`snapshot_env` read at start, by (sha256 of the content, name), for the
+#: first activation to take instead of parsing and checking the same file a second time.
+_read_at_start: dict[tuple[str, str | None], PKGSnapshotData] = {}
+
+
 def read_snapshot_file(path: Path, content: bytes, *, name: str | None = None) -> PKGSnapshotData:
     """The checked snapshot in ``content`` (read from ``path``); :class:`ActivationError` if not."""
+    handed_over = _read_at_start.pop((hashlib.sha256(content).hexdigest(), name), None)
+    if handed_over is not None:
+        return handed_over
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -78,11 +86,18 @@ def read_snapshot_file(path: Path, content: bytes, *, name: str | None = None) -
 
 
 def snapshot_env(path: Path, *, name: str | None = None) -> str | None:
-    """The environment the file's snapshot names, or None when it cannot be read now."""
+    """The environment the file's snapshot names, or None when it cannot be read now.
+
+    The snapshot read is kept for the first :func:`read_snapshot_file` of the same content,
+    so that a start without ``PKG_ENV`` reads and checks the file once, not twice."""
     try:
-        return read_snapshot_file(path, path.read_bytes(), name=name).env
+        content = path.read_bytes()
+        snapshot = read_snapshot_file(path, content, name=name)
     except (OSError, ActivationError):
         return None
+    _read_at_start.clear()
+    _read_at_start[(hashlib.sha256(content).hexdigest(), name)] = snapshot
+    return snapshot.env
 
 
 class SnapshotFileWatcher:

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ResponseError
-
+from evaluator_sidecar.signals import errors as redis_errors
 from evaluator_sidecar.signals.heartbeat import Heartbeat
 from evaluator_sidecar.signals.keys import (
     CHANNEL,
@@ -245,7 +244,7 @@ class RedisSignals:
         """Create the consumer group (and the stream) unless it exists."""
         try:
             await self.redis.xgroup_create(HEARTBEAT_STREAM, group, id=start_id, mkstream=True)
-        except ResponseError as exc:
+        except redis_errors.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 

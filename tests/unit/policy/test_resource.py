@@ -102,10 +102,25 @@ def test_yaml_reads_like_kubectl() -> None:
     }
 
 
+def test_repeated_short_text_in_a_json_file_is_one_shared_string() -> None:
+    (doc,) = load_documents('{"a": "TAG", "b": [{"c": "TAG"}], "d": "' + "x" * 100 + '"}')
+    assert doc["a"] is doc["b"][0]["c"]  # a cached snapshot's rules keep one copy each
+    assert doc["d"] == "x" * 100
+
+
+def test_a_json_file_reads_as_its_yaml_reading() -> None:
+    text = json.dumps({"big": 1e3, "n": 12, "s": "2026-01-01", "l": [True, None, -0.5]})
+    assert load_documents(text) == list(yaml.safe_load_all(text))
+    reference = load_documents(REFERENCE_SNAPSHOT.read_text())
+    assert load_documents(json.dumps(reference[0])) == reference
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
         ("a: 1\na: 2\n", "found duplicate key 'a'"),
+        ('{"a": 1, "b": {"c": 1, "c": 2}}', "found duplicate key 'c'"),
+        ('{"a": NaN, "b": [1', "not valid YAML"),  # not JSON: the YAML parser says why
         ("a: [1\n", "not valid YAML"),
     ],
 )
