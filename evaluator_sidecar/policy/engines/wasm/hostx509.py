@@ -18,12 +18,14 @@ import binascii
 import datetime
 import ipaddress
 import re
+import warnings
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID
 
 from evaluator_sidecar.policy.engines.wasm.hostlib import HostBuiltinError
@@ -284,6 +286,14 @@ _NULL_FIELDS = (
 )
 
 
+def _serial(cert: x509.Certificate) -> int:
+    # Go takes a serial number that is zero or negative (RFC 5280 says positive);
+    # cryptography reads it with a deprecation warning, which is no news to the policy.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return cert.serial_number
+
+
 def certificate_object(cert: x509.Certificate) -> dict[str, Any]:
     """One certificate as OPA's ``crypto.x509.parse_certificates`` shows it."""
     exts = cert.extensions
@@ -312,7 +322,7 @@ def certificate_object(cert: x509.Certificate) -> dict[str, Any]:
         "PublicKeyAlgorithm": algorithm,
         "PublicKey": public,
         "Version": cert.version.value + 1,
-        "SerialNumber": cert.serial_number,
+        "SerialNumber": _serial(cert),
         "Issuer": _name(cert.issuer),
         "Subject": _name(cert.subject),
         "NotBefore": _time(cert.not_valid_before_utc),
@@ -353,7 +363,9 @@ def _load_der_chain(data: bytes) -> list[x509.Certificate]:
             length, header = int.from_bytes(data[2 : 2 + size], "big"), 2 + size
         end = header + length
         try:
-            certs.append(x509.load_der_x509_certificate(data[:end]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                certs.append(x509.load_der_x509_certificate(data[:end]))
         except ValueError as exc:
             raise HostBuiltinError(f"x509: {exc}") from exc
         data = data[end:]
