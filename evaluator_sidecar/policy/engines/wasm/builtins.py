@@ -26,7 +26,13 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``io.jwt.verify_ps256``, ``io.jwt.verify_ps384``, ``io.jwt.verify_ps512``,
   ``io.jwt.verify_es256``, ``io.jwt.verify_es384``, ``io.jwt.verify_es512``,
   ``io.jwt.verify_eddsa``, ``io.jwt.verify_hs256``, ``io.jwt.verify_hs384``,
-  ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``.
+  ``io.jwt.verify_hs512``, ``io.jwt.encode_sign``, ``io.jwt.encode_sign_raw``;
+* regexes with Go's semantics (:mod:`hostregex`, on RE2): ``regex.replace``, ``regex.find_n``,
+  ``regex.split``, ``regex.globs_match``, ``regex.template_match``;
+* Go time layouts (:mod:`gotimelayout`): ``time.parse_ns``, ``time.format``;
+* :mod:`hostextra`: ``net.cidr_expand``, ``glob.quote_meta``, ``urlquery.decode_object``,
+  ``cast_array``, ``cast_set``, ``cast_string``, ``cast_boolean``, ``cast_null``,
+  ``cast_object``.
 
 A builtin that rejects its operands makes the call undefined
 (:class:`BuiltinUndefined`); one that would exceed the evaluation's resources
@@ -44,10 +50,13 @@ from typing import Any
 
 from evaluator_sidecar.policy.engines.wasm import (
     gotime,
+    gotimelayout,
+    hostextra,
     hostgraphql,
     hostjwt,
     hostlib,
     hostmore,
+    hostregex,
 )
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
@@ -196,6 +205,32 @@ _TABLE: tuple[Builtin, ...] = (
     *(Builtin(f"io.jwt.verify_hs{n}", 2, _two(hostjwt.verify_hs(str(n)))) for n in (256, 384, 512)),
     Builtin("io.jwt.encode_sign", 3, lambda args, _ctx: hostjwt.encode_sign(*args)),
     Builtin("io.jwt.encode_sign_raw", 3, lambda args, _ctx: hostjwt.encode_sign_raw(*args)),
+    # Regexes (RE2 with Go's match walking), layouts of Go's time package, CIDR expansion,
+    # glob quoting, query objects and v0's casts: hostregex, gotimelayout, hostextra.
+    Builtin(
+        "regex.replace",
+        3,
+        lambda args, ctx: hostregex.regex_replace(*args, max_bytes=ctx.max_string_bytes),
+    ),
+    Builtin("regex.find_n", 3, lambda args, _ctx: hostregex.find_n(*args)),
+    Builtin("regex.split", 2, _two(hostregex.regex_split)),
+    Builtin("regex.globs_match", 2, _two(hostregex.globs_match)),
+    Builtin("regex.template_match", 4, lambda args, _ctx: hostregex.template_match(*args)),
+    Builtin("time.parse_ns", 2, _two(gotimelayout.time_parse_ns)),
+    Builtin("time.format", 1, _one(gotimelayout.time_format)),
+    Builtin(
+        "net.cidr_expand",
+        1,
+        lambda args, ctx: hostextra.cidr_expand(args[0], max_items=ctx.max_items),
+    ),
+    Builtin("glob.quote_meta", 1, _one(hostextra.glob_quote_meta)),
+    Builtin("urlquery.decode_object", 1, _one(hostextra.urlquery_decode_object)),
+    Builtin("cast_array", 1, _one(hostextra.cast_array)),
+    Builtin("cast_set", 1, _one(hostextra.cast_set)),
+    Builtin("cast_string", 1, _one(hostextra.cast_string)),
+    Builtin("cast_boolean", 1, _one(hostextra.cast_boolean)),
+    Builtin("cast_null", 1, _one(hostextra.cast_null)),
+    Builtin("cast_object", 1, _one(hostextra.cast_object)),
 )
 
 
