@@ -18,8 +18,8 @@ version>/`` keyed by a hash of what went into the build, so a second run only
 evaluates. Building and running use a process per CPU.
 
 Every case ends in exactly one outcome: ``pass``, ``fail`` (with the
-difference) or ``skip`` with a reason (OPA's exception list, a Rego-term
-input, a builtin the engine refuses, or an expectation OPA's own wasm harness
+difference) or ``skip`` with a reason (OPA's exception list, an input given
+as a Rego term that is not JSON (an ``input_term`` that is JSON runs), a builtin the engine refuses, or an expectation OPA's own wasm harness
 cannot meet either: a query that does not compile to wasm, an error code it
 does not check).
 """
@@ -394,6 +394,26 @@ def expectation_skip(case: Case) -> str | None:
     return None
 
 
+class _RegoTerm:
+    """An ``input_term`` that only Rego reads (sets, trailing commas, refs): no JSON input."""
+
+
+def input_of(case: Case) -> tuple[bool, Any]:
+    """(whether the case has an input, the input) for ``input`` or a JSON ``input_term``.
+
+    OPA's SDK harnesses skip every ``input_term`` case; most of those terms are
+    plain JSON, though, and then the case runs here with that input. A term only
+    Rego reads comes back as a :class:`_RegoTerm` (the case is skipped, saying so).
+    """
+    body = case.body
+    if "input_term" not in body:
+        return "input" in body, body.get("input")
+    try:
+        return True, json.loads(body["input_term"], parse_float=decimal.Decimal)
+    except ValueError:
+        return True, _RegoTerm()
+
+
 def run_case(  # noqa: PLR0911 - one outcome per way a case can end
     case: Case, wasm: bytes | None, build_error: str, exceptions: dict[str, str]
 ) -> Outcome:
@@ -407,7 +427,8 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
     reason = _exception_reason(case.note, exceptions)
     if reason is not None:
         return out("skip", f"in OPA's wasm exceptions list: {reason}")
-    if "input_term" in case.body:
+    has_input, case_input = input_of(case)
+    if isinstance(case_input, _RegoTerm):
         return out("skip", "input is a Rego term, not JSON (OPA's SDK harnesses skip these too)")
     expect_skip = expectation_skip(case)
     if expect_skip:
@@ -435,9 +456,8 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
                 return out("skip", f"refused builtin(s): {', '.join(missing)}", missing)
             return out("fail", f"load failed: {exc}")
         try:
-            has_input = "input" in case.body
             result, error = (
-                engine.query(to_plain(case.body.get("input")), has_input=has_input),
+                engine.query(to_plain(case_input), has_input=has_input),
                 None,
             )
         except EvaluationError as exc:
