@@ -150,3 +150,9 @@ class TestSmallBuiltins:
         assert call("cast_null", None) is None
         with pytest.raises(BuiltinUndefined):
             call("cast_boolean", 1)
+
+    def test_reachable_paths_end_at_leaves_cycles_and_unknown_nodes(self) -> None:
+        graph = {"a": ["b", "c"], "b": ["a"], "c": ["x"], "d": []}
+        got = call("graph.reachable_paths", graph, ["a", "d", "z"])
+        assert isinstance(got, RegoSet)
+        assert sorted(got) == [["a", "b"], ["a", "c"], ["d"]]

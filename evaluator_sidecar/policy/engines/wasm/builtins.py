@@ -31,6 +31,7 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``regex.split``, ``regex.globs_match``, ``regex.template_match``;
 * Go time layouts (:mod:`gotimelayout`): ``time.parse_ns``, ``time.format``;
 * :mod:`hostextra`: ``net.cidr_expand``, ``glob.quote_meta``, ``urlquery.decode_object``,
+  ``graph.reachable_paths``,
   ``cast_array``, ``cast_set``, ``cast_string``, ``cast_boolean``, ``cast_null``,
   ``cast_object``.
 
@@ -224,6 +225,11 @@ _TABLE: tuple[Builtin, ...] = (
         lambda args, ctx: hostextra.cidr_expand(args[0], max_items=ctx.max_items),
     ),
     Builtin("glob.quote_meta", 1, _one(hostextra.glob_quote_meta)),
+    Builtin(
+        "graph.reachable_paths",
+        2,
+        lambda args, ctx: hostextra.reachable_paths(*args, max_items=ctx.max_items),
+    ),
     Builtin("urlquery.decode_object", 1, _one(hostextra.urlquery_decode_object)),
     Builtin("cast_array", 1, _one(hostextra.cast_array)),
     Builtin("cast_set", 1, _one(hostextra.cast_set)),

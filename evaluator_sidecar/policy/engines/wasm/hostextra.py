@@ -24,6 +24,7 @@ __all__ = [
     "cast_string",
     "cidr_expand",
     "glob_quote_meta",
+    "reachable_paths",
     "urlquery_decode_object",
 ]
 
@@ -90,6 +91,62 @@ def urlquery_decode_object(value: Any) -> dict[str, list[str]]:
     if failed is not None:
         raise HostBuiltinError(failed)
     return out
+
+
+# -- graph.reachable_paths (reachable.go) -------------------------------------------------------
+def _vertex_edges(graph: dict[Any, Any], node: Any) -> tuple[bool, list[Any]]:
+    """(whether ``node`` is a key of ``graph``, OPA's equality; its edges, if an array or set)."""
+    for key, edges in graph.items():
+        if hostmore._equal(key, node):
+            return True, list(edges) if isinstance(edges, (list, RegoSet)) else []
+    return False, []
+
+
+def _paths_from(
+    graph: dict[Any, Any],
+    root: Any,
+    path: list[Any],
+    *,
+    out: list[list[Any]],
+    reached: list[Any],
+    budget: list[int],
+) -> None:
+    known, edges = _vertex_edges(graph, root)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise OverflowError("graph.reachable_paths: more paths than an evaluation may build")
+    if not known:
+        out.append(path)
+        return
+    path = [*path, root]
+    if not edges:
+        out.append(path)
+        return
+    reached = [*reached, root]
+    for neighbor in edges:
+        if hostmore._contains(reached, neighbor):
+            out.append(path)
+        else:
+            _paths_from(graph, neighbor, path, out=out, reached=reached, budget=budget)
+
+
+def reachable_paths(graph: Any, initial: Any, *, max_items: int) -> RegoSet:
+    """``graph.reachable_paths``: every path from the initial nodes, ended at a leaf or a cycle."""
+    if not isinstance(graph, dict):
+        raise HostBuiltinError("operand 1 must be an object")
+    if not isinstance(initial, (list, RegoSet)):
+        raise HostBuiltinError("operand 2 must be an array or a set")
+    out: list[list[Any]] = []
+    budget = [max_items]
+    for node in initial:
+        known, edges = _vertex_edges(graph, node)
+        if not known:
+            continue
+        if not edges:
+            out.append([node])
+        for neighbor in edges:
+            _paths_from(graph, neighbor, [node], out=out, reached=[node], budget=budget)
+    return RegoSet(out)
 
 
 # -- casts.go (deprecated since v0.13, still in v0 policies) ------------------------------------
