@@ -89,7 +89,22 @@ def _format(rng: random.Random) -> list[Any]:
     return [[ns, rng.choice(_ZONES), rng.choice(_LAYOUTS)]]
 
 
+def _uri(rng: random.Random) -> list[Any]:
+    scheme = rng.choice(
+        ["https://", "http://", "mailto:", "postgres://", "", "//", "1x:", "HTTP://"]
+    )
+    user = rng.choice(["", "", "u:p%41@", "a@b@", "é@", "u%zz@"])
+    host = rng.choice(["example.com", "[::1]", "[fe80::1%25en0]", "[1.2.3.4]", "h:1:2", "ex%41",
+                       "a b", "%C3%A9", "", "x[y]", "[::1"])  # fmt: skip
+    port = rng.choice(["", "", ":8080", ":", ":x"])
+    path = rng.choice(["", "/", "/a%2Fb", "/p q", "/é", "a:b/c", "/%zz", "/a+b;c"])
+    tail = rng.choice(["", "?q=1", "?", "#f%20x", "?a#", "#"])
+    return [scheme + user + host + port + path + tail]
+
+
 GENERATORS: dict[str, tuple[int, Gen, list[list[Any]]]] = {
+    "uri.parse": (1, _uri, [["*"], ["a\nb"], [":x"], [1]]),
+    "uri.is_valid": (1, _uri, [[""], ["http://[invalid"], [1]]),
     "regex.replace": (3, _replace, [["baaac", "a*", "-"], ["foo", "^[a-z]", "F"], [1, "a", "b"]]),
     "regex.find_n": (
         3,

@@ -156,3 +156,23 @@ class TestSmallBuiltins:
         got = call("graph.reachable_paths", graph, ["a", "d", "z"])
         assert isinstance(got, RegoSet)
         assert sorted(got) == [["a", "b"], ["a", "c"], ["d"]]
+
+
+class TestUri:
+    def test_parse_gives_the_parts_present(self) -> None:
+        assert call("uri.parse", "https://u@example.com:8080/a%2Fb?q=1#top") == {
+            "scheme": "https",
+            "hostname": "example.com",
+            "port": "8080",
+            "path": "/a/b",
+            "raw_path": "/a%2Fb",
+            "raw_query": "q=1",
+            "fragment": "top",
+        }
+        assert call("uri.parse", "mailto:x@y") == {"scheme": "mailto"}
+
+    def test_what_go_rejects_is_invalid(self) -> None:
+        for bad in ("", "http://[invalid", "http://h:1:2/", "http://[1.2.3.4]/", ":x", "a\x01"):
+            assert call("uri.is_valid", bad) is False
+        with pytest.raises(BuiltinUndefined):
+            call("uri.parse", "http://[invalid")

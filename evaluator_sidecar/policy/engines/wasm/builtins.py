@@ -30,6 +30,7 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
 * regexes with Go's semantics (:mod:`hostregex`, on RE2): ``regex.replace``, ``regex.find_n``,
   ``regex.split``, ``regex.globs_match``, ``regex.template_match``;
 * Go time layouts (:mod:`gotimelayout`): ``time.parse_ns``, ``time.format``;
+* Go's ``net/url`` (:mod:`hosturi`): ``uri.parse``, ``uri.is_valid``;
 * :mod:`hostextra`: ``net.cidr_expand``, ``glob.quote_meta``, ``urlquery.decode_object``,
   ``graph.reachable_paths``,
   ``cast_array``, ``cast_set``, ``cast_string``, ``cast_boolean``, ``cast_null``,
@@ -58,6 +59,7 @@ from evaluator_sidecar.policy.engines.wasm import (
     hostlib,
     hostmore,
     hostregex,
+    hosturi,
 )
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
 
@@ -231,6 +233,8 @@ _TABLE: tuple[Builtin, ...] = (
         lambda args, ctx: hostextra.reachable_paths(*args, max_items=ctx.max_items),
     ),
     Builtin("urlquery.decode_object", 1, _one(hostextra.urlquery_decode_object)),
+    Builtin("uri.parse", 1, _one(hosturi.uri_parse)),
+    Builtin("uri.is_valid", 1, _one(hosturi.uri_is_valid)),
     Builtin("cast_array", 1, _one(hostextra.cast_array)),
     Builtin("cast_set", 1, _one(hostextra.cast_set)),
     Builtin("cast_string", 1, _one(hostextra.cast_string)),
