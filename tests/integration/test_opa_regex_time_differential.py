@@ -102,7 +102,35 @@ def _uri(rng: random.Random) -> list[Any]:
     return [scheme + user + host + port + path + tail]
 
 
+_TEMPLATE_PIECES = [
+    "{{.a}}", "{{.b.c}}", "{{.missing}}", "{{.missing.x}}", " x ", "{{/* c */}}", "{{.l}}",
+    "{{range $i, $v := .l}}{{if $i}},{{end}}{{$v}}{{end}}", "{{range .m}}{{.}}{{else}}none{{end}}",
+    "{{with .b}}{{.c}}{{else}}no{{end}}", "{{- .a -}}", "{{$x := .a}}{{$x}}", "{{.m}}", "{{.n}}",
+    "{{if .n}}T{{else if .a}}A{{else}}F{{end}}", "{{true}}", '{{"s"}}', "{{-3}}", "{{$}}",
+    "{{range $k, $v := .m}}{{$k}}={{$v}};{{break}}{{end}}", "{{range .l}}{{continue}}{{end}}",
+    "{{range $v := .n}}{{$v}}{{end}}", "{{.}}", "{{if}}", "{{end}}", "{{$y}}",
+]  # fmt: skip
+
+
+def _template(rng: random.Random) -> list[Any]:
+    text = "".join(rng.choice(_TEMPLATE_PIECES) for _ in range(rng.randrange(1, 4)))
+    scalar = [rng.choice(["x", "", 1, 1.5, None, True, 0, "a b"]) for _ in range(3)]
+    variables = {
+        "a": scalar[0],
+        "b": rng.choice([{"c": scalar[1]}, "s", None, {}]),
+        "l": rng.choice([[], ["p", "q"], [1, None, {"k": 2}], [[1, "x"]]]),
+        "m": rng.choice([{}, {"z": 1, "a": "v"}, {"k": [True, None]}]),
+        "n": rng.choice([0, False, "", [], {}, 2, "t", None]),
+    }
+    return [text, variables]
+
+
 GENERATORS: dict[str, tuple[int, Gen, list[list[Any]]]] = {
+    "strings.render_template": (
+        2,
+        _template,
+        [["{{.test}}", {"test": 2023}], ["x", "y"], ["{{.a", {}], [1, {}]],
+    ),
     "uri.parse": (1, _uri, [["*"], ["a\nb"], [":x"], [1]]),
     "uri.is_valid": (1, _uri, [[""], ["http://[invalid"], [1]]),
     "regex.replace": (3, _replace, [["baaac", "a*", "-"], ["foo", "^[a-z]", "F"], [1, "a", "b"]]),

@@ -176,3 +176,19 @@ class TestUri:
             assert call("uri.is_valid", bad) is False
         with pytest.raises(BuiltinUndefined):
             call("uri.parse", "http://[invalid")
+
+
+class TestRenderTemplate:
+    def test_fields_ranges_and_conditions_render_as_go_does(self) -> None:
+        template = "{{range $i, $n := .names}}{{if $i}},{{end}}hello {{$n}}{{end}} {{.n}}"
+        got = call("strings.render_template", template, {"names": ["a", "b"], "n": 2023})
+        assert got == "hello a,hello b 2023"
+
+    def test_missing_and_null_values_are_undefined_markers(self) -> None:
+        got = call("strings.render_template", "{{.x}} {{.y}} {{.m}}", {"y": None, "m": {"k": None}})
+        assert got == "<undefined> <undefined> map[k:<nil>]"
+
+    def test_functions_and_malformed_templates_are_undefined(self) -> None:
+        for template in ("{{len .x}}", "{{.a", "{{end}}", "{{.x | print}}"):
+            with pytest.raises(BuiltinUndefined):
+                call("strings.render_template", template, {"x": "a"})

@@ -31,6 +31,7 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``regex.split``, ``regex.globs_match``, ``regex.template_match``;
 * Go time layouts (:mod:`gotimelayout`): ``time.parse_ns``, ``time.format``;
 * Go's ``net/url`` (:mod:`hosturi`): ``uri.parse``, ``uri.is_valid``;
+* data-only Go templates (:mod:`hosttemplate`): ``strings.render_template``;
 * :mod:`hostextra`: ``net.cidr_expand``, ``glob.quote_meta``, ``urlquery.decode_object``,
   ``graph.reachable_paths``,
   ``cast_array``, ``cast_set``, ``cast_string``, ``cast_boolean``, ``cast_null``,
@@ -59,6 +60,7 @@ from evaluator_sidecar.policy.engines.wasm import (
     hostlib,
     hostmore,
     hostregex,
+    hosttemplate,
     hosturi,
 )
 from evaluator_sidecar.policy.engines.wasm.gofmt import GoFormatError, go_sprintf, sprintf_operand
@@ -235,6 +237,7 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("urlquery.decode_object", 1, _one(hostextra.urlquery_decode_object)),
     Builtin("uri.parse", 1, _one(hosturi.uri_parse)),
     Builtin("uri.is_valid", 1, _one(hosturi.uri_is_valid)),
+    Builtin("strings.render_template", 2, _two(hosttemplate.render_template)),
     Builtin("cast_array", 1, _one(hostextra.cast_array)),
     Builtin("cast_set", 1, _one(hostextra.cast_set)),
     Builtin("cast_string", 1, _one(hostextra.cast_string)),
