@@ -19,9 +19,10 @@ evaluates. Building and running use a process per CPU.
 
 Every case ends in exactly one outcome: ``pass``, ``fail`` (with the
 difference) or ``skip`` with a reason (OPA's exception list, an input given
-as a Rego term that is not JSON (an ``input_term`` that is JSON runs), a builtin the engine refuses, or an expectation OPA's own wasm harness
-cannot meet either: a query that does not compile to wasm, an error code it
-does not check).
+as a Rego term that JSON cannot express (an ``input_term`` that is JSON runs),
+a builtin the engine refuses, or an expectation OPA's own wasm harness cannot
+meet either: a query that does not compile to wasm, an error code it does not
+check).
 """
 
 from __future__ import annotations
