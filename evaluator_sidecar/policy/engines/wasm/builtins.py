@@ -264,6 +264,7 @@ EXCLUDED: dict[str, str] = {
     "opa.runtime": "it exposes the host process's environment and configuration",
     "rand.intn": "it makes the decision random; evaluations must be reproducible",
     "time.now_ns_remote": "it reaches the network",
+    "uuid.rfc4122": "it makes the decision random; evaluations must be reproducible",
 }
 
 
