@@ -36,3 +36,14 @@ def test_a_rego_only_term_is_marked_for_skipping() -> None:
 def test_plain_input_and_no_input_are_told_apart() -> None:
     assert _tool().input_of(_case({"input": {"k": 1}})) == (True, {"k": 1})
     assert _tool().input_of(_case({})) == (False, None)
+
+
+def test_a_recursion_through_the_wrapper_rule_is_not_blamed_on_wasm() -> None:
+    tool = _tool()
+    recursion = (
+        "error: 1 error occurred: module-0.rego:3: rego_recursion_error: rule "
+        f"data.{tool.WRAPPER_PACKAGE}.results is recursive"
+    )
+    assert "wrapper rule" in tool.build_skip_reason(recursion)
+    other = "error: 1 error occurred:\nmodule-1.rego:5: rego_type_error: undefined function x"
+    assert tool.build_skip_reason(other).startswith("does not compile to wasm")
