@@ -465,6 +465,32 @@ def _format_tz(std: str, offset: int) -> str:
     return out
 
 
+_SIMPLE: dict[str, Callable[[dt.datetime], str]] = {
+    "Year": lambda t: _pad(t.year % 100, 2),
+    "LongYear": lambda t: _pad(t.year, 4),
+    "Month": lambda t: _LONG_MONTHS[t.month - 1][:3],
+    "LongMonth": lambda t: _LONG_MONTHS[t.month - 1],
+    "NumMonth": lambda t: str(t.month),
+    "ZeroMonth": lambda t: _pad(t.month, 2),
+    "WeekDay": lambda t: _LONG_DAYS[(t.weekday() + 1) % 7][:3],
+    "LongWeekDay": lambda t: _LONG_DAYS[(t.weekday() + 1) % 7],
+    "Day": lambda t: str(t.day),
+    "UnderDay": lambda t: str(t.day).rjust(2, " "),
+    "ZeroDay": lambda t: _pad(t.day, 2),
+    "UnderYearDay": lambda t: str(t.timetuple().tm_yday).rjust(3, " "),
+    "ZeroYearDay": lambda t: _pad(t.timetuple().tm_yday, 3),
+    "Hour": lambda t: _pad(t.hour, 2),
+    "Hour12": lambda t: str(t.hour % 12 or 12),
+    "ZeroHour12": lambda t: _pad(t.hour % 12 or 12, 2),
+    "Minute": lambda t: str(t.minute),
+    "ZeroMinute": lambda t: _pad(t.minute, 2),
+    "Second": lambda t: str(t.second),
+    "ZeroSecond": lambda t: _pad(t.second, 2),
+    "PM": lambda t: "PM" if t.hour >= 12 else "AM",
+    "pm": lambda t: "pm" if t.hour >= 12 else "am",
+}
+
+
 def _format_chunk(std: Std, t: dt.datetime, nsec: int) -> str:
     if isinstance(std, tuple):
         kind, digits, sep = std
@@ -472,34 +498,11 @@ def _format_chunk(std: Std, t: dt.datetime, nsec: int) -> str:
             return ""
         text = sep + str(nsec).rjust(9, "0")[:digits]
         return text.rstrip("0").rstrip(sep) if kind == "frac9" else text
-    offset = int(t.utcoffset().total_seconds()) if t.utcoffset() is not None else 0  # type: ignore[union-attr]
-    hour12 = t.hour % 12 or 12
-    simple: dict[str, Callable[[], str]] = {
-        "Year": lambda: _pad(t.year % 100, 2),
-        "LongYear": lambda: _pad(t.year, 4),
-        "Month": lambda: _LONG_MONTHS[t.month - 1][:3],
-        "LongMonth": lambda: _LONG_MONTHS[t.month - 1],
-        "NumMonth": lambda: str(t.month),
-        "ZeroMonth": lambda: _pad(t.month, 2),
-        "WeekDay": lambda: _LONG_DAYS[(t.weekday() + 1) % 7][:3],
-        "LongWeekDay": lambda: _LONG_DAYS[(t.weekday() + 1) % 7],
-        "Day": lambda: str(t.day),
-        "UnderDay": lambda: str(t.day).rjust(2, " "),
-        "ZeroDay": lambda: _pad(t.day, 2),
-        "UnderYearDay": lambda: str(t.timetuple().tm_yday).rjust(3, " "),
-        "ZeroYearDay": lambda: _pad(t.timetuple().tm_yday, 3),
-        "Hour": lambda: _pad(t.hour, 2),
-        "Hour12": lambda: str(hour12),
-        "ZeroHour12": lambda: _pad(hour12, 2),
-        "Minute": lambda: str(t.minute),
-        "ZeroMinute": lambda: _pad(t.minute, 2),
-        "Second": lambda: str(t.second),
-        "ZeroSecond": lambda: _pad(t.second, 2),
-        "PM": lambda: "PM" if t.hour >= 12 else "AM",
-        "pm": lambda: "pm" if t.hour >= 12 else "am",
-    }
-    if std in simple:
-        return simple[std]()
+    simple = _SIMPLE.get(std)
+    if simple is not None:
+        return simple(t)
+    delta = t.utcoffset()
+    offset = int(delta.total_seconds()) if delta is not None else 0
     if std == "TZ":
         name = t.tzname() or ""
         if name:
