@@ -24,6 +24,7 @@ from evaluator_sidecar.policy.engines.wasm.interpreter import (
     rules_as_data,
     wasm_twin,
 )
+from evaluator_sidecar.policy.engines.wasm.limits import WasmLimits
 from evaluator_sidecar.policy.engines.wasm.runtime import FAST_PATH_VERSIONS, get_runtime
 from evaluator_sidecar.policy.resource import (
     load_documents,
@@ -40,7 +41,11 @@ CONFORMANCE = ROOT / "policies" / "conformance" / "policy.wasm"
 def reference_engine() -> OpaWasm:
     text = (ROOT / "tests" / "data" / "reference-snapshot.yaml").read_text()
     snapshot = snapshot_from_resource(select_policy_snapshot(load_documents(text)))
-    return OpaWasm.from_snapshot(wasm_twin(snapshot, REFERENCE_POLICY.read_bytes()))
+    # These tests are about answers, not speed: a loaded CI machine must not hit the
+    # default 50 ms deadline.
+    return OpaWasm.from_snapshot(
+        wasm_twin(snapshot, REFERENCE_POLICY.read_bytes()), limits=WasmLimits(deadline_ms=5_000)
+    )
 
 
 class TestSameResults:
@@ -56,7 +61,9 @@ class TestSameResults:
             )
 
     def test_host_builtins_give_the_same_results_both_ways(self) -> None:
-        engine = OpaWasm.load_from_bytes(CONFORMANCE.read_bytes())
+        engine = OpaWasm.load_from_bytes(
+            CONFORMANCE.read_bytes(), limits=WasmLimits(deadline_ms=5_000)
+        )
         cases = [
             {"fn": "sprintf", "args": ["%s=%v", ["k", [1, {"a": 2.50}]]]},
             {"fn": "time.parse_rfc3339_ns", "args": ["2026-01-01T00:00:00+01:00"]},
@@ -74,7 +81,10 @@ class TestSameResults:
         text = (ROOT / "tests" / "data" / "reference-snapshot.yaml").read_text()
         snapshot = snapshot_from_resource(select_policy_snapshot(load_documents(text)))
         public = OpaWasm.load_from_bytes(
-            REFERENCE_POLICY.read_bytes(), data=rules_as_data(snapshot), fast_path=False
+            REFERENCE_POLICY.read_bytes(),
+            data=rules_as_data(snapshot),
+            fast_path=False,
+            limits=WasmLimits(deadline_ms=5_000),
         )
         assert public.fast_path is False
         for facts in fact_sets(11, 100):

@@ -35,7 +35,16 @@ in :data:`PROVIDED`, naming it. The provided set (a test holds it to this list):
   ``crypto.x509.parse_certificates``, ``crypto.x509.parse_and_verify_certificates``,
   ``crypto.x509.parse_and_verify_certificates_with_options``,
   ``crypto.x509.parse_certificate_request``, ``crypto.x509.parse_keypair``,
-  ``crypto.x509.parse_rsa_private_key``, ``crypto.parse_private_keys``.
+  ``crypto.x509.parse_rsa_private_key``, ``crypto.parse_private_keys``;
+* regexes with Go's semantics (:mod:`hostregex`, on RE2): ``regex.replace``, ``regex.find_n``,
+  ``regex.split``, ``regex.globs_match``, ``regex.template_match``;
+* Go time layouts (:mod:`gotimelayout`): ``time.parse_ns``, ``time.format``;
+* Go's ``net/url`` (:mod:`hosturi`): ``uri.parse``, ``uri.is_valid``;
+* data-only Go templates (:mod:`hosttemplate`): ``strings.render_template``;
+* :mod:`hostextra`: ``net.cidr_expand``, ``glob.quote_meta``, ``urlquery.decode_object``,
+  ``graph.reachable_paths``,
+  ``cast_array``, ``cast_set``, ``cast_string``, ``cast_boolean``, ``cast_null``,
+  ``cast_object``.
 
 A builtin that rejects its operands makes the call undefined
 (:class:`BuiltinUndefined`); one that would exceed the evaluation's resources
@@ -53,13 +62,18 @@ from typing import Any
 
 from evaluator_sidecar.policy.engines.wasm import (
     gotime,
+    gotimelayout,
     hostaws,
+    hostextra,
     hostgraphql,
     hostjson,
     hostjwt,
     hostlib,
     hostmore,
+    hostregex,
     hostschema,
+    hosttemplate,
+    hosturi,
     hostx509,
     hostx509keys,
 )
@@ -236,6 +250,40 @@ _TABLE: tuple[Builtin, ...] = (
     Builtin("crypto.x509.parse_keypair", 2, _two(hostx509keys.parse_keypair)),
     Builtin("crypto.x509.parse_rsa_private_key", 1, _one(hostx509keys.parse_rsa_private_key)),
     Builtin("crypto.parse_private_keys", 1, _one(hostx509keys.parse_private_keys)),
+    # Regexes (RE2 with Go's match walking), layouts of Go's time package, CIDR expansion,
+    # glob quoting, query objects and v0's casts: hostregex, gotimelayout, hostextra.
+    Builtin(
+        "regex.replace",
+        3,
+        lambda args, ctx: hostregex.regex_replace(*args, max_bytes=ctx.max_string_bytes),
+    ),
+    Builtin("regex.find_n", 3, lambda args, _ctx: hostregex.find_n(*args)),
+    Builtin("regex.split", 2, _two(hostregex.regex_split)),
+    Builtin("regex.globs_match", 2, _two(hostregex.globs_match)),
+    Builtin("regex.template_match", 4, lambda args, _ctx: hostregex.template_match(*args)),
+    Builtin("time.parse_ns", 2, _two(gotimelayout.time_parse_ns)),
+    Builtin("time.format", 1, _one(gotimelayout.time_format)),
+    Builtin(
+        "net.cidr_expand",
+        1,
+        lambda args, ctx: hostextra.cidr_expand(args[0], max_items=ctx.max_items),
+    ),
+    Builtin("glob.quote_meta", 1, _one(hostextra.glob_quote_meta)),
+    Builtin(
+        "graph.reachable_paths",
+        2,
+        lambda args, ctx: hostextra.reachable_paths(*args, max_items=ctx.max_items),
+    ),
+    Builtin("urlquery.decode_object", 1, _one(hostextra.urlquery_decode_object)),
+    Builtin("uri.parse", 1, _one(hosturi.uri_parse)),
+    Builtin("uri.is_valid", 1, _one(hosturi.uri_is_valid)),
+    Builtin("strings.render_template", 2, _two(hosttemplate.render_template)),
+    Builtin("cast_array", 1, _one(hostextra.cast_array)),
+    Builtin("cast_set", 1, _one(hostextra.cast_set)),
+    Builtin("cast_string", 1, _one(hostextra.cast_string)),
+    Builtin("cast_boolean", 1, _one(hostextra.cast_boolean)),
+    Builtin("cast_null", 1, _one(hostextra.cast_null)),
+    Builtin("cast_object", 1, _one(hostextra.cast_object)),
 )
 
 
@@ -256,6 +304,7 @@ EXCLUDED: dict[str, str] = {
     "opa.runtime": "it exposes the host process's environment and configuration",
     "rand.intn": "it makes the decision random; evaluations must be reproducible",
     "time.now_ns_remote": "it reaches the network",
+    "uuid.rfc4122": "it makes the decision random; evaluations must be reproducible",
 }
 
 

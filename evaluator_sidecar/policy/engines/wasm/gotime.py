@@ -350,3 +350,13 @@ def diff(a: Any, b: Any) -> list[int]:
         month += 12
         year -= 1
     return [year, month, day, hour, minute, sec]
+
+
+def ns_operand(value: Any) -> int:
+    """A nanoseconds operand as OPA's ``tzTime`` reads it (exact integers of int64 only)."""
+    return _ns_operand(value)
+
+
+def zone(name: str) -> dt.tzinfo:
+    """The zone ``name`` names as OPA's ``tzTime`` loads it (``""``/``UTC``, ``Local``, IANA)."""
+    return _zone(name)
