@@ -21,13 +21,11 @@ the engine configuration; bounded by ``--compiled-cache-mb``, 0 turns it off),
 so a second run neither builds nor compiles: it only evaluates. Building and
 running use a process per CPU.
 
-Every case ends in exactly one outcome: ``pass``, ``fail`` (with the
-difference) or ``skip`` with a reason (OPA's exception list, an input given
-as a Rego term that JSON cannot express (an ``input_term`` that is JSON runs),
-a builtin the engine refuses, or an expectation OPA's own wasm harness cannot
-meet either: a query that does not compile to wasm, an error code it does not
-check; or a query reading the whole of ``data``, which holds this runner's
-wrapper rule).
+Every case ends in one outcome: ``pass``, ``fail`` (with the difference) or
+``skip`` with a reason (OPA's exception list, an ``input_term`` JSON cannot
+express, a refused builtin, a query reading all of ``data`` (which holds the
+wrapper rule), or what OPA's wasm harness cannot meet either: a query that does
+not compile to wasm, an error code it does not check).
 """
 
 from __future__ import annotations
@@ -411,33 +409,21 @@ def expectation_skip(case: Case) -> str | None:
 def build_skip_reason(build_error: str) -> str:
     """Why a case whose module did not build is skipped."""
     if "rego_recursion_error" in build_error and WRAPPER_PACKAGE in build_error:
-        # OPA's harness compiles the query itself; here it is a rule, which `data` holds.
-        return (
-            "the query reads the whole of data, which holds the runner's wrapper rule "
-            "(a recursion OPA's harness, compiling the bare query, does not have)"
-        )
+        # OPA's harness compiles the bare query; here it is a rule, which `data` holds.
+        return "the query reads all of data, which holds the runner's wrapper rule (recursion)"
     first = build_error.splitlines()[1:2] or build_error.splitlines()[:1]
     return f"does not compile to wasm (OPA's harness fails it too): {first[0][:200]}"
 
 
-class _RegoTerm:
-    """An ``input_term`` that only Rego reads (sets, trailing commas, refs): no JSON input."""
-
-
-def input_of(case: Case) -> tuple[bool, Any]:
-    """(whether the case has an input, the input) for ``input`` or a JSON ``input_term``.
-
-    OPA's SDK harnesses skip every ``input_term`` case; most of those terms are
-    plain JSON, though, and then the case runs here with that input. A term only
-    Rego reads comes back as a :class:`_RegoTerm` (the case is skipped, saying so).
-    """
-    body = case.body
-    if "input_term" not in body:
-        return "input" in body, body.get("input")
+def input_of(case: Case) -> tuple[bool, Any] | None:
+    """(has an input, the input) from ``input`` or a JSON ``input_term``; None for a term only
+    Rego reads (sets, trailing commas), which OPA's SDK harnesses skip, as this runner does."""
+    if "input_term" not in case.body:
+        return "input" in case.body, case.body.get("input")
     try:
-        return True, json.loads(body["input_term"], parse_float=decimal.Decimal)
+        return True, json.loads(case.body["input_term"], parse_float=decimal.Decimal)
     except ValueError:
-        return True, _RegoTerm()
+        return None
 
 
 def run_case(  # noqa: PLR0911 - one outcome per way a case can end
@@ -458,9 +444,10 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
     reason = _exception_reason(case.note, exceptions)
     if reason is not None:
         return out("skip", f"in OPA's wasm exceptions list: {reason}")
-    has_input, case_input = input_of(case)
-    if isinstance(case_input, _RegoTerm):
+    given = input_of(case)
+    if given is None:
         return out("skip", "input is a Rego term, not JSON (OPA's SDK harnesses skip these too)")
+    has_input, case_input = given
     expect_skip = expectation_skip(case)
     if expect_skip:
         return out("skip", expect_skip)
