@@ -3,7 +3,8 @@
 The referenced PolicySnapshot (from kopf's in-memory index), a newer
 PolicyDeployment for the same env/target/region (supersession), a person's
 action from the annotation, the environment's active snapshot (PostgreSQL), and
-coverage and health folded from the devices' latest heartbeats and their
+coverage and health folded from the devices' latest heartbeats (as the heartbeat
+folder keeps them in PostgreSQL: a tick reads no Redis key) and their
 cumulative counters against the step's baseline (captured here if the tick that
 started the step could not). Also which
 status to reason about: kopf's body can lag behind the operator's own last
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
-from redis.exceptions import RedisError
 
 from evaluator_sidecar.store.counters import StepCounters
 from pkg_operator.actions import DEPLOYMENT_ACTIONS, ActionError, ActionRequest, parse_action
@@ -152,10 +152,12 @@ async def _devices(
     ttl = float(cover_spec.get("heartbeatTTLSeconds") or DEFAULT_HEARTBEAT_TTL_SECONDS)
     step_started = status.get("stepStartedAt")
     # Devices of this environment only: another may use the same target, region and names.
+    # Each row also holds the latest beat's activation error, staleness and prepared
+    # version (the heartbeat folder writes them), so nothing here reads Redis: a scan
+    # of every heartbeat key per tick cost most of the operator's CPU at 10,000 devices.
     rows = await ctx.db.get_device_versions(
         target=target, seen_within=dt.timedelta(seconds=ttl * 10), environment=spec["env"]
     )
-    errors, stale, prepared = await _live_reports(ctx, spec["env"], target, region)
     prepare = status.get("prepare") or {}
     started = parse_time(step_started) if step_started else None
     counters = await _step_counters(
@@ -172,9 +174,9 @@ async def _devices(
             errors=row["errors"] or 0,
             p99_ms=row["p99_latency_ms"],
             activation_failures=row["activation_failures"] or 0,
-            last_error=errors.get(row["device_id"]),
-            policy_stale=row["device_id"] in stale,
-            prepared_version=prepared.get(row["device_id"]),
+            last_error=row["last_error"],
+            policy_stale=bool(row["policy_stale"]),
+            prepared_version=row["prepared_version"],
             totals=counters[row["device_id"]].totals if row["device_id"] in counters else None,
             baseline=counters[row["device_id"]].baseline if row["device_id"] in counters else None,
         )
@@ -214,27 +216,6 @@ async def _step_counters(
     await ctx.db.capture_step_baseline(uid, started, target, region, env)
     rows = await ctx.db.step_counters(uid, started, target, region, env)
     return {c.device_id: c for c in rows}
-
-
-async def _live_reports(
-    ctx: OperatorContext, env: str, target: str, region: str
-) -> tuple[dict[str, str], set[str], dict[str, str]]:
-    """device id -> last activation error, and the devices that report themselves stale,
-    from the devices' live heartbeats in Redis.
-
-    pkg_device_versions keeps counts, not the error text, so the text comes from the
-    heartbeat keys (``pkg:hb:{env}:{device}``, which expire with the device). Without Redis
-    the status lists none this tick; coverage and health still come from PostgreSQL.
-    """
-    try:
-        beats = await ctx.signals.live_heartbeats(env)
-    except (RedisError, OSError) as exc:
-        log.warning("cannot read the heartbeats' activation errors and staleness: %s", exc)
-        return {}, set(), {}
-    mine = [b for b in beats if b.target == target and b.region == region]
-    errors = {b.device_id: b.last_error for b in mine if b.last_error}
-    prepared = {b.device_id: b.prepared for b in mine if b.prepared}
-    return errors, {b.device_id for b in mine if b.stale}, prepared
 
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:
