@@ -18,6 +18,7 @@ import os
 import platform
 import queue
 import shutil
+import signal
 import ssl
 import sys
 import tempfile
@@ -174,6 +175,9 @@ class Bed:
         self.api: Api | None = None
 
     def start(self) -> None:
+        # A SIGTERM (make's or a person's) must still run stop(): the servers run in
+        # sessions of their own and would outlive this process.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.stack.start()
         kube = self.stack.kube
         assert kube is not None
