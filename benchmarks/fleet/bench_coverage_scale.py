@@ -98,9 +98,10 @@ shorter interval. The tick's own duration varies from run to run: a second run a
 devices (`--quick --profile`, py-spy attached) measured 9.4 s per tick on average with
 the operator at 0.13 core and PostgreSQL at 0.27 core, and then missed the cohort switch
 within 40 s (18.4 s and 3.3 s for the two slices). The operator was not on the CPU
-(py-spy found no tick frames), so the tick waits on PostgreSQL: its per-tick queries over
-every device of the target (the step counters joined with `pkg_device_totals` and the
-baselines, and the baseline capture) are the suspects; not investigated in time.
+(py-spy found no tick frames), so the tick waits: on PostgreSQL (its per-tick queries
+over every device of the target: the step counters joined with `pkg_device_totals` and
+the baselines, and the baseline capture) or on the API server (the tick's status write is
+part of it; the API server and etcd share the loaded CPUs). Not investigated in time.
 The unowned-level removal's listing of every PolicyDeployment did not
 show in the profile at this scale (one deployment); the snapshots' `FleetConverged`
 refresh (`levels/fleet_status.py`, every 10 s per active snapshot) still scans the
