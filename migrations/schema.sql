@@ -804,6 +804,9 @@ CREATE TABLE public.pkg_device_versions (
     activation_failures bigint,
     last_seen timestamp with time zone DEFAULT now() NOT NULL,
     environment text NOT NULL,
+    last_error text,
+    policy_stale boolean,
+    prepared_version text,
     CONSTRAINT pkg_device_versions_counters_check CHECK (((evaluations >= 0) AND (errors >= 0) AND (activation_failures >= 0))),
     CONSTRAINT pkg_device_versions_device_id_check CHECK ((device_id <> ''::text)),
     CONSTRAINT pkg_device_versions_environment_check CHECK ((environment <> ''::text)),
@@ -813,6 +816,12 @@ CREATE TABLE public.pkg_device_versions (
 COMMENT ON TABLE public.pkg_device_versions IS 'Latest heartbeat per device: what it runs and how it fares.';
 
 COMMENT ON COLUMN public.pkg_device_versions.environment IS 'The environment the device reports (pkg_env text); ''unknown'' for rows that could not be placed.';
+
+COMMENT ON COLUMN public.pkg_device_versions.last_error IS 'The device''s last activation error as its latest heartbeat reported it (NULL: none).';
+
+COMMENT ON COLUMN public.pkg_device_versions.policy_stale IS 'The latest heartbeat said the device is past its maximum staleness (it cannot confirm what it should run).';
+
+COMMENT ON COLUMN public.pkg_device_versions.prepared_version IS 'The version the device held prepared (two-phase activation) at its latest heartbeat.';
 
 CREATE TABLE public.pkg_facts (
     id bigint NOT NULL,

@@ -7,7 +7,9 @@ report per device wins, and a report older than the stored one never
 overwrites it, so batches may arrive out of order. A heartbeat naming only a
 version gets that version's snapshot id; an unknown snapshot leaves it NULL
 rather than failing the batch. Devices are keyed by environment and device id:
-two environments may use the same device names.
+two environments may use the same device names. The latest report's activation
+error, staleness and prepared version ride along (migration 0010), so a rollout
+tick reads everything about a device from one query.
 """
 
 from __future__ import annotations
@@ -25,23 +27,25 @@ __all__ = ["PKGDevicesDAO"]
 _UPSERT_HEARTBEATS = """
 INSERT INTO pkg_device_versions AS dv (environment, device_id, device_type, region, target,
                                        snapshot_id, version, evaluations, errors,
-                                       p99_latency_ms, activation_failures, last_seen)
+                                       p99_latency_ms, activation_failures, last_seen,
+                                       last_error, policy_stale, prepared_version)
 SELECT DISTINCT ON (h.env, h.device_id)
        h.env, h.device_id, h.device_type, coalesce(h.region, 'global'),
        coalesce(h.target, h.device_type),
        coalesce(h.by_id_id, h.by_version_id), coalesce(h.version, h.by_id_version),
        h.evaluations, h.errors, h.p99_latency_ms, h.activation_failures,
-       coalesce(h.seen_at, now())
+       coalesce(h.seen_at, now()), h.last_error, h.policy_stale, h.prepared_version
   FROM (SELECT u.*,
                coalesce(u.environment, by_id.env::text, by_version.env::text, 'unknown') AS env,
                by_id.id AS by_id_id, by_id.version AS by_id_version,
                by_version.id AS by_version_id
           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                       $7::bigint[], $8::bigint[], $9::float8[], $10::bigint[],
-                      $11::timestamptz[], $12::text[])
+                      $11::timestamptz[], $12::text[], $13::text[], $14::bool[], $15::text[])
                WITH ORDINALITY
                AS u(device_id, device_type, region, target, snapshot_id, version, evaluations,
-                    errors, p99_latency_ms, activation_failures, seen_at, environment, ord)
+                    errors, p99_latency_ms, activation_failures, seen_at, environment,
+                    last_error, policy_stale, prepared_version, ord)
           LEFT JOIN pkg_snapshots by_id ON by_id.id = u.snapshot_id
           LEFT JOIN pkg_snapshots by_version ON by_version.version = u.version) AS h
  ORDER BY h.env, h.device_id, coalesce(h.seen_at, now()) DESC, h.ord DESC
@@ -55,7 +59,10 @@ ON CONFLICT (environment, device_id) DO UPDATE SET
        errors = coalesce(EXCLUDED.errors, dv.errors),
        p99_latency_ms = coalesce(EXCLUDED.p99_latency_ms, dv.p99_latency_ms),
        activation_failures = coalesce(EXCLUDED.activation_failures, dv.activation_failures),
-       last_seen = EXCLUDED.last_seen
+       last_seen = EXCLUDED.last_seen,
+       last_error = EXCLUDED.last_error,
+       policy_stale = EXCLUDED.policy_stale,
+       prepared_version = EXCLUDED.prepared_version
  WHERE dv.last_seen <= EXCLUDED.last_seen
 """
 
@@ -79,6 +86,9 @@ def _columns(heartbeats: Sequence[DeviceHeartbeat]) -> list[list[Any]]:
         [h.activation_failures for h in heartbeats],
         [h.seen_at for h in heartbeats],
         [h.environment for h in heartbeats],
+        [h.last_error for h in heartbeats],
+        [h.policy_stale for h in heartbeats],
+        [h.prepared_version for h in heartbeats],
     ]
 
 
@@ -104,7 +114,8 @@ class PKGDevicesDAO:
                 rows = await conn.fetch(
                     "SELECT environment, device_id, device_type, region, target, snapshot_id, "
                     "version, "
-                    "evaluations, errors, p99_latency_ms, activation_failures, last_seen "
+                    "evaluations, errors, p99_latency_ms, activation_failures, last_seen, "
+                    "last_error, policy_stale, prepared_version "
                     "FROM pkg_device_versions "
                     "WHERE ($1::text IS NULL OR device_type = $1) "
                     "AND ($2::text IS NULL OR region = $2) "

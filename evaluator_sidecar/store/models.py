@@ -68,7 +68,9 @@ class DeviceHeartbeat:
     ``environment`` to the environment of the snapshot it runs (``unknown`` when
     it names no stored snapshot). Devices are keyed by (environment, device id).
     Metrics left None keep the device's previous values. ``snapshot_id`` may
-    be omitted when ``version`` names a stored snapshot.
+    be omitted when ``version`` names a stored snapshot. ``last_error``,
+    ``policy_stale`` and ``prepared_version`` are the latest report's state (a
+    report without them clears them): what a rollout tick reads per device.
     """
 
     device_id: str
@@ -83,6 +85,9 @@ class DeviceHeartbeat:
     activation_failures: int | None = None
     seen_at: datetime | None = None
     environment: str | None = None
+    last_error: str | None = None
+    policy_stale: bool | None = None
+    prepared_version: str | None = None
 
 
 @dataclass(frozen=True)

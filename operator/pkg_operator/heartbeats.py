@@ -55,6 +55,11 @@ def to_row(beat: Heartbeat) -> DeviceHeartbeat:
         activation_failures=beat.activation_failures,
         seen_at=dt.datetime.fromtimestamp(beat.ts, dt.UTC),
         environment=beat.env,
+        # What a rollout tick needs per device beside the counts: kept with them so the
+        # tick never has to read every heartbeat key in Redis (migration 0010).
+        last_error=beat.last_error,
+        policy_stale=beat.stale,
+        prepared_version=beat.prepared,
     )
 
 

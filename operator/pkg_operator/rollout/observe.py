@@ -3,7 +3,8 @@
 The referenced PolicySnapshot (from kopf's in-memory index), a newer
 PolicyDeployment for the same env/target/region (supersession), a person's
 action from the annotation, the environment's active snapshot (PostgreSQL), and
-coverage and health folded from the devices' latest heartbeats and their
+coverage and health folded from the devices' latest heartbeats (as the heartbeat
+folder keeps them in PostgreSQL: a tick reads no Redis key) and their
 cumulative counters against the step's baseline (captured here if the tick that
 started the step could not). Also which
 status to reason about: kopf's body can lag behind the operator's own last
@@ -15,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -152,10 +153,15 @@ async def _devices(
     ttl = float(cover_spec.get("heartbeatTTLSeconds") or DEFAULT_HEARTBEAT_TTL_SECONDS)
     step_started = status.get("stepStartedAt")
     # Devices of this environment only: another may use the same target, region and names.
+    # Each row also holds the latest beat's activation error, staleness and prepared
+    # version (the heartbeat folder writes them), so nothing here reads Redis: a scan
+    # of every heartbeat key per tick cost most of the operator's CPU at 10,000 devices.
     rows = await ctx.db.get_device_versions(
         target=target, seen_within=dt.timedelta(seconds=ttl * 10), environment=spec["env"]
     )
-    live = await _live_reports(ctx, spec["env"], target, region, shadow=_shadow_key(uid, status))
+    shadow_counts = await _shadow_reports(
+        ctx, spec["env"], target, region, shadow=_shadow_key(uid, status)
+    )
     prepare = status.get("prepare") or {}
     started = parse_time(step_started) if step_started else None
     counters = await _step_counters(
@@ -172,10 +178,10 @@ async def _devices(
             errors=row["errors"] or 0,
             p99_ms=row["p99_latency_ms"],
             activation_failures=row["activation_failures"] or 0,
-            last_error=live.errors.get(row["device_id"]),
-            policy_stale=row["device_id"] in live.stale,
-            prepared_version=live.prepared.get(row["device_id"]),
-            shadow_counts=live.shadow_counts.get(row["device_id"]),
+            last_error=row["last_error"],
+            policy_stale=bool(row["policy_stale"]),
+            prepared_version=row["prepared_version"],
+            shadow_counts=shadow_counts.get(row["device_id"]),
             totals=counters[row["device_id"]].totals if row["device_id"] in counters else None,
             baseline=counters[row["device_id"]].baseline if row["device_id"] in counters else None,
         )
@@ -217,16 +223,6 @@ async def _step_counters(
     return {c.device_id: c for c in rows}
 
 
-@dataclass
-class _Live:
-    """What only the devices' live heartbeats say (by device id)."""
-
-    errors: dict[str, str] = field(default_factory=dict)
-    stale: set[str] = field(default_factory=set)
-    prepared: dict[str, str] = field(default_factory=dict)
-    shadow_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-
 def _shadow_key(uid: str, status: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """(deployment uid, candidate version, step) of the shadow step running now, if any."""
     shadow = status.get("shadow") or {}
@@ -242,44 +238,37 @@ def _shadow_counts(shadow: Mapping[str, Any] | None) -> tuple[int, int] | None:
     return samples, diffs
 
 
-async def _live_reports(
+async def _shadow_reports(
     ctx: OperatorContext,
     env: str,
     target: str,
     region: str,
     *,
     shadow: tuple[str, str, str] | None,
-) -> _Live:
-    """Activation errors, self-reported staleness, prepared versions and the shadow
-    step's counts, from the devices' live heartbeats in Redis.
+) -> dict[str, tuple[int, int]]:
+    """device id -> (samples, diffs) it counted for the shadow step running now.
 
-    pkg_device_versions keeps counts, not the error text, so the text comes from the
-    heartbeat keys (``pkg:hb:{env}:{device}``, which expire with the device). The shadow
-    counts are those of the candidate and step ``shadow`` names only (a device still
-    sampling the previous candidate counts nothing). Without Redis the status lists none
-    this tick; coverage and health still come from PostgreSQL.
+    Read from the devices' live heartbeats in Redis, only while a shadow step runs
+    (everything else the tick needs is folded into PostgreSQL). Only the candidate and
+    step ``shadow`` names count: a device still sampling the previous candidate counts
+    nothing. Without Redis the step gathers no samples this tick and waits.
     """
+    if shadow is None:
+        return {}
     try:
         beats = await ctx.signals.live_heartbeats(env)
     except (RedisError, OSError) as exc:
-        log.warning("cannot read the heartbeats' activation errors and staleness: %s", exc)
-        return _Live()
-    live = _Live()
+        log.warning("cannot read the shadow step's counts from the heartbeats: %s", exc)
+        return {}
+    counts: dict[str, tuple[int, int]] = {}
     for b in beats:
-        if b.target != target or b.region != region:
-            continue
-        if b.last_error:
-            live.errors[b.device_id] = b.last_error
-        if b.stale:
-            live.stale.add(b.device_id)
-        if b.prepared:
-            live.prepared[b.device_id] = b.prepared
         mine = b.shadow or {}
         key = (mine.get("deployment"), mine.get("candidate"), mine.get("step"))
-        counts = _shadow_counts(mine) if shadow is not None and key == shadow else None
-        if counts is not None:
-            live.shadow_counts[b.device_id] = counts
-    return live
+        if b.target != target or b.region != region or key != shadow:
+            continue
+        if (found := _shadow_counts(mine)) is not None:
+            counts[b.device_id] = found
+    return counts
 
 
 async def _baseline(ctx: OperatorContext, env: str) -> SnapshotInfo | None:
