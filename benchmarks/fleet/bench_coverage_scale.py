@@ -91,10 +91,10 @@ still cheap (PostgreSQL 0.06 core).
 deployment's next rollout tick after the fold: `PKG_ROLLOUT_INTERVAL_SECONDS` (2 s by
 default) plus the tick itself (0.45 s at 1,000 devices and 0.77 s at 10,000 on this loaded
 machine: it reads every device row of the target, their counters and baselines, and
-folds them in Python). The slices (500 devices at 10,000) reflected in 1.75 to 2.15 s;
-the whole canary cohort's switch (about 5,000 devices) in 2.62 s, over the 2 s goal.
-Meeting it needs the tick to react to a fold instead of waiting for its timer, or a
-shorter interval. The tick's own duration varies from run to run: a second run at 10,000
+folds them in Python). On a quiet machine (load about 6) the worst change reflected in
+1.6 s; under the helpers' load (13 to 15) the whole canary cohort's switch (about 5,000
+devices) took 2.62 s, over the 2 s goal. Holding it under load needs the tick to react to
+a fold instead of waiting for its timer, or a shorter interval. The tick's own duration varies from run to run: a second run at 10,000
 devices (`--quick --profile`, py-spy attached) measured 9.4 s per tick on average with
 the operator at 0.13 core and PostgreSQL at 0.27 core, and then missed the cohort switch
 within 40 s (18.4 s and 3.3 s for the two slices). The operator was not on the CPU
