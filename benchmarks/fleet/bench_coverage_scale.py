@@ -94,7 +94,8 @@ machine: it reads every device row of the target, their counters and baselines, 
 folds them in Python). On a quiet machine (load about 6) the worst change reflected in
 1.6 s; under the helpers' load (13 to 15) the whole canary cohort's switch (about 5,000
 devices) took 2.62 s, over the 2 s goal. Holding it under load needs the tick to react to
-a fold instead of waiting for its timer, or a shorter interval. The tick's own duration varies from run to run: a second run at 10,000
+a fold instead of waiting for its timer, or a shorter interval.
+The tick's own duration varies from run to run: a second run at 10,000
 devices (`--quick --profile`, py-spy attached) measured 9.4 s per tick on average with
 the operator at 0.13 core and PostgreSQL at 0.27 core, and then missed the cohort switch
 within 40 s (18.4 s and 3.3 s for the two slices). The operator was not on the CPU
