@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +25,12 @@ from pkg_testbed.product import OperatorProcess
 
 
 @pytest.fixture
-def bed(
-    cluster: Cluster, start_operator: Callable[..., OperatorProcess], request: pytest.FixtureRequest
-) -> Iterator[CrashBed]:
+def bed(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[CrashBed]:
     tag = f"{zlib.crc32(request.node.name.encode()):08x}-{os.getpid()}"
-    result = CrashBed(
-        cluster, cluster.workdir / request.node.name, start_operator, env="staging", tag=tag
-    )
+    result = CrashBed(cluster, cluster.workdir / request.node.name, env="staging", tag=tag)
     yield result
-    result.stop()
+    failed = getattr(request.node, "rep_call", None)
+    result.stop(show_logs=failed is not None and failed.failed)
 
 
 def _base(bed: CrashBed, operator: OperatorProcess) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +26,12 @@ from pkg_testbed.product import OperatorProcess
 
 
 @pytest.fixture
-def snap_bed(
-    cluster: Cluster, start_operator: Callable[..., OperatorProcess], request: pytest.FixtureRequest
-) -> Iterator[CrashBed]:
+def snap_bed(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[CrashBed]:
     tag = f"{zlib.crc32(request.node.name.encode()):08x}-{os.getpid()}"
-    result = CrashBed(
-        cluster, cluster.workdir / request.node.name, start_operator, env="dev", tag=tag, devices=2
-    )
+    result = CrashBed(cluster, cluster.workdir / request.node.name, env="dev", tag=tag, devices=2)
     yield result
-    result.stop()
+    failed = getattr(request.node, "rep_call", None)
+    result.stop(show_logs=failed is not None and failed.failed)
 
 
 async def _promote_one(
@@ -60,7 +57,34 @@ async def _promote_one(
 
 @pytest.mark.chaos
 @pytest.mark.chaos_quick
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(300)
+async def test_an_operator_killed_just_before_it_promotes_a_snapshot_promotes_it_once_on_restart(
+    snap_bed: CrashBed,
+) -> None:
+    """The quick subset's crash: one point, the promotion itself, no recording run."""
+    bed, began = snap_bed, time.monotonic()
+    point = "pg:promote_snapshot:1"
+    operator = bed.operator(PKG_TEST_CRASH_AT=point)
+    run = CrashRun(point=point)
+    _, findings, _ = await _promote_one(bed, operator, run, 1)
+    assert run.crashed, f"the operator never reached {point}: {run.notes}"
+    record(
+        ScenarioRecord(
+            scenario="crash/snapshot/before-promotion",
+            group="crash",
+            faults=1,
+            passes=0 if findings else 1,
+            converge_s=run.converge_s,
+            failures=findings,
+            notes=f"kill -9 (os._exit 137) at {point}, autoPromote; the quick subset's crash",
+            extra={"wall_s": round(time.monotonic() - began, 1)},
+        )
+    )
+    assert findings == []
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(900)
 async def test_a_snapshot_is_stored_validated_and_promoted_once_across_a_kill_9_at_every_write(
     snap_bed: CrashBed, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from pkg_testbed.cluster import Cluster, condition, snapshot_doc, wait_for
+from pkg_testbed.procs import TestbedError
 from pkg_testbed.product import OperatorProcess, SidecarProcess
 
 __all__ = [
@@ -59,11 +60,16 @@ PERIODIC = frozenset(
     }
 )
 
-StartOperator = Callable[..., OperatorProcess]
-
 
 def rollout_doc(
-    name: str, snapshot: str, *, env: str, target: str, region: str, min_devices: int
+    name: str,
+    snapshot: str,
+    *,
+    env: str,
+    target: str,
+    region: str,
+    min_devices: int,
+    steps: list[dict[str, Any]] | None = None,
 ) -> str:
     return yaml.safe_dump(
         {
@@ -75,7 +81,7 @@ def rollout_doc(
                 "env": env,
                 "target": target,
                 "region": region,
-                "strategy": {"canary": {"steps": REFERENCE_STEPS}},
+                "strategy": {"canary": {"steps": REFERENCE_STEPS if steps is None else steps}},
                 "progressDeadlineSeconds": 120,
                 "coverage": {
                     "minPercent": 100,
@@ -120,13 +126,12 @@ class CrashBed:
         self,
         cluster: Cluster,
         workdir: Path,
-        start_operator: StartOperator,
         *,
         env: str,
         tag: str,
         devices: int = 4,
     ) -> None:
-        self.cluster, self.workdir, self.start_operator = cluster, workdir, start_operator
+        self.cluster, self.workdir = cluster, workdir
         self.env, self.tag = env, tag
         self.target, self.region = f"crash-{tag}", "eu-west"
         self.glob = f"crash-{tag}-*"
@@ -134,6 +139,7 @@ class CrashBed:
         self.sidecars: list[SidecarProcess] = []
         self._runs = 0
         self._operators = 0
+        self.operators: list[OperatorProcess] = []
 
     # ---- set-up
 
@@ -160,7 +166,11 @@ class CrashBed:
         for proc in self.sidecars:
             proc.start_wait()
 
-    def stop(self) -> None:
+    def stop(self, *, show_logs: bool = False) -> None:
+        for index, operator in enumerate(self.operators):
+            if show_logs and index >= len(self.operators) - 3:
+                print(f"\n===== {operator.proc.name} =====\n{operator.log()}")
+            operator.stop()
         for proc in self.sidecars:
             proc.stop()
 
@@ -170,17 +180,27 @@ class CrashBed:
         self.cluster.kubectl("create", "namespace", name)
         return name
 
-    def operator(self, **env: str) -> OperatorProcess:
-        """A standalone operator (a successor starts at once: no peering record to outwait)
-        watching only this bed's namespaces."""
+    def operator(self, *, standalone: bool = True, **env: str) -> OperatorProcess:
+        """An operator watching only this bed's namespaces; standalone by default (a
+        successor starts at once: no peering record to outwait). One that dies at its
+        crash point while starting is returned dead: :meth:`drive` replaces it."""
         self._operators += 1
-        return self.start_operator(
-            name=f"operator-{self._operators}",
-            PKG_STANDALONE="true",
-            PKG_NAMESPACES=self.glob,
-            PKG_LEVEL_RESYNC_SECONDS="3",
+        settings = {
+            "PKG_NAMESPACES": self.glob,
+            "PKG_LEVEL_RESYNC_SECONDS": "3",
+            **({"PKG_STANDALONE": "true"} if standalone else {}),
             **env,
+        }
+        proc = OperatorProcess(
+            self.workdir, self.cluster.operator_env(**settings), name=f"operator-{self._operators}"
         )
+        self.operators.append(proc)
+        try:
+            proc.start()
+        except TestbedError:
+            if proc.proc.running() or not env.get("PKG_TEST_CRASH_AT"):
+                raise
+        return proc
 
     def versions(self) -> dict[str, str | None]:
         result: dict[str, str | None] = {}
@@ -237,15 +257,17 @@ class CrashBed:
             if gate is not None:
                 gate()
             time.sleep(0.3)
-        raise AssertionError(f"run at {run.point} did not settle in {timeout}s: {run.notes}")
+        raise AssertionError(
+            f"run at {run.point} did not settle in {timeout}s: {run.notes}\n{operator.log()}"
+        )
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
         return self.cluster.get("pdep", name, namespace)
 
-    def rollout(
-        self, run: CrashRun, namespace: str, operator: OperatorProcess, snapshot: str
-    ) -> OperatorProcess:
-        """The reference rollout of the Ready snapshot ``snapshot`` to the fleet, to its end."""
+    def apply_rollout(
+        self, namespace: str, snapshot: str, *, steps: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Create the PolicyDeployment ``roll`` of ``snapshot`` to the fleet."""
         self.cluster.apply(
             namespace,
             rollout_doc(
@@ -255,8 +277,14 @@ class CrashBed:
                 target=self.target,
                 region=self.region,
                 min_devices=self.devices,
+                steps=steps,
             ),
         )
+
+    def drive_rollout(
+        self, run: CrashRun, namespace: str, operator: OperatorProcess, *, timeout: float = 150
+    ) -> OperatorProcess:
+        """Drive ``roll`` to its end: promote it at the gate, restart a dead operator."""
         promoted: dict[str, float] = {}
 
         def gate() -> None:
@@ -276,7 +304,14 @@ class CrashBed:
             run.summary = str(status.get("summary") or "")
             return run.summary in TERMINAL
 
-        return self.drive(run, operator, settled, gate=gate)
+        return self.drive(run, operator, settled, gate=gate, timeout=timeout)
+
+    def rollout(
+        self, run: CrashRun, namespace: str, operator: OperatorProcess, snapshot: str
+    ) -> OperatorProcess:
+        """The reference rollout of the Ready snapshot ``snapshot`` to the fleet, to its end."""
+        self.apply_rollout(namespace, snapshot)
+        return self.drive_rollout(run, namespace, operator)
 
     def act(self, namespace: str, kind: str, name: str, action: str) -> None:
         value = json.dumps(
