@@ -35,6 +35,13 @@ test: testbed-bins ## run every test (unit, integration, end-to-end) on the real
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5), nothing failed"; rc=0; fi; \
 	exit $$rc
 
+.PHONY: chaos
+chaos: testbed-bins ## the fault-injection suite, every scenario (< 45 min): a summary table, and RELIABILITY.md regenerated from its records
+	@mkdir -p .chaos; results=.chaos/results-$$(date -u +%Y%m%dT%H%M%SZ).jsonl; rc=0; \
+	PKG_CHAOS=1 PKG_CHAOS_RESULTS=$$results $(PY) -m pytest tests/chaos $(PYTEST_ARGS) || rc=$$?; \
+	$(PY) tools/reliability_report.py "$$results" || [ $$rc -ne 0 ] || rc=1; \
+	exit $$rc
+
 .PHONY: test-unit
 test-unit: $(STAMP) ## run the pure unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

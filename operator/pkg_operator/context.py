@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -17,9 +18,47 @@ from evaluator_sidecar.signals import RedisSignals
 from evaluator_sidecar.signals.connect import connect_redis
 from evaluator_sidecar.store import PKGClient
 from evaluator_sidecar.store.migrations import apply_migrations
+from pkg_operator import crashpoints
 from pkg_operator.settings import OperatorSettings
 
-__all__ = ["ContextError", "OperatorContext", "open_context"]
+__all__ = ["DB_WRITES", "REDIS_WRITES", "ContextError", "OperatorContext", "open_context"]
+
+#: The store client's and the signals publisher's methods that write: the crash points of
+#: the chaos suite (pkg_operator.crashpoints) when its test-only settings arm them.
+DB_WRITES = frozenset(
+    {
+        "store_snapshot",
+        "store_snapshot_spec",
+        "archive_snapshot",
+        "restore_snapshot",
+        "create_temporal_fact",
+        "expire_temporal_fact",
+        "delete_temporal_fact",
+        "upsert_deployment",
+        "create_validation_run",
+        "finish_validation_run",
+        "validate_snapshot",
+        "create_promotion",
+        "promote_snapshot",
+        "rollback_snapshot",
+        "update_device_heartbeat",
+        "update_device_heartbeats",
+        "update_device_counters",
+        "capture_step_baseline",
+        "record_shadow_diffs",
+        "append_audit",
+    }
+)
+REDIS_WRITES = frozenset(
+    {
+        "publish_desired",
+        "publish_new_desired",
+        "publish_facts_level",
+        "publish_activate",
+        "raise_epoch_floor",
+        "ack_heartbeats",
+    }
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,4 +108,10 @@ async def open_context(settings: OperatorSettings) -> OperatorContext:
         ) from exc
     signals = RedisSignals(redis)
     await signals.ensure_heartbeat_group()
+    crashpoints.configure(crash_at=settings.test_crash_at, record=settings.test_crash_record)
+    if crashpoints.enabled():
+        db = cast(PKGClient, crashpoints.CrashingProxy(db, prefix="pg", writes=DB_WRITES))
+        signals = cast(
+            RedisSignals, crashpoints.CrashingProxy(signals, prefix="redis", writes=REDIS_WRITES)
+        )
     return OperatorContext(settings=settings, db=db, redis=redis, signals=signals)

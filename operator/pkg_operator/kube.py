@@ -27,6 +27,7 @@ from typing import Any, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from pkg_operator import crashpoints
 from pkg_operator.api import GROUP, VERSION
 
 __all__ = [
@@ -214,6 +215,7 @@ async def patch_status(
     plural: str, namespace: str, name: str, status: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Merge-patch an object's status subresource; None when the object is gone."""
+    crashpoints.hit(f"kube:patch_status:{plural}")
     try:
         return await asyncio.to_thread(_patch_status, plural, namespace, name, status)
     except ApiException as exc:

@@ -20,6 +20,8 @@ The variables it shares with the sidecar (``PKG_DATABASE_URL``, ``PKG_REDIS_URL`
 | ``PKG_INTEGRITY_CHECK_SECONDS`` | ``300`` | how often the integrity checks run (0: never) |
 | ``PKG_TRUSTED_KEYS`` | (none) | ``namespace/name`` of the ConfigMap or Secret of trusted keys |
 | ``PKG_LEVEL_RESYNC_SECONDS`` | ``10`` | how often Redis's levels are checked against PostgreSQL |
+| ``PKG_TEST_CRASH_AT`` | (none) | test only: exit as if killed at ``<point>:<n>`` |
+| ``PKG_TEST_CRASH_RECORD`` | (none) | test only: append every crash point hit to this file |
 
 The sidecar injection webhook (:mod:`pkg_operator.inject`; off while ``PKG_WEBHOOK_PORT`` is 0):
 
@@ -112,6 +114,12 @@ class OperatorSettings(CommonSettings):
         return namespace, name
 
     level_resync_seconds: float = Field(default=10.0, gt=0, le=3600)
+
+    # ---- test only (the chaos suite's crash points, pkg_operator.crashpoints): never set
+    # in production. "<point>:<n>" makes the process exit like kill -9 just before the
+    # n-th write at <point>; a file name records every point hit, in order.
+    test_crash_at: str = Field(default="", pattern=r"^$|^[a-z]+:[A-Za-z0-9_:.-]+:[1-9][0-9]*$")
+    test_crash_record: str = ""
 
     # ---- the sidecar injection webhook (pkg_operator.inject); 0 turns it off.
     webhook_port: int = Field(default=0, ge=0, le=65535)

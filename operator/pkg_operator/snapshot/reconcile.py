@@ -18,7 +18,7 @@ import kopf
 from redis.exceptions import RedisError
 
 from evaluator_sidecar.store.errors import DatabaseUnavailableError, PKGError, SnapshotInUseError
-from pkg_operator import promotions
+from pkg_operator import crashpoints, promotions
 from pkg_operator.actions import ActionError, ActionRequest
 from pkg_operator.conditions import set_condition
 from pkg_operator.context import OperatorContext
@@ -103,6 +103,9 @@ async def changed(
     if last_action is not None:
         new_status["lastAction"] = last_action
     patch.status.update(new_status)
+    # kopf writes this patch once the handler returns: dying here loses it, after every
+    # other write of this run.
+    crashpoints.hit("kube:kopf_status:policysnapshots")
     if outcome.rejected is not None:
         reason, message = outcome.rejected
         kopf.warn(body, reason=reason, message=message)
