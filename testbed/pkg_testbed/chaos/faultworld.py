@@ -33,10 +33,12 @@ from pkg_testbed.product import OperatorProcess, SidecarProcess
 
 __all__ = [
     "CANARY_STEPS",
+    "LINKS",
     "AnswerLoad",
     "Answers",
     "Fault",
     "FaultWorld",
+    "Outcome",
     "half_way",
     "record_outcome",
     "run_mid_rollout",
@@ -340,16 +342,27 @@ def half_way(world: FaultWorld) -> bool:
     return world.versions() == want
 
 
+@dataclass
+class Outcome:
+    """What :func:`run_mid_rollout` measured."""
+
+    #: Seconds from healing the fault to the right end state (or to giving up).
+    converge_s: float
+    #: What is still wrong with the end state ([] when right).
+    wrong: list[str]
+    #: The answers counted from the rollout's start to its end.
+    answers: Answers
+    #: Seconds from applying the rollout to the right end state.
+    rollout_s: float
+
+
 def run_mid_rollout(
     world: FaultWorld, fault: Fault, *, steps: list[dict[str, Any]] | None = None
-) -> tuple[float, list[str], Answers]:
-    """Roll v2 out over the running fleet (already on v1) with ``fault`` in the middle.
-
-    Returns the seconds from healing to the right end state, what is still wrong, and
-    the answers the load counted from the rollout's start to its end.
-    """
+) -> Outcome:
+    """Roll v2 out over the running fleet (already on v1) with ``fault`` in the middle."""
     urls = [proc.url for proc in world.sidecars.values()]
     with AnswerLoad(urls, world.expected) as load:
+        started = time.monotonic()
         world.rollout(steps or CANARY_STEPS)
         when = fault.when or half_way
         wait_for(lambda: when(world), timeout=120, what="the moment to inject the fault")
@@ -357,20 +370,20 @@ def run_mid_rollout(
         time.sleep(fault.hold)
         fault.heal()
         converge_s, wrong = world.converge(timeout=180)
-    return converge_s, wrong, load.answers
+    return Outcome(converge_s, wrong, load.answers, time.monotonic() - started)
 
 
 def record_outcome(
     scenario: str,
     *,
     group: str,
-    outcome: tuple[float, list[str], Answers],
+    outcome: Outcome,
     faults: int = 1,
     notes: str = "",
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Record a scenario run by :func:`run_mid_rollout`, then assert it passed."""
-    converge_s, wrong, answers = outcome
+    answers, wrong = outcome.answers, outcome.wrong
     lost = answers.lost + answers.wrong
     record(
         ScenarioRecord(
@@ -378,12 +391,16 @@ def record_outcome(
             group=group,
             faults=faults,
             passes=faults if not wrong and lost == 0 else 0,
-            converge_s=round(converge_s, 2),
+            converge_s=round(outcome.converge_s, 2),
             answers_total=answers.total,
             answers_lost=lost,
             failures=wrong + answers.failures,
             notes=notes,
-            extra={"answers_by_version": dict(answers.by_version), **(extra or {})},
+            extra={
+                "rollout_s": round(outcome.rollout_s, 2),
+                "answers_by_version": dict(answers.by_version),
+                **(extra or {}),
+            },
         )
     )
     assert not wrong, f"{scenario}: the end state is wrong: {wrong}"
