@@ -214,18 +214,28 @@ class KubeControlPlane:
             self.workdir / "kube-apiserver.log",
         )
         self._apiserver.start()
-        context = ssl.create_default_context(cafile=str(self.ca_path))
-
-        def ready() -> bool:
-            request = urllib.request.Request(
-                f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.token}"}
-            )
-            with urllib.request.urlopen(request, timeout=2, context=context) as response:
-                return bool(response.status == 200)
-
         # The first start of an API server on a fresh etcd bootstraps RBAC roles and
         # the default namespaces; on a shared 2-core machine that can take a while.
-        wait_until(ready, timeout=120, what="kube-apiserver", proc=self._apiserver)
+        wait_until(self._ready, timeout=120, what="kube-apiserver", proc=self._apiserver)
+
+    def _ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        request = urllib.request.Request(
+            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver only; etcd (the cluster's state) keeps running."""
+        if self._apiserver is not None:
+            self._apiserver.stop()
+
+    def start_apiserver(self) -> None:
+        """Start the stopped kube-apiserver again: same port, certificates and etcd."""
+        assert self._apiserver is not None, "start() first"
+        self._apiserver.start()
+        wait_until(self._ready, timeout=120, what="kube-apiserver", proc=self._apiserver)
 
     def _write_kubeconfig(self) -> None:
         ca = base64.b64encode(self.ca_path.read_bytes()).decode()
