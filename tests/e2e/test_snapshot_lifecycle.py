@@ -323,8 +323,12 @@ async def test_two_operator_replicas_promote_once(
     namespace: str,
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
-    start_operator(name="replica-a", PKG_PEERING_PRIORITY="10")
+    low = start_operator(name="replica-a", PKG_PEERING_PRIORITY="10")
     start_operator(name="replica-b", PKG_PEERING_PRIORITY="20")
+    # Apply once the replicas have settled who works: a snapshot created while the
+    # higher-priority replica was taking over once went unprocessed for 60 s (an open
+    # finding, see the issue 19 notes); this test is about promoting once.
+    wait_for(lambda: "Pausing operations" in low.log(), timeout=30, what="replica-a to pause")
     version = f"rules@5.0.0-{namespace}"
     cluster.apply(namespace, snapshot_doc("p", version, env="staging"))
     assert condition(ready(cluster, namespace, "p"), "Ready")["status"] == "True"
