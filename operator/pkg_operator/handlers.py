@@ -114,18 +114,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.timer(*SNAPSHOTS, interval=level_interval, registry=registry, id="levels_lease")
     async def levels_lease(
-        *,
-        spec: kopf.Spec,
-        meta: kopf.Meta,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        memo: kopf.Memo,
-        **_: Any,
+        *, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, **_: Any
     ) -> None:
         _levels(memo).renew()
-        await fleet_status.refresh_fleet(
-            _ctx(memo), spec=spec, meta=meta, status=status, patch=patch
-        )
+        await fleet_status.refresh_fleet(_ctx(memo), spec=spec, meta=meta, status=status)
 
     interval = settings.rollout_interval_seconds
 

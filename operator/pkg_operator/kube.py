@@ -203,27 +203,50 @@ async def post_event(obj: dict[str, Any], *, type_: str, reason: str, message: s
     await asyncio.to_thread(_post_event, obj, type_, reason, message)
 
 
-def _patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+def _patch_status(
+    plural: str, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+) -> dict[str, Any]:
     api = kubernetes.client.CustomObjectsApi(_api_client())
+    body: dict[str, Any] = {"status": status}
+    if resource_version is not None:
+        # A merge patch that names a resourceVersion is applied only to that version:
+        # the API server answers 409 when another writer came first.
+        body["metadata"] = {"resourceVersion": resource_version}
     result = api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, plural, name, {"status": status}
+        GROUP, VERSION, namespace, plural, name, body
     )
     return cast(dict[str, Any], result)
 
 
 async def patch_status(
-    plural: str, namespace: str, name: str, status: dict[str, Any]
+    plural: str,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    *,
+    resource_version: str | None = None,
 ) -> dict[str, Any] | None:
-    """Merge-patch an object's status subresource; None when the object is gone."""
+    """Merge-patch an object's status subresource; None when the object is gone.
+
+    A merge patch replaces lists whole, so a writer that read ``conditions`` and writes
+    them back passes the ``resource_version`` it read: :class:`Conflict` then tells it
+    that someone wrote in between, and it must read again rather than undo that write.
+    """
     crashpoints.hit(f"kube:patch_status:{plural}")
     try:
-        return await asyncio.to_thread(_patch_status, plural, namespace, name, status)
+        return await asyncio.to_thread(
+            _patch_status, plural, namespace, name, status, resource_version
+        )
     except ApiException as exc:
         if exc.status == 404:
             log.info(
                 "not patching the status of %s %s/%s: it no longer exists", plural, namespace, name
             )
             return None
+        if exc.status == 409 and resource_version is not None:
+            raise Conflict(
+                f"{plural} {namespace}/{name} changed since version {resource_version}"
+            ) from None
         raise
 
 

@@ -4,6 +4,10 @@ Run by the snapshot's ``levels_lease`` timer (every ``PKG_LEVEL_RESYNC_SECONDS``
 from the live heartbeats in Redis (``pkg:hb:{env}:*``, which expire with the
 sidecars' heartbeat TTL): the same reports the operator folds into
 ``pkg_device_versions``. A snapshot that is no longer active loses both.
+
+Written with the resourceVersion the timer saw, not through kopf's patch: a merge patch
+replaces ``conditions`` whole, and a timer that read the object before its handler
+wrote Ready must not write the old list back. A conflict waits for the next tick.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
 from redis.exceptions import RedisError
 
+from pkg_operator import kube
 from pkg_operator.conditions import format_time, set_condition
 from pkg_operator.context import OperatorContext
 from pkg_operator.levels.fleet import DeviceReport, fleet_view
@@ -41,14 +45,13 @@ async def refresh_fleet(
     spec: Mapping[str, Any],
     meta: Mapping[str, Any],
     status: Mapping[str, Any],
-    patch: kopf.Patch,
 ) -> None:
     conditions = list(status.get("conditions") or [])
     env = _active_env(status)
     if env is None:
         if any(c.get("type") == CONDITION for c in conditions):
-            patch.status["conditions"] = [c for c in conditions if c.get("type") != CONDITION]
-            patch.status["fleet"] = None
+            kept = [c for c in conditions if c.get("type") != CONDITION]
+            await _write(meta, {"conditions": kept, "fleet": None})
         return
     version = str(spec.get("version") or "")
     try:
@@ -69,5 +72,19 @@ async def refresh_fleet(
     )
     previous = {k: v for k, v in (status.get("fleet") or {}).items() if k != "observedAt"}
     if updated != conditions or previous != view.summary:
-        patch.status["conditions"] = updated
-        patch.status["fleet"] = {**view.summary, "observedAt": format_time(now)}
+        await _write(
+            meta, {"conditions": updated, "fleet": {**view.summary, "observedAt": format_time(now)}}
+        )
+
+
+async def _write(meta: Mapping[str, Any], status: dict[str, Any]) -> None:
+    try:
+        await kube.patch_status(
+            "policysnapshots",
+            str(meta["namespace"]),
+            str(meta["name"]),
+            status,
+            resource_version=str(meta["resourceVersion"]),
+        )
+    except kube.Conflict as exc:
+        log.debug("FleetConverged not written (%s); the next tick reads it again", exc)

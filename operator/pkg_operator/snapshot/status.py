@@ -27,7 +27,7 @@ from typing import Any
 from pkg_operator.conditions import ConditionStatus, find_condition, set_condition
 from pkg_operator.health import snapshot_health
 
-__all__ = ["Outcome", "ValidationSummary", "snapshot_status"]
+__all__ = ["Outcome", "ValidationSummary", "active_status", "snapshot_status"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,45 @@ def snapshot_status(
     put("Synced", "True", "Reconciled", "the operator reconciled this generation")
     status["conditions"] = conditions
     return status
+
+
+def active_status(
+    previous: Mapping[str, Any],
+    *,
+    version: str,
+    env: str,
+    active_version: str | None,
+    generation: int,
+    now: dt.datetime,
+) -> dict[str, Any] | None:
+    """The status patch that makes snapshot ``version``'s Active condition and
+    ``activeIn`` say what PostgreSQL says (``active_version`` is ``env``'s active one);
+    None when they already do. Compared by version, which PostgreSQL holds, never by the
+    status's own ``snapshotId``: a snapshot whose handler has not run yet has none."""
+    conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
+    if active_version == version:
+        updated = set_condition(
+            conditions,
+            "Active",
+            "True",
+            "Promoted",
+            f"the active snapshot of environment {env}",
+            generation,
+            now,
+        )
+        active_in: str | None = env
+    elif active_version is None:
+        message = f"no snapshot is active in environment {env}"
+        updated = set_condition(
+            conditions, "Active", "False", "NotPromoted", message, generation, now
+        )
+        active_in = None
+    else:
+        message = f"superseded by {active_version}"
+        updated = set_condition(
+            conditions, "Active", "False", "Superseded", message, generation, now
+        )
+        active_in = None
+    if updated == conditions and previous.get("activeIn") == active_in:
+        return None
+    return {"conditions": updated, "activeIn": active_in}
