@@ -323,12 +323,16 @@ async def test_two_operator_replicas_promote_once(
     namespace: str,
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
-    low = start_operator(name="replica-a", PKG_PEERING_PRIORITY="10")
-    start_operator(name="replica-b", PKG_PEERING_PRIORITY="20")
-    # Apply once the replicas have settled who works: a snapshot created while the
-    # higher-priority replica was taking over once went unprocessed for 60 s (an open
-    # finding, see the issue 19 notes); this test is about promoting once.
-    wait_for(lambda: "Pausing operations" in low.log(), timeout=30, what="replica-a to pause")
+    start_operator(name="replica-a", PKG_PEERING_PRIORITY="10")
+    high = start_operator(name="replica-b", PKG_PEERING_PRIORITY="20")
+    # kopf starts every replica paused and logs only when one resumes. A replica that an
+    # earlier test killed keeps its peering record (random priority) for its lifetime,
+    # so replica-b may wait up to PKG_PEERING_LIFETIME_SECONDS (30 s) before it works.
+    wait_for(
+        lambda: "Resuming operations" in high.proc.log_path.read_text(errors="replace"),
+        timeout=60,
+        what="replica-b to resume",
+    )
     version = f"rules@5.0.0-{namespace}"
     cluster.apply(namespace, snapshot_doc("p", version, env="staging"))
     assert condition(ready(cluster, namespace, "p"), "Ready")["status"] == "True"
