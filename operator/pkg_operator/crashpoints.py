@@ -5,8 +5,9 @@ operator at every distinct place where it writes, restarts it and checks that th
 state is still right. To find those places deterministically the effects layer calls
 :func:`hit` just before each write: every PostgreSQL write through the store client
 (``pg:<method>``), every Redis write through the signals publisher
-(``redis:<method>``) and every status patch (``kube:patch_status:<plural>``, and
-``kube:kopf_status:<plural>`` for the status kopf writes after a handler).
+(``redis:<method>``) and every status patch (``kube:patch_status:<plural>``,
+``kube:kopf_status:<plural>`` for the status kopf writes after a handler, and
+``kube:fleet_status:policysnapshots`` for the periodic FleetConverged refresh).
 
 Two settings, for tests only, turn it on (both empty in production: :func:`hit`
 then costs one dictionary lookup):

@@ -225,14 +225,17 @@ async def patch_status(
     status: dict[str, Any],
     *,
     resource_version: str | None = None,
+    crash_point: str = "patch_status",
 ) -> dict[str, Any] | None:
     """Merge-patch an object's status subresource; None when the object is gone.
 
     A merge patch replaces lists whole, so a writer that read ``conditions`` and writes
     them back passes the ``resource_version`` it read: :class:`Conflict` then tells it
     that someone wrote in between, and it must read again rather than undo that write.
+    ``crash_point`` names the write for the chaos suite (a periodic write is named apart,
+    so the crash points of a run stay where the run itself puts them).
     """
-    crashpoints.hit(f"kube:patch_status:{plural}")
+    crashpoints.hit(f"kube:{crash_point}:{plural}")
     try:
         return await asyncio.to_thread(
             _patch_status, plural, namespace, name, status, resource_version

@@ -85,6 +85,7 @@ async def _write(meta: Mapping[str, Any], status: dict[str, Any]) -> None:
             str(meta["name"]),
             status,
             resource_version=str(meta["resourceVersion"]),
+            crash_point="fleet_status",
         )
     except kube.Conflict as exc:
         log.debug("FleetConverged not written (%s); the next tick reads it again", exc)

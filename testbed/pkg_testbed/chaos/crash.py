@@ -49,7 +49,8 @@ GATE_STEP = 4
 #: What ends a rollout (status.summary).
 TERMINAL = {"Succeeded", "RolledBack", "Failed", "Invalid", "Superseded"}
 
-#: Background writes on a timer (heartbeat folding): only their first hit is a crash point.
+#: Background writes on a timer (heartbeat folding, the FleetConverged refresh): only their
+#: first hit is a crash point.
 PERIODIC = frozenset(
     {
         "pg:update_device_heartbeats",
@@ -57,6 +58,7 @@ PERIODIC = frozenset(
         "pg:update_device_counters",
         "pg:record_shadow_diffs",
         "redis:ack_heartbeats",
+        "kube:fleet_status:policysnapshots",
     }
 )
 
