@@ -24,9 +24,10 @@ so a second run neither builds nor compiles: it only evaluates. Building and
 running use a process per CPU.
 
 Every case ends in one outcome: ``pass``, ``fail`` (with the difference) or
-``skip`` with a reason (OPA's exception list, an ``input_term`` JSON cannot
-express, a refused builtin, or what OPA's wasm harness cannot meet either: a
-query that does not compile to wasm, an error code it does not check).
+``skip`` with a reason (OPA's exception list, a refused builtin, or what OPA's
+wasm harness cannot meet either: a query that does not compile to wasm, an error
+code it does not check). An ``input_term`` JSON cannot express (sets) goes to the
+module as Rego text, as OPA's Go harness hands it over.
 """
 
 from __future__ import annotations
@@ -266,13 +267,34 @@ def expectation_skip(case: Case) -> str | None:
 
 def input_of(case: Case) -> tuple[bool, Any] | None:
     """(has an input, the input) from ``input`` or a JSON ``input_term``; None for a term only
-    Rego reads (sets, trailing commas), which OPA's SDK harnesses skip, as this runner does."""
+    Rego reads (sets, trailing commas), which goes to the module as :func:`rego_term_text`."""
     if "input_term" not in case.body:
         return "input" in case.body, case.body.get("input")
     try:
         return True, json.loads(case.body["input_term"], parse_float=decimal.Decimal)
     except ValueError:
         return None
+
+
+def rego_term_text(term: str) -> bytes:
+    """A Rego term input as OPA's Go harness hands it to the module (``ast.Term.String()``,
+    read by the module's own value parser, which knows sets and ``set()``): the text without
+    the trailing commas Rego allows and OPA's value text does not."""
+    out: list[str] = []
+    i = 0
+    while i < len(term):
+        c = term[i]
+        if c == '"':  # a string, escapes and all, is copied as it is
+            j = i + 1
+            while term[j] != '"':
+                j += 2 if term[j] == "\\" else 1
+            out.append(term[i : j + 1])
+            i = j + 1
+            continue
+        if not (c == "," and re.match(r",\s*[}\]]", term[i:])):
+            out.append(c)
+        i += 1
+    return "".join(out).encode()
 
 
 @contextlib.contextmanager
@@ -293,7 +315,7 @@ def harness_builtins() -> Iterator[None]:
         del builtins.PROVIDED["test.sleep"]
 
 
-def run_case(  # noqa: PLR0911 - one outcome per way a case can end
+def run_case(
     case: Case,
     built: Built,
     exceptions: dict[str, str],
@@ -311,9 +333,8 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
     if reason is not None:
         return out("skip", f"in OPA's wasm exceptions list: {reason}")
     given = input_of(case)
-    if given is None:
-        return out("skip", "input is a Rego term, not JSON (OPA's SDK harnesses skip these too)")
-    has_input, case_input = given
+    has_input, case_input = given or (True, None)
+    text = rego_term_text(case.body["input_term"]) if given is None else None
     expect_skip = expectation_skip(case)
     if expect_skip:
         return out("skip", expect_skip)
@@ -338,7 +359,7 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
             return out("fail", f"load failed: {exc}")
         try:
             result, error = (
-                engine.query(to_plain(case_input), has_input=has_input),
+                engine.query(to_plain(case_input), has_input=has_input, input_text=text),
                 None,
             )
         except EvaluationError as exc:

@@ -1,4 +1,4 @@
-"""The conformance runner runs a case whose ``input_term`` is JSON and skips one only Rego reads;
+"""The conformance runner runs a case whose ``input_term`` is JSON, and one only Rego reads as text;
 a case the wrapper rule cannot build is compiled as OPA's harness compiles it, with its test
 builtin, and one neither way compiles is skipped naming OPA's error."""
 
@@ -29,9 +29,15 @@ def test_a_json_input_term_is_the_input() -> None:
     assert given == (True, {"a": [1, decimal.Decimal("2.50")]})
 
 
-def test_a_rego_only_term_is_marked_for_skipping() -> None:
+def test_a_rego_only_term_goes_to_the_module_as_opas_value_text() -> None:
+    tool = _tool()
     for term in ('{"x": {1, 2}}', '{"a": ["b"], }'):
-        assert _tool().input_of(_case({"input_term": term})) is None
+        assert tool.input_of(_case({"input_term": term})) is None
+    # OPA's Go harness hands the module ast.Term.String(): no trailing commas, sets kept.
+    term = '{ "g": { "a": {"b", "c"}, "d": set(), "s": ", }", "q": "\\", ]", }, "i": ["a",] }'
+    assert tool.rego_term_text(term) == (
+        b'{ "g": { "a": {"b", "c"}, "d": set(), "s": ", }", "q": "\\", ]" }, "i": ["a"] }'
+    )
 
 
 def test_plain_input_and_no_input_are_told_apart() -> None:
