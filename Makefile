@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv and install the project with its dev tools
 
 .PHONY: testbed-bins
-testbed-bins: $(STAMP) ## find or build etcd, kube-apiserver, kubectl, opa, helm, kstatus, promtool (cached in ~/.cache/pkg-operator); install PostgreSQL and Redis
+testbed-bins: $(STAMP) ## find or build etcd, kube-apiserver, kubectl, opa, opa-wasm-query, helm, kstatus, promtool (cached in ~/.cache/pkg-operator); install PostgreSQL and Redis
 	$(TESTBED) build
 
 .PHONY: test

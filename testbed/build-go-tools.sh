@@ -3,7 +3,7 @@
 # caches each binary by version under $PKG_TESTBED_CACHE (default ~/.cache/pkg-operator),
 # outside any clone, so only a new machine pays for the build.
 #
-#   testbed/build-go-tools.sh [kube-apiserver|kubectl|etcd|opa|helm|kstatus|promtool|all]...
+#   testbed/build-go-tools.sh [kube-apiserver|kubectl|etcd|opa|opa-wasm-query|helm|kstatus|promtool|all]...
 #
 # kube-apiserver and etcd cannot be built with `go install pkg@version`: their modules
 # carry `replace` directives. Each is built from a small wrapper module written here,
@@ -156,6 +156,23 @@ build_kstatus() {  # testbed/kstatus/main.go against sigs.k8s.io/cli-utils (Flux
   install_bin "$work/kstatus" kstatus "$v"
 }
 
+build_opa_wasm_query() {  # testbed/opa-wasm-query/main.go against OPA's Go module (the conformance runner)
+  local v=$OPA_VERSION work
+  have opa-wasm-query "$v" && { log "opa-wasm-query $v already cached"; return; }
+  work="$cache/src/opa-wasm-query-$v"
+  rm -rf "$work"; mkdir -p "$work"
+  cp "$here/opa-wasm-query/main.go" "$work/main.go"
+  log "building opa-wasm-query (opa $v)"
+  (
+    cd "$work"
+    go mod init pkg-testbed/opa-wasm-query >/dev/null 2>&1
+    go get "github.com/open-policy-agent/opa@$v"
+    go mod tidy
+    go build -trimpath -ldflags "-s -w" -o "$work/opa-wasm-query" .
+  )
+  install_bin "$work/opa-wasm-query" opa-wasm-query "$v"
+}
+
 build_promtool() {  # only cmd/promtool of the prometheus module, without the cloud SDKs
   local v=$PROMETHEUS_VERSION gobin release
   have promtool "$v" && { log "promtool $v already cached"; return; }
@@ -182,11 +199,12 @@ for t in "${targets[@]}"; do
     opa) build_goinstall opa "$OPA_VERSION" github.com/open-policy-agent/opa ;;
     helm) build_goinstall helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;
     kstatus) build_kstatus ;;
+    opa-wasm-query) build_opa_wasm_query ;;
     promtool) build_promtool ;;
     all) build_etcd; build_k8s kube-apiserver; build_k8s kubectl
          build_goinstall opa "$OPA_VERSION" github.com/open-policy-agent/opa
          build_goinstall helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
-         build_kstatus; build_promtool ;;
-    *) echo "build-go-tools: unknown tool '$t' (kube-apiserver, kubectl, etcd, opa, helm, kstatus, promtool, all)" >&2; exit 2 ;;
+         build_kstatus; build_opa_wasm_query; build_promtool ;;
+    *) echo "build-go-tools: unknown tool '$t' (kube-apiserver, kubectl, etcd, opa, opa-wasm-query, helm, kstatus, promtool, all)" >&2; exit 2 ;;
   esac
 done

@@ -5,7 +5,9 @@ Go module the test bed's ``opa`` was built from (found in the Go module cache,
 or fetched with ``go mod download`` for that version). Each case's query is
 wrapped in a partial-set rule (``results contains {"x": x, ...} if { <query> }``,
 one binding object per solution, the variables being those the case expects),
-built with the test bed's ``opa build -t wasm``, loaded into the WASM engine with
+built with the test bed's ``opa build -t wasm`` (a query reading all of ``data``,
+which would read that rule too, is compiled as a query, as OPA's own harness compiles
+every case: ``opa_conformance_build``), loaded into the WASM engine with
 the case's ``data`` and run on its ``input``. Results are compared as OPA's own
 wasm harness does (``internal/wasm/sdk/test/e2e/external_test.go``): the result
 set as a set of binding objects, binding arrays sorted for ``sort_bindings``,
@@ -22,10 +24,10 @@ so a second run neither builds nor compiles: it only evaluates. Building and
 running use a process per CPU.
 
 Every case ends in one outcome: ``pass``, ``fail`` (with the difference) or
-``skip`` with a reason (OPA's exception list, an ``input_term`` JSON cannot
-express, a refused builtin, a query reading all of ``data`` (which holds the
-wrapper rule), or what OPA's wasm harness cannot meet either: a query that does
-not compile to wasm, an error code it does not check).
+``skip`` with a reason (OPA's exception list, a refused builtin, or what OPA's
+wasm harness cannot meet either: a query that does not compile to wasm, an error
+code it does not check). An ``input_term`` JSON cannot express (sets) goes to the
+module as Rego text, as OPA's Go harness hands it over.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import contextlib
 import dataclasses
 import decimal
 import functools
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -46,20 +47,18 @@ import random
 import re
 import subprocess
 import sys
-import tarfile
-import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+from opa_conformance_build import Built, build_case, build_skip_reason
 from opa_conformance_compare import compare_result_set, short, to_plain
 from opa_conformance_report import details as _details
 from opa_conformance_report import table
 
 ROOT = Path(__file__).resolve().parents[1]
-WRAPPER_PACKAGE = "conformance_wrapper_q"
-ENTRYPOINT = f"{WRAPPER_PACKAGE}/results"
 #: OPA's harness has no deadline; a loaded shared machine must not fail a case on time.
 LIMITS_DEADLINE_MS = 5_000
 CACHE_ROOT = (
@@ -230,70 +229,6 @@ def sample(cases: list[Case], per_family: int, seed: int) -> list[Case]:
     return chosen
 
 
-# -- building -------------------------------------------------------------------------------
-def _binding_vars(body: dict[str, Any]) -> list[str]:
-    names: set[str] = set()
-    for binding in body.get("want_result") or []:
-        names.update(binding)
-    return sorted(names)
-
-
-def wrapper_module(case: Case) -> str:
-    """The query as a partial set of binding objects (one per solution)."""
-    names = _binding_vars(case.body)
-    obj = "{" + ", ".join(f'"{n}": {n}' for n in names) + "}"
-    query = case.body["query"]
-    head = f"results contains {obj} if" if case.rego_version == "v1" else f"results[{obj}]"
-    return f"package {WRAPPER_PACKAGE}\n\n{head} {{\n{query}\n}}\n"
-
-
-def build_key(case: Case, version: str) -> str:
-    h = hashlib.sha256()
-    for part in [version, case.rego_version, wrapper_module(case), *case.body.get("modules", [])]:
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
-
-
-def build_case(opa: Path, version: str, case: Case) -> tuple[bytes | None, str]:
-    """(module, "") or (None, opa's error); cached by :func:`build_key`."""
-    cache = CACHE_ROOT / version
-    key = build_key(case, version)
-    wasm_path, err_path = cache / f"{key}.wasm", cache / f"{key}.err"
-    if wasm_path.exists():
-        return wasm_path.read_bytes(), ""
-    if err_path.exists():
-        return None, err_path.read_text()
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="opa-case-") as tmp:
-        files = []
-        for i, text in enumerate([wrapper_module(case), *case.body.get("modules", [])]):
-            path = Path(tmp) / f"module-{i}.rego"
-            path.write_text(text)
-            files.append(str(path))
-        bundle = Path(tmp) / "bundle.tar.gz"
-        cmd = [str(opa), "build", "-t", "wasm", "-e", ENTRYPOINT, "-o", str(bundle)]
-        if case.rego_version == "v0":
-            cmd.append("--v0-compatible")
-        done = subprocess.run([*cmd, *files], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            message = (done.stderr or done.stdout).strip()
-            _write_atomic(err_path, message.encode())
-            return None, message
-        with tarfile.open(bundle) as tar:
-            member = tar.extractfile("/policy.wasm")
-            assert member is not None
-            wasm = member.read()
-    _write_atomic(wasm_path, wasm)
-    return wasm, ""
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
-
-
 # -- running --------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Outcome:
@@ -330,18 +265,9 @@ def expectation_skip(case: Case) -> str | None:
     return None
 
 
-def build_skip_reason(build_error: str) -> str:
-    """Why a case whose module did not build is skipped."""
-    if "rego_recursion_error" in build_error and WRAPPER_PACKAGE in build_error:
-        # OPA's harness compiles the bare query; here it is a rule, which `data` holds.
-        return "the query reads all of data, which holds the runner's wrapper rule (recursion)"
-    first = build_error.splitlines()[1:2] or build_error.splitlines()[:1]
-    return f"does not compile to wasm (OPA's harness fails it too): {first[0][:200]}"
-
-
 def input_of(case: Case) -> tuple[bool, Any] | None:
     """(has an input, the input) from ``input`` or a JSON ``input_term``; None for a term only
-    Rego reads (sets, trailing commas), which OPA's SDK harnesses skip, as this runner does."""
+    Rego reads (sets, trailing commas), which goes to the module as :func:`rego_term_text`."""
     if "input_term" not in case.body:
         return "input" in case.body, case.body.get("input")
     try:
@@ -350,10 +276,48 @@ def input_of(case: Case) -> tuple[bool, Any] | None:
         return None
 
 
-def run_case(  # noqa: PLR0911 - one outcome per way a case can end
+def rego_term_text(term: str) -> bytes:
+    """A Rego term input as OPA's Go harness hands it to the module (``ast.Term.String()``,
+    read by the module's own value parser, which knows sets and ``set()``): the text without
+    the trailing commas Rego allows and OPA's value text does not."""
+    out: list[str] = []
+    i = 0
+    while i < len(term):
+        c = term[i]
+        if c == '"':  # a string, escapes and all, is copied as it is
+            j = i + 1
+            while term[j] != '"':
+                j += 2 if term[j] == "\\" else 1
+            out.append(term[i : j + 1])
+            i = j + 1
+            continue
+        if not (c == "," and re.match(r",\s*[}\]]", term[i:])):
+            out.append(c)
+        i += 1
+    return "".join(out).encode()
+
+
+@contextlib.contextmanager
+def harness_builtins() -> Iterator[None]:
+    """The test-only builtin OPA's harness declares (``test.sleep(duration)``, its
+    addTestSleepBuiltin), provided to the engine while cases load and run, never beyond."""
+    from evaluator_sidecar.policy.engines.wasm import builtins, gotime  # noqa: PLC0415
+
+    def sleep(args: list[Any], _ctx: Any) -> None:
+        # Go's harness ignores an unparsable duration (time.ParseDuration's error): no sleep.
+        with contextlib.suppress(gotime.GoTimeError, TypeError, ValueError):
+            time.sleep(max(0, gotime.parse_duration_ns(args[0])) / 1e9)
+
+    builtins.PROVIDED["test.sleep"] = builtins.Builtin("test.sleep", 1, sleep)
+    try:
+        yield
+    finally:
+        del builtins.PROVIDED["test.sleep"]
+
+
+def run_case(
     case: Case,
-    wasm: bytes | None,
-    build_error: str,
+    built: Built,
     exceptions: dict[str, str],
     *,
     compiled_cache: Path | None = None,
@@ -369,23 +333,22 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
     if reason is not None:
         return out("skip", f"in OPA's wasm exceptions list: {reason}")
     given = input_of(case)
-    if given is None:
-        return out("skip", "input is a Rego term, not JSON (OPA's SDK harnesses skip these too)")
-    has_input, case_input = given
+    has_input, case_input = given or (True, None)
+    text = rego_term_text(case.body["input_term"]) if given is None else None
     expect_skip = expectation_skip(case)
     if expect_skip:
         return out("skip", expect_skip)
-    if wasm is None:
-        return out("skip", build_skip_reason(build_error))
+    if built.wasm is None:
+        return out("skip", build_skip_reason(built.error))
     env = case.body.get("env") or {}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         try:
             engine = OpaWasm.load_from_bytes(
-                wasm,
+                built.wasm,
                 data=to_plain(case.body.get("data") or {}),
-                entrypoint=ENTRYPOINT,
+                entrypoint=built.entrypoint,
                 cache_dir=compiled_cache,
                 limits=WasmLimits(deadline_ms=LIMITS_DEADLINE_MS),
             )
@@ -396,7 +359,7 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
             return out("fail", f"load failed: {exc}")
         try:
             result, error = (
-                engine.query(to_plain(case_input), has_input=has_input),
+                engine.query(to_plain(case_input), has_input=has_input, input_text=text),
                 None,
             )
         except EvaluationError as exc:
@@ -409,17 +372,16 @@ def run_case(  # noqa: PLR0911 - one outcome per way a case can end
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return _judge(case, result, error, out)
+    return _judge(case, built.bindings(result or []), error, out)
 
 
 def _judge(  # noqa: PLR0911 - one outcome per expectation
-    case: Case, result: Any, error: str | None, out: Any
+    case: Case, bindings: list[Any], error: str | None, out: Any
 ) -> Outcome:
     body = case.body
     if "want_defined" in body or "want_result" in body or body.get("strict_error"):
         if error is not None:
             return out("fail", f"unexpected error: {error[:300]}")
-        bindings = result[0]["result"] if result else []
         if "want_defined" in body and "want_result" not in body:
             if bool(bindings) != bool(body["want_defined"]):
                 return out(
@@ -430,7 +392,7 @@ def _judge(  # noqa: PLR0911 - one outcome per expectation
         diff = compare_result_set(want, bindings, bool(body.get("sort_bindings")))
         return out("fail", diff) if diff else out("pass")
     if error is None:
-        return out("fail", f"expected an error, got {short(result)}")
+        return out("fail", f"expected an error, got {short(bindings)}")
     if "var assignment conflict" in error or "object insert conflict" in error:
         return out("pass")
     return out("fail", f"expected a conflict error, got: {error[:300]}")
@@ -439,9 +401,10 @@ def _judge(  # noqa: PLR0911 - one outcome per expectation
 def _build_and_run(args: tuple[str, str, Case, dict[str, str], int, str]) -> Outcome:
     opa, version, case, exceptions, compiled_mb, compiled_dir = args
     try:
-        wasm, err = build_case(Path(opa), version, case)
+        built = build_case(Path(opa), version, case, CACHE_ROOT)
         cache = _compiled_cache_of_this_process(compiled_mb, Path(compiled_dir))
-        return run_case(case, wasm, err, exceptions, compiled_cache=cache)
+        with harness_builtins():
+            return run_case(case, built, exceptions, compiled_cache=cache)
     except Exception as exc:  # noqa: BLE001 - one broken case must not stop the run; it is reported
         return Outcome(
             case.ident, case.family, "fail", f"runner error: {type(exc).__name__}: {exc}"

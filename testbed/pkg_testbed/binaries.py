@@ -143,10 +143,17 @@ TOOLS: dict[str, Tool] = {
         # Our own small program over cli-utils' kstatus (testbed/kstatus/main.go): only
         # ever the cached build, never a binary of that name on PATH.
         Tool("kstatus", "KSTATUS_VERSION", ("--version",)),
+        # Ours too (testbed/opa-wasm-query/main.go): compiles a query to wasm as OPA's wasm
+        # SDK harness does, for the conformance runner; built against the pinned OPA.
+        Tool("opa-wasm-query", "OPA_VERSION", ("--version",)),
         # Checks and unit-tests deploy/monitoring's alert rules; built from cmd/promtool only.
         Tool("promtool", "PROMETHEUS_VERSION", ("--version",)),
     )
 }
+
+
+#: Our own programs: only ever the cached build of this checkout's source, never one on PATH.
+_OURS = frozenset({"kstatus", "opa-wasm-query"})
 
 
 def _candidates(tool: Tool) -> list[Path]:
@@ -154,7 +161,7 @@ def _candidates(tool: Tool) -> list[Path]:
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if tool.from_kubebuilder_assets and assets:
         found.append(Path(assets) / tool.name)
-    on_path = shutil.which(tool.name) if tool.name != "kstatus" else None
+    on_path = shutil.which(tool.name) if tool.name not in _OURS else None
     if on_path:
         found.append(Path(on_path))
     return found

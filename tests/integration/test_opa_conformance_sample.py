@@ -82,3 +82,47 @@ def test_the_compiled_cache_can_be_turned_off(opa_bin: Path, tmp_path: Path) -> 
         compiled_cache=tmp_path, compiled_cache_mb=0,
     )  # fmt: skip
     assert not list(tmp_path.glob("*.cwasm"))
+
+
+def test_cases_the_wrapper_rule_cannot_build_run_compiled_as_opas_harness_compiles_them(
+    opa_bin: Path, tmp_path: Path
+) -> None:
+    # As a rule, `data = x` would read itself (rego_recursion_error), and `opa build` knows
+    # no `test.sleep`: these are compiled as a query (testbed/opa-wasm-query), whose result
+    # set is the bindings, with the harness's test builtin, and must pass as in OPA's harness.
+    tool = _tool()
+    version = tool.opa_version(opa_bin)
+    source = tool.opa_source(version)
+    chosen = [
+        c
+        for c in tool.load_cases(source)
+        if (c.family in ("fix1863", "topdowndynamicdispatch") and c.body["query"] == "data = x")
+        or c.note == "time/time caching"
+    ]
+    assert len(chosen) == 6, [c.ident for c in chosen]
+    outcomes = tool.run_cases(
+        chosen, opa=opa_bin, version=version, source=source, jobs=1, compiled_cache=tmp_path
+    )
+    assert [(o.ident, o.status, o.reason) for o in outcomes] == [
+        (c.ident, "pass", "") for c in chosen
+    ]
+
+
+def test_cases_whose_input_is_a_rego_term_run_with_it_as_opas_value_text(
+    opa_bin: Path, tmp_path: Path
+) -> None:
+    # Sets (and trailing commas) have no JSON form: OPA's Go harness hands the module the
+    # term's text, which the module's own value parser reads; so does the runner.
+    tool = _tool()
+    version = tool.opa_version(opa_bin)
+    source = tool.opa_source(version)
+    chosen = [
+        c for c in tool.load_cases(source) if "input_term" in c.body and tool.input_of(c) is None
+    ]
+    assert len(chosen) == 22, [c.ident for c in chosen]
+    outcomes = tool.run_cases(
+        chosen, opa=opa_bin, version=version, source=source, jobs=2, compiled_cache=tmp_path
+    )
+    assert [(o.ident, o.status, o.reason) for o in outcomes] == [
+        (c.ident, "pass", "") for c in chosen
+    ]

@@ -111,3 +111,18 @@ def test_query_gives_opas_result(opa_bin: Path, built: tuple[Path, bytes], tmp_p
     rego, wasm = built
     engine = OpaWasm.load_from_bytes(wasm, cache_dir=None)
     assert engine.query(FACTS) == [{"result": opa_eval(opa_bin, rego, tmp_path)}]
+
+
+def test_query_reads_an_input_given_as_opas_value_text_sets_included(
+    built: tuple[Path, bytes],
+) -> None:
+    # As OPA's Go SDK hands the module an ast.Term: a set input, which JSON cannot carry.
+    _rego, wasm = built
+    engine = OpaWasm.load_from_bytes(wasm, cache_dir=None)
+    text = b'{"tags": {"b", "a", "c"}, "numbers": {3, 1}}'
+    params = engine.query(input_text=text)[0]["result"]["subtasks"][0]["params"]
+    assert params["tags"] == ["a", "b", "c"]
+    assert params["numbers"] == [1, 3]
+    assert engine.query({"tags": ["b", "a", "c"], "numbers": [3, 1]}) == engine.query(
+        input_text=text
+    )

@@ -235,16 +235,23 @@ class OpaWasm:
             backend.run(payload, public=True, value_format=True), backend.entrypoint
         )
 
-    def query(self, input_value: Any = None, *, has_input: bool = True) -> list[Any]:
+    def query(
+        self, input_value: Any = None, *, has_input: bool = True, input_text: bytes | None = None
+    ) -> list[Any]:
         """OPA's result set for the entrypoint (``[{"result": value}]``, or ``[]`` if undefined).
 
-        ``has_input=False`` leaves ``input`` undefined. Used by tools that compare
+        ``has_input=False`` leaves ``input`` undefined. ``input_text``, if given, is the
+        input as OPA's value text, a Rego term (sets allowed), handed to the module's own
+        parser as is, as OPA's Go SDK hands it an ``ast.Term``. Used by tools that compare
         with OPA (the conformance runner), not by the sidecar's task evaluation.
         """
         backend = self._backend
         if isinstance(backend, NoopBackend):
             return []
-        payload = orjson.dumps(input_value) if has_input else b""
+        if input_text is not None:
+            payload = input_text
+        else:
+            payload = orjson.dumps(input_value) if has_input else b""
         try:
             return decode_result_set(backend.run(payload, value_format=True))
         except ResultFormatError:
