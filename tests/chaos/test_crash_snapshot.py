@@ -111,8 +111,13 @@ async def test_a_snapshot_is_stored_validated_and_promoted_once_across_a_kill_9_
         name = f"{point}:{nth}"
         run = CrashRun(point=name)
         operator = bed.operator(PKG_TEST_CRASH_AT=name)
-        operator, findings, seconds = await _promote_one(bed, operator, run, major)
-        operator.stop()
+        started = time.monotonic()
+        try:
+            operator, findings, seconds = await _promote_one(bed, operator, run, major)
+        except AssertionError as exc:  # one stuck run is a finding; the matrix goes on
+            findings, seconds = [str(exc).splitlines()[0]], time.monotonic() - started
+            print(f"\n{name}: {exc}")
+        bed.stop_operators()
         results[name] = {"crashed": run.crashed, "pass": not findings, "seconds": round(seconds, 1)}
         if run.converge_s is not None:
             converge.append(run.converge_s)

@@ -168,6 +168,12 @@ class CrashBed:
         for proc in self.sidecars:
             proc.start_wait()
 
+    def stop_operators(self) -> OperatorProcess | None:
+        """Stop every operator of the bed (after a run that never settled); the last one."""
+        for operator in self.operators:
+            operator.stop()
+        return self.operators[-1] if self.operators else None
+
     def stop(self, *, show_logs: bool = False) -> None:
         for index, operator in enumerate(self.operators):
             if show_logs and index >= len(self.operators) - 3:
