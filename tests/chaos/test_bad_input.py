@@ -229,10 +229,13 @@ def run_corpus(
         if not operator.proc.running:
             tally.failures.append("the operator exited")
         ready_s = ready_after_corpus(cluster, namespace)
-        log = operator.log()
-        for sign in ("Traceback", "RecursionError", "CRITICAL"):
+        # The whole log, not its tail: a handler failing on one object logs a traceback
+        # per retry, and the corpus's own warnings would push it out of the tail.
+        log = operator.proc.log_path.read_text(encoding="utf-8", errors="replace")
+        for sign in ("Traceback", "RecursionError", "CRITICAL", "Throttling"):
             if sign in log:
-                tally.failures.append(f"the operator's log holds {sign!r}")
+                line = next(ln for ln in log.splitlines() if sign in ln)
+                tally.failures.append(f"the operator's log holds {sign!r}: {line[:300]}")
         if not operator.proc.running:
             tally.failures.append("the operator exited")
         clean_up(cluster, namespace)

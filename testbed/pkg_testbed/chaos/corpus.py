@@ -527,6 +527,46 @@ def _duplicates(b: _Builder, *, owner_version: str) -> None:
     )
 
 
+ACTION_ANNOTATION = "pkg.seedcore.io/action"
+#: Values of the action annotation people get wrong; the object under it must still be
+#: reconciled and reported (the action refused with an InvalidAction event).
+BAD_ACTIONS = [
+    ("not json", "promote now"),
+    ("a JSON array", '["promote"]'),
+    ("an unknown action", '{"action": "explode", "token": "t-1"}'),
+    ("no token", '{"action": "promote"}'),
+    ("a token with spaces", '{"action": "promote", "token": "not a token"}'),
+    ("unknown fields", '{"action": "promote", "token": "t-2", "force": true}'),
+    # Deeper than the operator's recursion limit (25,000), within the API server's 256 KiB
+    # for all annotations.
+    ("an array 100000 deep", "[" * 100_000),
+    ("an object 30000 deep", '{"a":' * 30_000),
+]
+
+
+def _actions(b: _Builder, *, not_ready: str) -> None:
+    # On objects that are bad anyway (fixtures fail; the snapshot is missing): their own
+    # reason must still be reported under a bad annotation.
+    for what, value in BAD_ACTIONS:
+        annotate = setting("metadata.annotations", {ACTION_ANNOTATION: value})
+        fixtures_fail = setting("spec.fixtures.0.expect", {"subtasks": ["never"]})
+        b.snapshot(
+            "bad-action",
+            f"action {what}",
+            then(fixtures_fail, annotate),
+            expect=STATUS,
+            reason="FixturesFailed",
+        )
+        b.deployment(
+            "bad-action",
+            f"action {what}",
+            annotate,
+            expect=STATUS,
+            reason="SnapshotNotReady",
+            snapshot=not_ready,
+        )
+
+
 def build(tag: str, *, seed: int = 19) -> Corpus:
     """The corpus for one run; ``tag`` (the namespace) makes versions and targets unique."""
     b = _Builder(tag, random.Random(seed))
@@ -550,6 +590,7 @@ def build(tag: str, *, seed: int = 19) -> Corpus:
     _bad_wasm(b)
     _checksums(b)
     _references(b, config_map="not-a-module", not_ready="not-ready")
+    _actions(b, not_ready="not-ready")
     # The owner must be Ready before these: the base (before mutation) is the owner's
     # content with another name, so "same content" differs only in metadata.
     _duplicates(b, owner_version=owner["spec"]["version"])
