@@ -105,6 +105,13 @@ def verdict(case: Case, conditions: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def field_key(path: str | None) -> str | None:
+    """The last key of a mutated path (``spec.rules.0.priority`` -> ``priority``)."""
+    if path is None:
+        return None
+    return [part for part in path.split(".") if not part.isdigit()][-1]
+
+
 def apply_prerequisites(cluster: Cluster, namespace: str, corpus: corpus_mod.Corpus) -> None:
     for document in corpus.prerequisites:
         cluster.kubectl(
@@ -146,10 +153,13 @@ def check_refusals(
                 "apply", "--server-side", "-n", namespace, "-f", "-", stdin=case.manifest()
             )
             message = str(result.stderr).strip()
+        named = field_key(case.field)
         if SERVER_ERROR.search(message):
             tally.fail(case, f"a server error (5xx): {message[:300]}")
         elif len(message) < 20:
             tally.fail(case, f"refused without a clear message: {message!r}")
+        elif named is not None and named not in message:
+            tally.fail(case, f"the refusal does not name {named!r}: {message[:300]}")
         else:
             tally.refused += 1
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,19 @@ from pkg_testbed.chaos.corpus_base import (
     DEPLOYMENT_FIELDS,
     DEPLOYMENT_OUT_OF_RANGE,
     DEPLOYMENT_REQUIRED,
+    REFUSED,
     SNAPSHOT_ENUMS,
     SNAPSHOT_FIELDS,
     SNAPSHOT_OUT_OF_RANGE,
     SNAPSHOT_REQUIRED,
+    STATUS,
     WASM_ENTRYPOINT,
     WASM_FILE,
     WRONG,
+    Builder,
+    Case,
     Change,
+    Corpus,
     base_deployment,
     base_native,
     base_wasm,
@@ -66,102 +70,8 @@ __all__ = [
     "build",
 ]
 
-REFUSED = "refused"
-STATUS = "status"
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str  # also the object's metadata.name
-    kind: str  # PolicySnapshot or PolicyDeployment
-    expect: str  # REFUSED or STATUS
-    category: str
-    what: str  # what is wrong, for people
-    document: dict[str, Any] | None = None
-    #: The manifest as JSON text, for values no encoder writes (thousands of levels).
-    text: str | None = None
-    #: The CamelCase reason the operator must report (STATUS cases).
-    reason: str | None = None
-
-    def manifest(self) -> str:
-        if self.text is not None:
-            return self.text
-        return json.dumps(self.document)
-
-
-@dataclass
-class Corpus:
-    tag: str
-    cases: list[Case]
-    #: Applied (and Ready, for snapshots) before the cases: what references point at.
-    prerequisites: list[dict[str, Any]] = field(default_factory=list)
-
-    def by_category(self) -> dict[str, list[Case]]:
-        out: dict[str, list[Case]] = {}
-        for case in self.cases:
-            out.setdefault(case.category, []).append(case)
-        return out
-
-    def sample(self, per_category: int) -> list[Case]:
-        """A representative slice: the first ``per_category`` cases of every category."""
-        return [c for cases in self.by_category().values() for c in cases[:per_category]]
-
-
-def _slug(text: str) -> str:
-    out = "".join(c if c.isalnum() else "-" for c in text.lower())
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out.strip("-")
-
-
-class _Builder:
-    """Collects cases with unique names, versions and targets."""
-
-    def __init__(self, tag: str, rng: random.Random) -> None:
-        self.tag = tag
-        self.rng = rng
-        self.cases: list[Case] = []
-
-    def _name(self, prefix: str, what: str) -> str:
-        return f"{prefix}{len(self.cases):03d}-{_slug(what)}"[:63].rstrip("-")
-
-    def version(self, name: str) -> str:
-        return f"{name[:40].rstrip('-')}@1.0.0-{self.tag}"
-
-    def snapshot(
-        self,
-        category: str,
-        what: str,
-        make: Change,
-        *,
-        expect: str,
-        reason: str | None = None,
-        wasm: bool = False,
-    ) -> None:
-        name = self._name("s", what)
-        base = (base_wasm if wasm else base_native)(name, self.version(name))
-        self.cases.append(
-            Case(name, "PolicySnapshot", expect, category, what, make(base), reason=reason)
-        )
-
-    def deployment(
-        self,
-        category: str,
-        what: str,
-        make: Change,
-        *,
-        expect: str,
-        reason: str | None = None,
-        snapshot: str = "missing",
-    ) -> None:
-        name = self._name("d", what)
-        base = base_deployment(name, snapshot, target=f"bad-{len(self.cases)}-{self.tag}")
-        self.cases.append(
-            Case(name, "PolicyDeployment", expect, category, what, make(base), reason=reason)
-        )
-
-
-def _wrong_types(b: _Builder) -> None:
+def _wrong_types(b: Builder) -> None:
     for kind, fields in (("snapshot", SNAPSHOT_FIELDS), ("deployment", DEPLOYMENT_FIELDS)):
         add = b.snapshot if kind == "snapshot" else b.deployment
         for path, declared in fields:
@@ -174,19 +84,22 @@ def _wrong_types(b: _Builder) -> None:
                     f"{path} {wrong}",
                     setting(path, value),
                     expect=REFUSED,
+                    field=path,
                 )
 
 
-def _out_of_range(b: _Builder) -> None:
+def _out_of_range(b: Builder) -> None:
     for path, value in SNAPSHOT_OUT_OF_RANGE:
         b.snapshot(
             "out-of-range", f"{path} out of range", setting(path, value),
             expect=REFUSED,
+            field=path,
         )  # fmt: skip
     for path, value in DEPLOYMENT_OUT_OF_RANGE:
         b.deployment(
             "out-of-range", f"{path} {value}"[:40], setting(path, value),
             expect=REFUSED,
+            field=path,
         )  # fmt: skip
     # Beyond what the schema bounds: the operator's own checks.
     b.deployment(
@@ -207,6 +120,7 @@ def _out_of_range(b: _Builder) -> None:
             f"{path} {count} items",
             setting(path, [item] * count),
             expect=REFUSED,
+            field=path,
         )
     b.deployment(
         "out-of-range",
@@ -216,11 +130,11 @@ def _out_of_range(b: _Builder) -> None:
     )
 
 
-def _missing(b: _Builder) -> None:
+def _missing(b: Builder) -> None:
     for path in SNAPSHOT_REQUIRED:
-        b.snapshot("missing-field", f"no {path}", removing(path), expect=REFUSED)
+        b.snapshot("missing-field", f"no {path}", removing(path), expect=REFUSED, field=path)
     for path in DEPLOYMENT_REQUIRED:
-        b.deployment("missing-field", f"no {path}", removing(path), expect=REFUSED)
+        b.deployment("missing-field", f"no {path}", removing(path), expect=REFUSED, field=path)
     # Required by the engine, not the schema: a condition without its value.
     b.snapshot(
         "missing-field",
@@ -238,25 +152,32 @@ def _missing(b: _Builder) -> None:
     )
 
 
-def _enums(b: _Builder) -> None:
+def _enums(b: Builder) -> None:
     for path, values in SNAPSHOT_ENUMS:
         for value in values:
             b.snapshot(
                 "enum-or-pattern", f"{path} {value}", setting(path, value),
                 expect=REFUSED,
+                field=path,
             )  # fmt: skip
     for path, values in DEPLOYMENT_ENUMS:
         for value in values:
             b.deployment(
                 "enum-or-pattern", f"{path} {value}", setting(path, value),
                 expect=REFUSED,
+                field=path,
             )  # fmt: skip
     for field_name in ("spec.unknownField", "spec.rules.0.when", "spec.wasmModule"):
-        b.snapshot("unknown-field", field_name, setting(field_name, "x"), expect=REFUSED)
-    b.deployment("unknown-field", "spec.canary", setting("spec.canary", {}), expect=REFUSED)
+        b.snapshot(
+            "unknown-field", field_name, setting(field_name, "x"), expect=REFUSED, field=field_name
+        )
+    b.deployment(
+        "unknown-field", "spec.canary", setting("spec.canary", {}), expect=REFUSED,
+        field="spec.canary",
+    )  # fmt: skip
 
 
-def _cel_rules(b: _Builder) -> None:
+def _cel_rules(b: Builder) -> None:
     wasm = {"inline": base64.b64encode(b"\0asm\x01\0\0\0").decode()}
     b.snapshot("engine-mismatch", "native with wasm", setting("spec.wasm", wasm),
                expect=REFUSED)  # fmt: skip
@@ -282,7 +203,7 @@ def _cel_rules(b: _Builder) -> None:
         )
 
 
-def _rules(b: _Builder) -> None:
+def _rules(b: Builder) -> None:
     for i, pattern in enumerate(BAD_REGEXES):
         ctype, key = (("VALUE", "context.domain"), ("TAG", "vip"), ("FACT", "hasAccess"))[i % 3]
         cond = {"condition_type": ctype, "condition_key": key, "operator": "MATCHES",
@@ -360,7 +281,7 @@ def _nested(depth: int) -> Any:
     return value
 
 
-def _deep(b: _Builder) -> None:
+def _deep(b: Builder) -> None:
     # Deep enough to pass the API server (it stores them) and far past the operator's
     # bound of 64 levels; the deepest are written as text, too deep for json.dumps.
     for path, depth in (
@@ -390,7 +311,7 @@ def _deep(b: _Builder) -> None:
         )  # fmt: skip
 
 
-def _oversized(b: _Builder) -> None:
+def _oversized(b: Builder) -> None:
     b.snapshot(
         "oversized",
         "rule_source 70000 chars",
@@ -416,7 +337,7 @@ def _oversized(b: _Builder) -> None:
                expect=REFUSED)  # fmt: skip
 
 
-def _bad_wasm(b: _Builder) -> None:
+def _bad_wasm(b: Builder) -> None:
     module = WASM_FILE.read_bytes()
     good = base64.b64encode(module).decode()
     inline_cases: list[tuple[str, str]] = [
@@ -449,7 +370,7 @@ def _bad_wasm(b: _Builder) -> None:
     )
 
 
-def _checksums(b: _Builder) -> None:
+def _checksums(b: Builder) -> None:
     for i in range(6):
         digest = b.rng.randbytes(32).hex()
         prefix = ("", "sha256:", "sha256-")[i % 3]
@@ -473,7 +394,7 @@ def _checksums(b: _Builder) -> None:
     )
 
 
-def _references(b: _Builder, *, config_map: str, not_ready: str) -> None:
+def _references(b: Builder, *, config_map: str, not_ready: str) -> None:
     for what, ref, reason in (
         ("ConfigMap missing", {"name": "no-such-configmap", "key": "policy.wasm"},
          "ArtifactUnavailable"),
@@ -500,7 +421,7 @@ def _references(b: _Builder, *, config_map: str, not_ready: str) -> None:
         )
 
 
-def _duplicates(b: _Builder, *, owner_version: str) -> None:
+def _duplicates(b: Builder, *, owner_version: str) -> None:
     changes: list[tuple[str, Change]] = [
         ("other expectation", setting("spec.fixtures.0.expect.subtasks", ["x"])),
         ("other priority", setting("spec.rules.0.priority", 99)),
@@ -544,7 +465,7 @@ BAD_ACTIONS = [
 ]
 
 
-def _actions(b: _Builder, *, not_ready: str) -> None:
+def _actions(b: Builder, *, not_ready: str) -> None:
     # On objects that are bad anyway (fixtures fail; the snapshot is missing): their own
     # reason must still be reported under a bad annotation.
     for what, value in BAD_ACTIONS:
@@ -569,7 +490,7 @@ def _actions(b: _Builder, *, not_ready: str) -> None:
 
 def build(tag: str, *, seed: int = 19) -> Corpus:
     """The corpus for one run; ``tag`` (the namespace) makes versions and targets unique."""
-    b = _Builder(tag, random.Random(seed))
+    b = Builder(tag, random.Random(seed))
     owner = base_native("dup-owner", f"dup-owner@1.0.0-{tag}")
     not_ready = set_path(base_native("not-ready", f"not-ready@1.0.0-{tag}"),
                      "spec.fixtures.0.expect", {"subtasks": ["never"]})  # fmt: skip

@@ -1,7 +1,7 @@
-"""What the bad-input corpus (pkg_testbed.chaos.corpus) is made from: the valid manifests it
-mutates, the mutations (set or remove one path), and the tables it mutates by: typed
-fields, bounds, required fields, enums and patterns of the two CRDs, and patterns RE2
-refuses.
+"""What the bad-input corpus (pkg_testbed.chaos.corpus) is made from: its model (``Case``,
+``Corpus``, the ``Builder`` that names cases), the valid manifests it mutates, the
+mutations (set or remove one path), and the tables it mutates by: typed fields, bounds,
+required fields, enums and patterns of the two CRDs, and patterns RE2 refuses.
 
 Kept beside crds/ by hand: a field added to a CRD without a row here is simply not
 mutated; a row whose path the valid base no longer has fails when the corpus is built
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pkg_testbed.product import ROOT
@@ -25,14 +28,19 @@ __all__ = [
     "DEPLOYMENT_FIELDS",
     "DEPLOYMENT_OUT_OF_RANGE",
     "DEPLOYMENT_REQUIRED",
+    "REFUSED",
     "SNAPSHOT_ENUMS",
     "SNAPSHOT_FIELDS",
     "SNAPSHOT_OUT_OF_RANGE",
     "SNAPSHOT_REQUIRED",
+    "STATUS",
     "WASM_ENTRYPOINT",
     "WASM_FILE",
     "WRONG",
+    "Builder",
+    "Case",
     "Change",
+    "Corpus",
     "base_deployment",
     "base_native",
     "base_wasm",
@@ -398,3 +406,120 @@ def then(first: Change, second: Change) -> Change:
 
 def unchanged(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
+
+
+REFUSED = "refused"
+STATUS = "status"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # also the object's metadata.name
+    kind: str  # PolicySnapshot or PolicyDeployment
+    expect: str  # REFUSED or STATUS
+    category: str
+    what: str  # what is wrong, for people
+    document: dict[str, Any] | None = None
+    #: The manifest as JSON text, for values no encoder writes (thousands of levels).
+    text: str | None = None
+    #: The CamelCase reason the operator must report (STATUS cases).
+    reason: str | None = None
+    #: The field a mutation broke: a refusal's message must name it (its last key).
+    field: str | None = None
+
+    def manifest(self) -> str:
+        if self.text is not None:
+            return self.text
+        return json.dumps(self.document)
+
+
+@dataclass
+class Corpus:
+    tag: str
+    cases: list[Case]
+    #: Applied (and Ready, for snapshots) before the cases: what references point at.
+    prerequisites: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_category(self) -> dict[str, list[Case]]:
+        out: dict[str, list[Case]] = {}
+        for case in self.cases:
+            out.setdefault(case.category, []).append(case)
+        return out
+
+    def sample(self, per_category: int) -> list[Case]:
+        """A representative slice: the first ``per_category`` cases of every category."""
+        return [c for cases in self.by_category().values() for c in cases[:per_category]]
+
+
+def _slug(text: str) -> str:
+    out = "".join(c if c.isalnum() else "-" for c in text.lower())
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")
+
+
+class Builder:
+    """Collects cases with unique names, versions and targets."""
+
+    def __init__(self, tag: str, rng: random.Random) -> None:
+        self.tag = tag
+        self.rng = rng
+        self.cases: list[Case] = []
+
+    def _name(self, prefix: str, what: str) -> str:
+        return f"{prefix}{len(self.cases):03d}-{_slug(what)}"[:63].rstrip("-")
+
+    def version(self, name: str) -> str:
+        return f"{name[:40].rstrip('-')}@1.0.0-{self.tag}"
+
+    def snapshot(
+        self,
+        category: str,
+        what: str,
+        make: Change,
+        *,
+        expect: str,
+        reason: str | None = None,
+        wasm: bool = False,
+        field: str | None = None,
+    ) -> None:
+        name = self._name("s", what)
+        base = (base_wasm if wasm else base_native)(name, self.version(name))
+        self.cases.append(
+            Case(
+                name,
+                "PolicySnapshot",
+                expect,
+                category,
+                what,
+                make(base),
+                reason=reason,
+                field=field,
+            )
+        )
+
+    def deployment(
+        self,
+        category: str,
+        what: str,
+        make: Change,
+        *,
+        expect: str,
+        reason: str | None = None,
+        snapshot: str = "missing",
+        field: str | None = None,
+    ) -> None:
+        name = self._name("d", what)
+        base = base_deployment(name, snapshot, target=f"bad-{len(self.cases)}-{self.tag}")
+        self.cases.append(
+            Case(
+                name,
+                "PolicyDeployment",
+                expect,
+                category,
+                what,
+                make(base),
+                reason=reason,
+                field=field,
+            )
+        )
