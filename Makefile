@@ -38,7 +38,8 @@ test: testbed-bins ## run every test (unit, integration, end-to-end) on the real
 .PHONY: chaos
 chaos: testbed-bins ## the fault-injection suite, every scenario (< 45 min): a summary table, and RELIABILITY.md regenerated from its records
 	@mkdir -p .chaos; results=.chaos/results-$$(date -u +%Y%m%dT%H%M%SZ).jsonl; rc=0; \
-	PKG_CHAOS=1 PKG_CHAOS_RESULTS=$$results $(PY) -m pytest tests/chaos $(PYTEST_ARGS) || rc=$$?; \
+	PKG_CHAOS=1 PKG_CHAOS_RESULTS=$$results PKG_FUZZ_CASES=$${PKG_FUZZ_CASES:-100000} \
+		$(PY) -m pytest tests/chaos $(PYTEST_ARGS) || rc=$$?; \
 	$(PY) tools/reliability_report.py "$$results" || [ $$rc -ne 0 ] || rc=1; \
 	exit $$rc
 

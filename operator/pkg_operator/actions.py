@@ -30,6 +30,7 @@ from pkg_operator.api import ACTION_ANNOTATION
 __all__ = [
     "ACTION_ANNOTATION",
     "DEPLOYMENT_ACTIONS",
+    "MAX_VALUE_CHARS",
     "SNAPSHOT_ACTIONS",
     "ActionError",
     "ActionRequest",
@@ -45,6 +46,11 @@ SNAPSHOT_ACTIONS: Final = frozenset({"promote", "rollback"})
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_ACTOR = 253
 _MAX_REASON = 1024
+#: The longest value read. A request is a small object (its longest field, the reason, is
+#: 1,024 characters, 6,144 when every one is JSON-escaped); the API server stores values up
+#: to 256 KiB, which Python's JSON decoder cannot be trusted with: a deeply nested one
+#: raises RecursionError, which would fail the object's handler on every retry.
+MAX_VALUE_CHARS = 16_384
 _EXAMPLE = (
     '{"action": "promote", "token": "<unique, e.g. a CI run id>", "actor": "<who>", '
     '"reason": "<why>"}'
@@ -82,8 +88,17 @@ def parse_action(value: str, allowed: Collection[str] = DEPLOYMENT_ACTIONS) -> A
     :data:`SNAPSHOT_ACTIONS` on a PolicySnapshot). ``actor`` defaults to
     "unknown" and ``reason`` to "" when absent.
     """
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        raise ActionError(
+            f"{ACTION_ANNOTATION} is {len(value)} characters long, more than the "
+            f"{MAX_VALUE_CHARS} a request may have; write it as {_EXAMPLE}"
+        )
     try:
         data = json.loads(value)
+    except RecursionError as exc:
+        raise ActionError(
+            f"{ACTION_ANNOTATION} nests too deep to read; write it as {_EXAMPLE}"
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise ActionError(
             f"{ACTION_ANNOTATION} is not valid JSON ({exc}); write it as {_EXAMPLE}"

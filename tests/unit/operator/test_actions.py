@@ -9,6 +9,7 @@ import pytest
 from pkg_operator.actions import (
     ACTION_ANNOTATION,
     DEPLOYMENT_ACTIONS,
+    MAX_VALUE_CHARS,
     SNAPSHOT_ACTIONS,
     ActionError,
     ActionRequest,
@@ -76,6 +77,26 @@ class TestRefusals:
     def test_an_overlong_reason(self) -> None:
         with pytest.raises(ActionError, match="'reason' is longer than 1024"):
             parse_action(annotation(action="promote", token="x", reason="r" * 1025))
+
+    # Found by the chaos scenario input/bad-manifests (tests/chaos/test_bad_input.py): an
+    # annotation nested 100,000 deep made json.loads raise RecursionError, so the snapshot
+    # handler and the rollout timer failed on every retry and the object's own status and
+    # finalizer were never handled.
+    @pytest.mark.parametrize("value", ["[" * 100_000, '{"a":' * 30_000, "x" * 20_000])
+    def test_an_oversized_value_is_refused_before_it_is_decoded(self, value: str) -> None:
+        with pytest.raises(ActionError, match=f"more than the {MAX_VALUE_CHARS} a request"):
+            parse_action(value)
+
+    @pytest.mark.parametrize("value", ["[" * 5_000, '{"a":' * 2_500 + "1" + "}" * 2_500])
+    def test_a_value_nested_too_deep_to_decode_is_refused(self, value: str) -> None:
+        assert len(value) <= MAX_VALUE_CHARS
+        with pytest.raises(ActionError, match="nests too deep to read"):
+            parse_action(value)
+
+    def test_the_longest_valid_request_fits(self) -> None:
+        value = annotation(action="promote", token="t" * 128, actor="é" * 253, reason="é" * 1024)
+        assert len(value) <= MAX_VALUE_CHARS
+        assert parse_action(value).reason == "é" * 1024
 
 
 class TestSnapshotActions:
