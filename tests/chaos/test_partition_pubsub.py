@@ -26,6 +26,7 @@ from pkg_testbed.chaos.oracle import Place, check_rollout
 from pkg_testbed.chaos.records import ScenarioRecord, record
 from pkg_testbed.chaos.stepwatch import StepWatch, ask, summary_is
 from pkg_testbed.cluster import Cluster, wait_for
+from pkg_testbed.procs import TestbedError
 from pkg_testbed.product import OperatorProcess
 
 pytestmark = pytest.mark.chaos
@@ -103,8 +104,8 @@ async def test_the_fleet_follows_every_step_with_half_the_pubsub_messages_lost(
             world.rollout(STEPS)
             try:
                 findings = await _steps(world, watch)
-            except AssertionError as exc:
-                findings = [str(exc)]
+            except (AssertionError, TestbedError) as exc:
+                findings = [f"{type(exc).__name__}: {exc}"]
             finally:
                 watch.close()
         counters = proxy.counters
@@ -130,6 +131,7 @@ async def test_the_fleet_follows_every_step_with_half_the_pubsub_messages_lost(
             ),
             extra={
                 "steps": watch.times() if watch is not None else [],
+                "kubectl_failures": watch.hiccups if watch is not None else [],
                 "messages_seen": counters.messages_seen,
                 "messages_dropped": counters.messages_dropped,
                 "answers_by_version": dict(answers.by_version),

@@ -25,6 +25,7 @@ from evaluator_sidecar.signals import keys
 from evaluator_sidecar.signals.cohorts import in_canary
 from evaluator_sidecar.signals.messages import DesiredState
 from pkg_testbed.chaos.faultworld import REGION, FaultWorld
+from pkg_testbed.procs import TestbedError
 
 __all__ = ["StepTime", "StepWatch", "ask", "summary_is", "wanted_versions"]
 
@@ -64,6 +65,8 @@ class StepWatch:
         self.started = time.monotonic()
         self.steps: list[StepTime] = []
         self._label: str | None = None
+        #: kubectl calls that failed while polling (retried at the next poll).
+        self.hiccups: list[str] = []
         self._redis = redis.Redis.from_url(world.redis_url)
         place = (world.env, world.target, REGION)
         self._rollout_key, self._env_key = keys.rollout_key(*place), keys.env_key(world.env)
@@ -112,15 +115,21 @@ class StepWatch:
     ) -> dict[str, Any]:
         """Poll until ``until(pdep)`` holds and the fleet matches the status; the object."""
         deadline = time.monotonic() + timeout
+        obj: dict[str, Any] = {}
         while True:
-            obj, matched = self._observe()
+            try:
+                obj, matched = self._observe()
+            except TestbedError as exc:  # one kubectl call failing (a busy API server)
+                self.hiccups.append(str(exc)[:200])
+                matched = False
             if matched and until(obj):
                 return obj
             if time.monotonic() > deadline:
                 summary = (obj.get("status") or {}).get("summary")
                 raise AssertionError(
                     f"timed out after {timeout:g} s waiting for {what} "
-                    f"(summary {summary!r}, fleet {self.world.versions()}, steps {self.times()})"
+                    f"(summary {summary!r}, fleet {self.world.versions()}, steps {self.times()}, "
+                    f"kubectl failures {self.hiccups[-3:]})"
                 )
             time.sleep(self.poll)
 
