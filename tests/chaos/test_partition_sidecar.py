@@ -7,10 +7,14 @@ through), and the gate is promoted, so the rollout asks that device to move to v
 For 25 s:
 
 - the device keeps answering every evaluate request with v1, rightly (no answer lost);
-- no status may claim what the fleet does not report: the rollout does not succeed,
-  ``status.coverage.onIntended`` never counts more devices than really run their
+- no status may claim what the fleet does not report: the rollout does not succeed nor
+  say Available, ``status.coverage.onIntended`` never counts more devices than really run their
   cohort's version, and the device's row in ``pkg_device_versions`` never names a
   version other than the one it runs.
+
+Twice: with every device needed (minDevices 4: the rollout must wait for the device, and
+neither succeed nor say Available meanwhile) and with one to spare (minDevices 3: it may
+finish without the device, but only counting it as stale, never as moved).
 
 Then the partition heals; the device must catch up on its own (the held reads and
 messages flow, its resync follows), the rollout finish, and the oracle accept the end
@@ -33,7 +37,7 @@ from pkg_testbed.chaos.faultworld import REGION, AnswerLoad, FaultWorld
 from pkg_testbed.chaos.oracle import Place, check_rollout
 from pkg_testbed.chaos.records import ScenarioRecord, record
 from pkg_testbed.chaos.stepwatch import StepWatch, ask, summary_is, wanted_versions
-from pkg_testbed.cluster import Cluster, wait_for
+from pkg_testbed.cluster import Cluster, condition, wait_for
 from pkg_testbed.procs import TestbedError
 from pkg_testbed.product import OperatorProcess
 
@@ -57,14 +61,22 @@ async def _row_version(database_url: str, device: str) -> tuple[bool, str | None
 
 
 async def _false_claims(
-    world: FaultWorld, uid: str, device: str
+    world: FaultWorld, uid: str, device: str, *, spare: int
 ) -> tuple[list[str], dict[str, Any]]:
     """What the status or PostgreSQL says about the fleet that the fleet does not report."""
-    status = world.pdep().get("status") or {}
+    obj = world.pdep()
+    status = obj.get("status") or {}
     running = world.versions()
     claims = []
-    if status.get("summary") == "Succeeded":
+    succeeded = status.get("summary") == "Succeeded"
+    if succeeded and not spare:
         claims.append(f"the rollout Succeeded while {device} runs {running[device]}")
+    available = condition(obj, "Available")
+    if available.get("status") == "True" and not spare:
+        claims.append(f"Available=True ({available.get('reason')}) while {device} lags")
+    stale = int((status.get("coverage") or {}).get("stale") or 0)
+    if succeeded and stale < 1:
+        claims.append(f"the rollout Succeeded without counting {device} as stale")
     wanted = wanted_versions(world, uid, status)
     really = sum(1 for d, v in running.items() if v == wanted[d])
     said = int((status.get("coverage") or {}).get("onIntended") or 0)
@@ -76,7 +88,7 @@ async def _false_claims(
     return claims, status
 
 
-async def _partition(world: FaultWorld, device: str, uid: str) -> dict[str, Any]:
+async def _partition(world: FaultWorld, device: str, uid: str, *, spare: int) -> dict[str, Any]:
     """Partition ``device`` from Redis, promote the gate, watch the claims, heal."""
     proxy = world.proxies[f"sidecar-redis-{device.rsplit(':', 1)[1]}"]
     proxy.blackhole()
@@ -86,7 +98,7 @@ async def _partition(world: FaultWorld, device: str, uid: str) -> dict[str, Any]
     deadline = time.monotonic() + HOLD_S
     while time.monotonic() < deadline:
         try:
-            found, status = await _false_claims(world, uid, device)
+            found, status = await _false_claims(world, uid, device, spare=spare)
         except TestbedError as exc:  # one kubectl call failing: sample again
             print(f"sample skipped: {exc}")
             found = []
@@ -107,12 +119,21 @@ async def _partition(world: FaultWorld, device: str, uid: str) -> dict[str, Any]
             "summary": status.get("summary"),
             "message": status.get("message"),
             "coverage": status.get("coverage"),
+            "conditions": {
+                c.get("type"): f"{c.get('status')} {c.get('reason')}"
+                for c in status.get("conditions") or []
+            },
         },
     }
 
 
+@pytest.mark.parametrize("spare", [0, 1], ids=["all-needed", "one-spare"])
 async def test_a_sidecar_cut_off_from_redis_keeps_answering_and_is_never_counted_as_moved(
-    cluster: Cluster, namespace: str, start_operator: Callable[..., OperatorProcess], tmp_path: Path
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    tmp_path: Path,
+    spare: int,
 ) -> None:
     world = FaultWorld(cluster, namespace, start_operator, tmp_path / "world")
     findings: list[str] = []
@@ -125,7 +146,7 @@ async def test_a_sidecar_cut_off_from_redis_keeps_answering_and_is_never_counted
         with AnswerLoad([p.url for p in world.sidecars.values()], world.expected) as load:
             watch = StepWatch(world)
             try:
-                uid = world.rollout(STEPS)
+                uid = world.rollout(STEPS, min_devices=4 - spare)
                 watch.follow(
                     summary_is("Paused"), timeout=120, what=f"the gate at {FIRST_WEIGHT} %"
                 )
@@ -135,7 +156,7 @@ async def test_a_sidecar_cut_off_from_redis_keeps_answering_and_is_never_counted
             assert outside, f"every device is in the {FIRST_WEIGHT} % cohort of {uid}"
             device = outside[0]
             try:
-                result = await _partition(world, device, uid)
+                result = await _partition(world, device, uid, spare=spare)
             except (AssertionError, TestbedError) as exc:
                 result = {"claims": [f"{type(exc).__name__}: {exc}"]}
         findings = result["claims"]
@@ -156,7 +177,7 @@ async def test_a_sidecar_cut_off_from_redis_keeps_answering_and_is_never_counted
     lost = answers.lost + answers.wrong
     record(
         ScenarioRecord(
-            scenario="partition/sidecar-redis-only/cohort-moved",
+            scenario=f"partition/sidecar-redis-only/{'one-spare' if spare else 'all-needed'}",
             group="partition",
             faults=1,
             passes=1 if not findings and lost == 0 else 0,
@@ -166,7 +187,8 @@ async def test_a_sidecar_cut_off_from_redis_keeps_answering_and_is_never_counted
             failures=findings + answers.failures,
             notes=(
                 f"one sidecar's Redis link blackholed for {HOLD_S:g} s while the gate at "
-                f"{FIRST_WEIGHT} % was promoted to 100 % (its PostgreSQL link fine)"
+                f"{FIRST_WEIGHT} % was promoted to 100 % (its PostgreSQL link fine); "
+                f"minDevices {4 - spare} of 4"
             ),
             extra={
                 "catch_up_s": round(result.get("catch_up_s", 0.0), 2),

@@ -244,8 +244,11 @@ class FaultWorld:
     def pdep(self, name: str = "rollout") -> dict[str, Any]:
         return self.cluster.get("pdep", name, self.namespace)
 
-    def rollout(self, steps: list[dict[str, Any]], *, name: str = "rollout") -> str:
-        """Apply a canary of v2 over the fleet; returns its uid."""
+    def rollout(
+        self, steps: list[dict[str, Any]], *, name: str = "rollout", min_devices: int | None = None
+    ) -> str:
+        """Apply a canary of v2 over the fleet (every device needed unless ``min_devices``
+        says fewer); returns its uid."""
         doc = {
             "apiVersion": "pkg.seedcore.io/v1alpha1",
             "kind": "PolicyDeployment",
@@ -260,7 +263,7 @@ class FaultWorld:
                 "coverage": {
                     "minPercent": 100,
                     "heartbeatTTLSeconds": 5,
-                    "minDevices": len(self.sidecars),
+                    "minDevices": len(self.sidecars) if min_devices is None else min_devices,
                 },
             },
         }
