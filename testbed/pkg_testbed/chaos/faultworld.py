@@ -188,9 +188,12 @@ class FaultWorld:
         )
         return self.operator
 
-    def start_fleet(self, count: int, *, own_links: tuple[str, ...] = ()) -> list[str]:
+    def start_fleet(
+        self, count: int, *, own_links: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> list[str]:
         """``count`` sidecars through the shared sidecar links; the first ``len(own_links)``
-        devices get a Redis link of their own named ``own_links[i]`` instead."""
+        devices get a Redis link of their own named ``own_links[i]`` instead. ``env``
+        overrides the sidecars' settings (e.g. the product's default resync interval)."""
         ids = [f"{self.target}:{REGION}:{i}" for i in range(count)]
         for i, device in enumerate(ids):
             redis_link = own_links[i] if i < len(own_links) else "sidecar-redis"
@@ -209,6 +212,7 @@ class FaultWorld:
                     "PKG_RESYNC_INTERVAL_SECONDS": "2",
                     "PKG_REDIS_BACKOFF_MAX_SECONDS": "5",
                     "PKG_LOG_LEVEL": "WARNING",
+                    **(env or {}),
                 },
                 device_id=device,
             )
