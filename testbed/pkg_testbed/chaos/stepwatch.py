@@ -13,6 +13,7 @@ fault (lost pub/sub messages, a partitioned device) and to measure by how much.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from pkg_testbed.chaos.faultworld import REGION, FaultWorld
 from pkg_testbed.procs import TestbedError
 
 __all__ = ["StepTime", "StepWatch", "ask", "summary_is", "wanted_versions"]
+
+#: How often the sampler reads the levels and the fleet.
+_SAMPLE_S = 0.05
 
 
 def wanted_versions(world: FaultWorld, uid: str, status: dict[str, Any]) -> dict[str, str | None]:
@@ -70,9 +74,39 @@ class StepWatch:
         self._redis = redis.Redis.from_url(world.redis_url)
         place = (world.env, world.target, REGION)
         self._rollout_key, self._env_key = keys.rollout_key(*place), keys.env_key(world.env)
+        # A fast sampler of the levels and the fleet (no kubectl): a step the fleet matches
+        # only briefly, before the next is published, is still timed.
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_forever, daemon=True)
+        self._sampler.start()
 
     def close(self) -> None:
+        self._stop.set()
+        self._sampler.join(timeout=10)
         self._redis.close()
+
+    def _sample_forever(self) -> None:
+        while not self._stop.wait(_SAMPLE_S):
+            try:
+                self._note()
+            except (OSError, redis.RedisError, ValueError) as exc:  # sampled again next time
+                self.hiccups.append(f"sampling: {exc!r}"[:200])
+
+    def _note(self) -> bool:
+        """Read the levels, then the fleet; note a new state or its convergence; a match."""
+        label, wanted = self._published()
+        versions = self.world.versions()
+        with self._lock:
+            now = time.monotonic()
+            if label != self._label:
+                self._label = label
+                self.steps.append(StepTime(label, now - self.started))
+            step = self.steps[-1]
+            matched = versions == wanted
+            if matched and step.converge_s is None:
+                step.converge_s = now - self.started - step.published_s
+            return matched
 
     def _published(self) -> tuple[str, dict[str, str | None]]:
         """The levels in Redis now: a label, and what each sidecar must run for them."""
@@ -99,16 +133,7 @@ class StepWatch:
         so levels read afterwards are never older than what the status says.
         """
         obj = self.world.pdep(self.name)
-        label, wanted = self._published()
-        now = time.monotonic()
-        if label != self._label:
-            self._label = label
-            self.steps.append(StepTime(label, now - self.started))
-        step = self.steps[-1]
-        matched = self.world.versions() == wanted
-        if matched and step.converge_s is None:
-            step.converge_s = time.monotonic() - self.started - step.published_s
-        return obj, matched
+        return obj, self._note()
 
     def follow(
         self, until: Callable[[dict[str, Any]], bool], *, timeout: float, what: str
@@ -134,14 +159,14 @@ class StepWatch:
             time.sleep(self.poll)
 
     def times(self) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.steps]
+        with self._lock:
+            return [s.as_dict() for s in self.steps]
 
     def worst(self) -> float | None:
-        """The longest time any step took to converge (None when one never did)."""
-        times = [s.converge_s for s in self.steps]
-        if not times or any(t is None for t in times):
-            return None
-        return max(t for t in times if t is not None)
+        """The longest time a step took to converge (None: none was seen converged; a step
+        the next replaced before the fleet was seen on it shows ``converge_s`` None)."""
+        times = [s.converge_s for s in self.steps if s.converge_s is not None]
+        return max(times) if times else None
 
 
 def summary_is(*summaries: str) -> Callable[[dict[str, Any]], bool]:
