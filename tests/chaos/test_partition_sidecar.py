@@ -1,7 +1,7 @@
 """One sidecar cut off from Redis (PostgreSQL still reachable) while the rollout moves its cohort.
 
 Each of four sidecars reaches Redis through a proxy of its own. A canary of v2 stops at
-a gate at 25 %; one device outside that cohort is then partitioned from Redis (its
+a gate at 0 % (published, no device in it); one device is then partitioned from Redis (its
 proxy holds every byte both ways: no message, no level read, no heartbeat gets
 through), and the gate is promoted, so the rollout asks that device to move to v2.
 For 25 s:
@@ -44,7 +44,10 @@ from pkg_testbed.product import OperatorProcess
 pytestmark = pytest.mark.chaos
 
 HOLD_S = 25.0
-FIRST_WEIGHT = 25
+#: The gate's weight: 0, the canary published to no device yet, so that whichever device
+#: is cut off, the promotion to 100 % moves its cohort (at 25 % all four devices of a
+#: run once fell in the canary).
+FIRST_WEIGHT = 0
 STEPS: list[dict[str, Any]] = [{"setWeight": FIRST_WEIGHT}, {"pause": {}}, {"setWeight": 100}]
 
 
@@ -153,7 +156,6 @@ async def test_a_sidecar_cut_off_from_redis_keeps_answering_and_is_never_counted
             finally:
                 watch.close()
             outside = [d for d in devices if not in_canary(d, uid, FIRST_WEIGHT)]
-            assert outside, f"every device is in the {FIRST_WEIGHT} % cohort of {uid}"
             device = outside[0]
             try:
                 result = await _partition(world, device, uid, spare=spare)
