@@ -40,6 +40,10 @@ class Converger:
         self.env = env
         self._lock = asyncio.Lock()
         self._permanent_failures: dict[tuple[str, str | None], str] = {}
+        #: The last convergence failed for a reason that may pass (PostgreSQL away): the
+        #: listener retries soon rather than at the next periodic resync.
+        self.retry_pending = False
+        self._transient = False
 
     async def converge(self, source: Source, *, fresh: bool) -> bool:
         """Activate what the tracker resolves to; True when it is active afterwards.
@@ -48,7 +52,9 @@ class Converger:
         unchanged active snapshot counts as confirmed.
         """
         async with self._lock:
-            return await self._converge_locked(source, fresh=fresh)
+            done = await self._converge_locked(source, fresh=fresh)
+            self.retry_pending = not done and self._transient
+            return done
 
     async def activate_version(self, version: str, *, source: Source = "manual") -> bool:
         """Activate ``version`` now as a manual override (an ``activate:<version>`` message).
@@ -94,6 +100,7 @@ class Converger:
     async def _converge_locked(
         self, source: Source, *, fresh: bool, preloaded: PKGSnapshotData | None = None
     ) -> bool:
+        self._transient = False
         target = self.tracker.resolution()
         ref = target.ref
         if ref is None:
@@ -101,6 +108,7 @@ class Converger:
             try:
                 snapshot = await self.activator.loader.active()
             except ActivationError as exc:
+                self._transient = exc.transient
                 if self.activator.slot.active() is None:
                     self.activator.last_error = self.activator.unavailable(str(exc))
                 log_event(logger, logging.WARNING, "active_snapshot_unavailable", error=str(exc))
@@ -131,6 +139,7 @@ class Converger:
         try:
             await self.activator.activate(ref, target, source, preloaded)
         except ActivationError as exc:
+            self._transient = exc.transient
             if not exc.transient:
                 self._permanent_failures[key] = str(exc)
             return False

@@ -7,7 +7,8 @@ When Redis goes away it reconnects with exponential back-off and full jitter
 and re-reads the levels once subscribed again, so a message published during
 the outage is not missed. A periodic resync re-reads the levels (or, without
 Redis, PostgreSQL's active snapshot) to catch what a lost message or a key
-written without one would leave behind. The facts level ``pkg:facts:{env}``
+written without one would leave behind; after a failure that may pass (PostgreSQL away
+when a snapshot must be loaded) it comes sooner, with back-off. The facts level ``pkg:facts:{env}``
 is followed the same way (its message, every resync) by the
 :class:`~evaluator_sidecar.sidecar.facts.FactsKeeper`. Evaluation never waits
 on any of it.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from evaluator_sidecar.sidecar.activation import Source
 from evaluator_sidecar.sidecar.converge import Converger
@@ -34,9 +36,15 @@ from evaluator_sidecar.signals import (
 )
 from evaluator_sidecar.signals import errors as redis_errors
 
-__all__ = ["RedisListener"]
+__all__ = ["RETRY_CAP_SECONDS", "RedisListener"]
 
 logger = logging.getLogger(MANAGER_LOGGER)
+
+#: The longest wait before resyncing again after a convergence failed for a reason
+#: that may pass. Full jitter spreads a fleet's retries over it.
+RETRY_CAP_SECONDS = 5.0
+#: How often the resync loop looks at the clock and at a failed convergence.
+_TICK_SECONDS = 0.5
 
 
 class RedisListener:
@@ -234,13 +242,39 @@ class RedisListener:
             )
 
     async def resync_forever(self) -> None:
-        """Resync every ``resync_interval`` seconds until stopped."""
+        """Resync every ``resync_interval`` seconds until stopped.
+
+        While the last convergence failed for a reason that may pass (PostgreSQL away
+        when a snapshot had to be loaded), resync sooner: after a jittered back-off of
+        at most :data:`RETRY_CAP_SECONDS`. Waiting for the next periodic resync kept a
+        rollout step waiting up to a whole interval (30 s by default) after PostgreSQL
+        had come back (chaos scenario partition/sidecar-postgres-only/new-snapshot).
+        """
+        failures = 0
+        due = time.monotonic() + self.resync_interval
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.resync_interval)
+                await asyncio.wait_for(
+                    self._stopping.wait(), timeout=min(_TICK_SECONDS, self.resync_interval)
+                )
             if self._stopping.is_set():
                 return
+            now = time.monotonic()
+            if self.converger.retry_pending and failures == 0:
+                failures = 1  # failed on a message: retry soon, not at the next interval
+                due = min(due, now + self._retry_delay(failures))
+            if now < due:
+                continue
             try:
                 await self.resync("resync")
             except Exception:  # the loop must outlive any single failure
                 logger.exception("resync failed unexpectedly; retrying at the next interval")
+            if self.converger.retry_pending:
+                failures += 1
+                due = time.monotonic() + self._retry_delay(failures)
+            else:
+                failures = 0
+                due = time.monotonic() + self.resync_interval
+
+    def _retry_delay(self, failures: int) -> float:
+        return backoff_delay(failures, base=0.5, cap=min(RETRY_CAP_SECONDS, self.resync_interval))

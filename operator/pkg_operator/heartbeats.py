@@ -36,9 +36,29 @@ from evaluator_sidecar.store.models import DeviceHeartbeat
 from pkg_operator.context import OperatorContext
 from pkg_operator.metrics import HEARTBEAT_BATCH, HEARTBEAT_LAG, backend_error
 
-__all__ = ["newest_per_device", "shadow_rows", "start_folder", "to_counters", "to_row"]
+__all__ = [
+    "RETRY_CAP_SECONDS",
+    "newest_per_device",
+    "retry_delay",
+    "shadow_rows",
+    "start_folder",
+    "to_counters",
+    "to_row",
+]
 
 log = logging.getLogger(__name__)
+
+#: The longest wait before folding again after a failure. The folder is how coverage
+#: learns what the fleet runs, so every rollout step waits for it once PostgreSQL (or
+#: Redis) is back: with the 30 s cap it had, a rollout stood still for up to 30 s after
+#: a PostgreSQL outage had ended (chaos scenario outage/postgres-down-30s/mid-rollout).
+#: A retry costs one stream read and one statement; retrying often harms nobody.
+RETRY_CAP_SECONDS = 2.0
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row (jittered, at most the cap)."""
+    return backoff_delay(failures, base=0.25, cap=RETRY_CAP_SECONDS)
 
 
 def to_row(beat: Heartbeat) -> DeviceHeartbeat:
@@ -162,7 +182,7 @@ async def _fold_forever(ctx: OperatorContext) -> None:
             if not _stream_lost(exc):
                 failures += 1
                 log.exception("reading heartbeats failed (attempt %d)", failures)
-                await asyncio.sleep(backoff_delay(failures, base=0.5, cap=30.0))
+                await asyncio.sleep(retry_delay(failures))
                 continue
             # Redis restarted without persistence, or the stream was deleted: the stream
             # and its consumer group are gone. Blocked readers get UNBLOCKED, later NOGROUP.
@@ -172,10 +192,13 @@ async def _fold_forever(ctx: OperatorContext) -> None:
         except Exception as exc:
             backend_error(exc, where="heartbeats")
             failures += 1
-            delay = backoff_delay(failures, base=0.5, cap=30.0)
-            log.exception(
-                "folding heartbeats failed (attempt %d); retrying in %.1fs", failures, delay
-            )
+            delay = retry_delay(failures)
+            message = "folding heartbeats failed (attempt %d); retrying in %.1fs: %s"
+            reason = str(exc) or type(exc).__name__
+            if failures == 1:
+                log.exception(message, failures, delay, reason)
+            else:  # the traceback once per run of failures: retries come every few seconds
+                log.warning(message, failures, delay, reason)
             await asyncio.sleep(delay)
 
 

@@ -1,4 +1,4 @@
-"""PostgreSQL goes away mid-rollout, and during a promotion.
+"""PostgreSQL goes away mid-rollout, during a promotion, and while a snapshot is applied.
 
 The operator and the sidecars reach PostgreSQL through fault proxies; "down" closes
 every open connection and refuses new ones, as a stopped server would (the shared
@@ -10,25 +10,34 @@ is back, with nothing lost and the promotion done once.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from pkg_testbed.chaos.faultworld import (
+    AnswerLoad,
     Fault,
     FaultWorld,
     half_way,
     record_outcome,
     run_mid_rollout,
+    versioned_snapshot_doc,
 )
-from pkg_testbed.cluster import Cluster, wait_for
+from pkg_testbed.chaos.records import ScenarioRecord, record
+from pkg_testbed.cluster import Cluster, condition, wait_for
 from pkg_testbed.product import OperatorProcess
 
 pytestmark = pytest.mark.chaos
 
 OUTAGE_S = 30.0
+#: From applying a snapshot during an outage to its end, and how soon after the end the
+#: fleet must run it (the operator retries a failed snapshot reconciliation every few s).
+APPLY_TO_HEAL_S = 11.5
+SNAPSHOT_WITHIN_S = 6.0
 
 
 def _world(
@@ -119,3 +128,79 @@ def test_a_promotion_asked_for_while_postgres_is_down_happens_once_it_is_back(
         notes="PostgreSQL refused for 20 s from the moment a manual promote was asked at the gate",
         extra={"stable_after": promotions},
     )
+
+
+def test_a_snapshot_applied_while_postgres_is_down_reaches_the_fleet_once_it_is_back(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., OperatorProcess], tmp_path: Path
+) -> None:
+    """v2 (autoPromote) applied 2 s into an outage that ends 11.5 s later: stored, validated,
+    promoted and run by every sidecar within seconds of PostgreSQL's return.
+
+    The operator first tries to store v2 at once and fails; the outage ends just after a
+    second attempt would have come with the old fixed 10 s retry delay, so that delay
+    (the next attempt 8-9 s after PostgreSQL is back) fails the scenario."""
+    world = FaultWorld(cluster, namespace, start_operator, tmp_path / "world")
+    failures: list[str] = []
+    converge_s: float | None = None
+    try:
+        world.start_operator()
+        _apply(world, "v1", world.v1)
+        wait_for(partial(_active, world, "v1"), timeout=90, what="v1 Active")
+        world.start_fleet(4)
+        wait_for(lambda: world.on(world.v1), timeout=90, what="the fleet on v1")
+        with AnswerLoad([p.url for p in world.sidecars.values()], world.expected) as load:
+            _postgres(world, "down")
+            time.sleep(2)
+            _apply(world, "v2", world.v2)
+            time.sleep(APPLY_TO_HEAL_S)
+            _postgres(world, "passthrough")
+            healed = time.monotonic()
+            try:
+                wait_for(lambda: world.on(world.v2), timeout=120, what="the fleet on v2")
+                converge_s = time.monotonic() - healed
+                wait_for(partial(_active, world, "v2"), timeout=30, what="v2 Active")
+                if converge_s > SNAPSHOT_WITHIN_S:
+                    failures.append(
+                        f"the fleet ran v2 {converge_s:.1f} s after PostgreSQL came back, "
+                        f"want within {SNAPSHOT_WITHIN_S:g} s"
+                    )
+            except AssertionError as exc:
+                failures.append(str(exc))
+    finally:
+        world.close()
+    answers = load.answers
+    lost = answers.lost + answers.wrong
+    record(
+        ScenarioRecord(
+            scenario="outage/postgres-down-13s/snapshot-applied",
+            group="outage",
+            faults=1,
+            passes=1 if not failures and lost == 0 else 0,
+            converge_s=None if converge_s is None else round(converge_s, 2),
+            answers_total=answers.total,
+            answers_lost=lost,
+            failures=failures + answers.failures,
+            notes=f"an autoPromote PolicySnapshot applied 2 s into a PostgreSQL outage that "
+            f"ends {APPLY_TO_HEAL_S:g} s later; converge_s: from PostgreSQL's return to every "
+            "sidecar on it",
+            extra={"answers_by_version": dict(answers.by_version)},
+        )
+    )
+    assert not failures, failures
+    assert lost == 0, f"{lost} of {answers.total} answers lost: {answers.failures}"
+
+
+def _apply(world: FaultWorld, name: str, version: str) -> None:
+    world.cluster.kubectl(
+        "apply",
+        "--server-side",
+        "-n",
+        world.namespace,
+        "-f",
+        "-",
+        stdin=versioned_snapshot_doc(name, version, env=world.env, auto=True),
+    )
+
+
+def _active(world: FaultWorld, name: str) -> bool:
+    return condition(world.psnap(name), "Active").get("status") == "True"

@@ -54,6 +54,7 @@ __all__ = [
     "coverage_text",
     "health",
     "invalid",
+    "measured_at",
     "snapshot_problem",
     "status",
 ]
@@ -85,9 +86,16 @@ def snapshot_problem(snapshot_name: str, obs: Observations) -> tuple[str, str] |
     return None
 
 
-def coverage(obs: CoverageObs) -> dict[str, Any]:
+def coverage(obs: CoverageObs, *, weight: float | None = None) -> dict[str, Any]:
+    """The coverage figures for the status; ``weight``: the percentage now published.
+
+    Figures computed for another percentage (the tick that publishes a step observed
+    the fleet at the previous one) say nothing of who runs what it should now: what
+    depends on the percentage is left out (deleted from the status) until measured,
+    rather than claimed (chaos scenario partition/sidecar-redis-only/all-needed).
+    """
     percent = 100.0 * obs.on_intended / obs.targeted if obs.targeted else 0.0
-    return {
+    figures: dict[str, Any] = {
         "targeted": obs.targeted,
         "onCanary": obs.on_canary,
         "onStable": obs.on_stable,
@@ -98,6 +106,16 @@ def coverage(obs: CoverageObs) -> dict[str, Any]:
         "percent": round(percent, 2),
         "display": f"{obs.on_intended}/{obs.targeted}",
     }
+    if not measured_at(obs, weight):
+        figures.update(
+            onIntended=None, expectedCanary=None, percent=None, display=f"?/{obs.targeted}"
+        )
+    return figures
+
+
+def measured_at(obs: CoverageObs, weight: float | None) -> bool:
+    """True unless ``obs`` was computed for another percentage than ``weight``."""
+    return weight is None or obs.weight is None or abs(obs.weight - weight) <= 1e-9
 
 
 def coverage_text(obs: CoverageObs, wanted: Coverage) -> str:
@@ -256,6 +274,11 @@ def _view(state: State, spec: RolloutSpec, obs: Observations) -> tuple[str, str,
                 f"{where}: prepared {covered.prepared}/{covered.prepare_expected} devices for "
                 f"{state.prepare.snapshot.version}; all switch together once every one has"
             )
+        elif (step is None or step.kind == "setWeight") and not measured_at(
+            obs.coverage, state.weight
+        ):
+            reason = "WaitingForCoverage"
+            message = f"{where}: published; waiting for the devices to report on it"
         elif step is None or step.kind == "setWeight":
             reason = "WaitingForCoverage"
             message = f"{where}: {coverage_text(obs.coverage, spec.coverage)}"
@@ -369,7 +392,7 @@ def status(
         "stepCount": count,
         "stepProgress": f"{shown}/{count}",
         "stepStartedAt": time_or_none(state.step_started_at),
-        "coverage": coverage(obs.coverage),
+        "coverage": coverage(obs.coverage, weight=state.weight),
         "health": health(obs.health),
         "attempt": attempt.to_dict() if attempt else None,
         "history": state.history,

@@ -188,9 +188,12 @@ class FaultWorld:
         )
         return self.operator
 
-    def start_fleet(self, count: int, *, own_links: tuple[str, ...] = ()) -> list[str]:
+    def start_fleet(
+        self, count: int, *, own_links: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> list[str]:
         """``count`` sidecars through the shared sidecar links; the first ``len(own_links)``
-        devices get a Redis link of their own named ``own_links[i]`` instead."""
+        devices get a Redis link of their own named ``own_links[i]`` instead. ``env``
+        overrides the sidecars' settings (e.g. the product's default resync interval)."""
         ids = [f"{self.target}:{REGION}:{i}" for i in range(count)]
         for i, device in enumerate(ids):
             redis_link = own_links[i] if i < len(own_links) else "sidecar-redis"
@@ -209,6 +212,7 @@ class FaultWorld:
                     "PKG_RESYNC_INTERVAL_SECONDS": "2",
                     "PKG_REDIS_BACKOFF_MAX_SECONDS": "5",
                     "PKG_LOG_LEVEL": "WARNING",
+                    **(env or {}),
                 },
                 device_id=device,
             )
@@ -244,8 +248,11 @@ class FaultWorld:
     def pdep(self, name: str = "rollout") -> dict[str, Any]:
         return self.cluster.get("pdep", name, self.namespace)
 
-    def rollout(self, steps: list[dict[str, Any]], *, name: str = "rollout") -> str:
-        """Apply a canary of v2 over the fleet; returns its uid."""
+    def rollout(
+        self, steps: list[dict[str, Any]], *, name: str = "rollout", min_devices: int | None = None
+    ) -> str:
+        """Apply a canary of v2 over the fleet (every device needed unless ``min_devices``
+        says fewer); returns its uid."""
         doc = {
             "apiVersion": "pkg.seedcore.io/v1alpha1",
             "kind": "PolicyDeployment",
@@ -260,7 +267,7 @@ class FaultWorld:
                 "coverage": {
                     "minPercent": 100,
                     "heartbeatTTLSeconds": 5,
-                    "minDevices": len(self.sidecars),
+                    "minDevices": len(self.sidecars) if min_devices is None else min_devices,
                 },
             },
         }
