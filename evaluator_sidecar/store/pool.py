@@ -148,6 +148,12 @@ async def create_pool(
     return pool
 
 
+#: How long a caller waits for a free pooled connection. Without a bound a starved pool
+#: (every connection held by callers that wait on something else) stalls its callers
+#: silently forever; with one they fail with DatabaseUnavailableError and are retried.
+ACQUIRE_TIMEOUT_SECONDS = 30.0
+
+
 class Database:
     """One lazily created pool, shared by every DAO of a client."""
 
@@ -182,12 +188,26 @@ class Database:
                 )
         return self._pool
 
+    async def _acquire(self, pool: asyncpg.Pool) -> Connection:
+        try:
+            conn: Connection = await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise DatabaseUnavailableError(
+                f"no PostgreSQL connection came free within {ACQUIRE_TIMEOUT_SECONDS:.0f} s "
+                f"(all {self._max_size} of the pool in use); the caller retries. If this "
+                "repeats, PostgreSQL is too slow for the load or the pool is too small"
+            ) from None
+        return conn
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection for one or a few statements outside a transaction."""
         pool = await self.pool()
-        async with pool.acquire() as conn:
+        conn = await self._acquire(pool)
+        try:
             yield conn
+        finally:
+            await pool.release(conn)
 
     @asynccontextmanager
     async def transaction(
@@ -198,8 +218,12 @@ class Database:
         Keep the block short: no waiting on anything but this database inside it.
         """
         pool = await self.pool()
-        async with pool.acquire() as conn, conn.transaction(readonly=readonly, isolation=isolation):
-            yield conn
+        conn = await self._acquire(pool)
+        try:
+            async with conn.transaction(readonly=readonly, isolation=isolation):
+                yield conn
+        finally:
+            await pool.release(conn)
 
     async def close(self) -> None:
         """Close the pool if this object created it."""
